@@ -1,0 +1,17 @@
+//! SIP messages: framing, parsing and printing (RFC 3261 §7, §20, §25).
+//!
+//! Pure: no IO, no clock. The wire layer is our own (see the README's design notes for why not
+//! rsip): it frames by Content-Length, unfolds continuation lines, expands compact header names,
+//! keeps every header in wire order as text and never touches the body bytes. Typed access is
+//! offered only for the headers the B2BUA acts on (`headers.rs`, `uri.rs`).
+
+pub mod headers;
+pub mod message;
+pub mod uri;
+
+pub use headers::{CSeq, NameAddr, Params, Via};
+pub use message::{
+    frame_stream, parse_message, Framing, Header, Headers, Limits, Message, Method, ParseError,
+    StartLine,
+};
+pub use uri::{SipUri, Uri};
