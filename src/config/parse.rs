@@ -135,6 +135,8 @@ struct Ctx<'r> {
     srcs: Vec<Src>,
     errors: Vec<(usize, ConfigError)>,
     read: Reader<'r>,
+    /// Peer policy files already read, with the field that named them.
+    peer_files: HashMap<PathBuf, String>,
 }
 
 impl Ctx<'_> {
@@ -409,6 +411,9 @@ impl<'t, 'i> Tab<'t, 'i> {
 fn parse_transport_addr(s: &str) -> Result<(Transport, SocketAddr), String> {
     const EXPECTED: &str =
         "expected transport:ip:port, e.g. \"udp:192.0.2.1:5060\" or \"tcp:[2001:db8::1]:5060\"";
+    if SocketAddr::from_str(s).is_ok() || IpAddr::from_str(s).is_ok() {
+        return Err(format!("`{s}`: missing transport; {EXPECTED}"));
+    }
     let Some((t, rest)) = s.split_once(':') else {
         return Err(format!("`{s}`: {EXPECTED}"));
     };
@@ -714,6 +719,12 @@ fn document<'i>(cx: &mut Ctx, src: usize, text: &'i str) -> Option<Spanned<DeTab
 /// Reads a peer policy file named in a realm's `peers` list.
 fn peer_file(cx: &mut Ctx, base: &Path, rel: Sp<String>, realm: Option<&str>) -> Option<RawPeer> {
     let path = base.join(&rel.v);
+    if let Some(first) = cx.peer_files.get(&path) {
+        let msg = format!("{} is already named by {first}", path.display());
+        cx.err_at(&rel, msg);
+        return None;
+    }
+    cx.peer_files.insert(path.clone(), rel.field.clone());
     let text = match (cx.read)(&path) {
         Ok(t) => t,
         Err(e) => {
@@ -747,9 +758,10 @@ struct RawRealm {
     peers: Vec<RawPeer>,
 }
 
-fn realm(cx: &mut Ctx, mut t: Tab, base: &Path) -> RawRealm {
+/// `taken`: names of the realms before this one (a duplicate keeps its index path).
+fn realm(cx: &mut Ctx, mut t: Tab, base: &Path, taken: &[String]) -> RawRealm {
     let name = t.req_str(cx, "name");
-    if let Some(n) = &name {
+    if let Some(n) = name.as_ref().filter(|n| !taken.contains(&n.v)) {
         t.path = format!("realm.{}", n.v);
     }
     t.check_keys(cx, REALM_KEYS);
@@ -879,6 +891,7 @@ pub(super) fn parse(text: &str, origin: &Path, read: Reader) -> Result<Config, C
         srcs: Vec::new(),
         errors: Vec::new(),
         read,
+        peer_files: HashMap::new(),
     };
     let src = cx.add_src(origin, text);
     let Some(doc) = document(&mut cx, src, text) else {
@@ -906,11 +919,14 @@ pub(super) fn parse(text: &str, origin: &Path, read: Reader) -> Result<Config, C
     } else {
         root.tables(&mut cx, "realm")
     };
-    let realms: Vec<RawRealm> = realm_tabs
-        .unwrap_or_default()
-        .into_iter()
-        .map(|t| realm(&mut cx, t, &base))
-        .collect();
+    let mut realms: Vec<RawRealm> = Vec::new();
+    for t in realm_tabs.unwrap_or_default() {
+        let taken: Vec<String> = realms
+            .iter()
+            .filter_map(|r| r.name.as_ref().map(|n| n.v.clone()))
+            .collect();
+        realms.push(realm(&mut cx, t, &base, &taken));
+    }
 
     cross_checks(&mut cx, &root, &home_domains, &realms);
 
