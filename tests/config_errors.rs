@@ -91,7 +91,7 @@ fn describe_shows_defaults_and_parses_back() {
         "listen = [\"udp:127.0.10.2:5060\", \"tcp:127.0.10.2:5060\"]",
         "next_hop = \"udp:127.0.30.2:5060\"",
         "max_calls = 1000",
-        "\"P-Charging-Vector\",",
+        "\"P-Charging-Vector\", \"P-Early-Media\"",
         "# from ",
     ] {
         assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
@@ -338,4 +338,19 @@ fn realm_structure_errors() {
     assert_eq!(fields, ["sip.t2_ms", "realm[1].name", "realm[1].listen[0]"]);
     assert_eq!(s[2].1, 17);
     assert!(e[2].message.contains("of realm.home.listen[0]"));
+}
+
+#[test]
+fn example_files_load() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/example/border.toml");
+    let c = config::load(&path).unwrap_or_else(|e| panic!("example does not load:\n{e}"));
+    let home = c.home();
+    assert_eq!(home.core_sources.len(), 2);
+    assert_eq!(home.headers.allow.len(), 30);
+    let c_peer = &c.realm("interconnect").unwrap().peers[0];
+    assert_eq!(c_peer.name, "operator-c");
+    assert_eq!(c_peer.trust, Trust::Untrusted);
+    assert_eq!(c_peer.allowed_methods.len(), 12);
+    assert_eq!(c_peer.headers.allow.len(), 17);
+    assert_eq!(c.sip, config::SipSettings::default());
 }

@@ -10,16 +10,26 @@ fn q(s: &str) -> String {
 
 fn list<I: IntoIterator<Item = String>>(items: I) -> String {
     let items: Vec<String> = items.into_iter().map(|s| q(&s)).collect();
-    if items.len() <= 4 {
-        format!("[{}]", items.join(", "))
-    } else {
-        let mut s = String::from("[\n");
-        for i in items {
-            let _ = writeln!(s, "    {i},");
-        }
-        s.push(']');
-        s
+    let one_line = format!("[{}]", items.join(", "));
+    if one_line.len() <= 80 {
+        return one_line;
     }
+    // Long lists (header allow-lists, methods): wrapped, several per line.
+    let mut s = String::from("[\n");
+    let mut line = String::new();
+    for i in items {
+        if !line.is_empty() && line.len() + i.len() + 2 > 92 {
+            let _ = writeln!(s, "    {}", line.trim_end());
+            line.clear();
+        }
+        line.push_str(&i);
+        line.push_str(", ");
+    }
+    if !line.is_empty() {
+        let _ = writeln!(s, "    {}", line.trim_end());
+    }
+    s.push(']');
+    s
 }
 
 fn trust(t: Trust) -> &'static str {
@@ -78,7 +88,7 @@ pub(super) fn describe(c: &Config) -> String {
             );
             let _ = writeln!(o, "trust = {}", q(trust(r.trust)));
         }
-        let _ = writeln!(o, "[realm.headers]");
+        let _ = writeln!(o, "\n[realm.headers]");
         let _ = writeln!(o, "allow = {}", list(r.headers.allow.iter().cloned()));
         for p in &r.peers {
             let _ = writeln!(o, "\n[[realm.peer]]");
@@ -100,7 +110,7 @@ pub(super) fn describe(c: &Config) -> String {
                 list(p.allowed_methods.iter().cloned())
             );
             let _ = writeln!(o, "max_calls = {}", p.max_calls);
-            let _ = writeln!(o, "[realm.peer.headers]");
+            let _ = writeln!(o, "\n[realm.peer.headers]");
             let _ = writeln!(o, "allow = {}", list(p.headers.allow.iter().cloned()));
         }
     }

@@ -445,8 +445,7 @@ fn parse_ip(cx: &mut Ctx, s: Sp<String>) -> Option<Sp<IpAddr>> {
 
 fn parse_next_hop(cx: &mut Ctx, s: Sp<String>) -> Option<Sp<NextHop>> {
     match parse_transport_addr(&s.v) {
-        Ok((transport, addr)) if addr.ip().is_unspecified() => {
-            let _ = transport;
+        Ok((_, addr)) if addr.ip().is_unspecified() => {
             cx.err_at(
                 &s,
                 format!("`{}`: cannot send to an unspecified address", s.v),
@@ -705,13 +704,16 @@ fn document<'i>(cx: &mut Ctx, src: usize, text: &'i str) -> Option<Spanned<DeTab
     if errors.is_empty() {
         return Some(doc);
     }
+    // The parser recovers and goes on, but later errors on the same line are mostly echoes of
+    // the first: report one per line.
+    let mut lines_seen = Vec::new();
     for e in errors {
-        cx.err(
-            src,
-            e.span().unwrap_or(0..0),
-            "(syntax)",
-            e.message().trim().to_string(),
-        );
+        let span = e.span().unwrap_or(0..0);
+        let (line, _) = line_col(text, span.start);
+        if !lines_seen.contains(&line) {
+            lines_seen.push(line);
+            cx.err(src, span, "(syntax)", e.message().trim().to_string());
+        }
     }
     None
 }
