@@ -351,3 +351,56 @@ fn embedded_default_parses() {
     assert_eq!(c.name, "palisade-a");
     assert_eq!(c.realm("interconnect").unwrap().peers[0].name, "operator-b");
 }
+
+#[test]
+fn syntax_error_in_peer_file_names_it() {
+    let f = files(&[(
+        "/etc/palisade/peers/b.toml",
+        "name = \"operator-b\"\ndomains = [\n",
+    )]);
+    let e = parse_with(NODE, &f).unwrap_err().0;
+    assert_eq!(e.len(), 1, "{}", ConfigErrors(e.clone()));
+    assert_eq!(e[0].file, PathBuf::from("/etc/palisade/peers/b.toml"));
+    assert_eq!(e[0].field, "(syntax)");
+}
+
+#[test]
+fn wrong_element_type_and_bad_values() {
+    let bad = PEER_B
+        .replace("[\"127.0.30.2\"]", "[\"127.0.30.2\", 5, \"host.example\"]")
+        .replace(
+            "name = \"operator-b\"",
+            "name = \"operator-b\"\ntrust = \"yes\"\nmax_calls = 0\nallowed_methods = [\"invite\"]",
+        );
+    let f = files(&[("/etc/palisade/peers/b.toml", &bad)]);
+    let e = parse_with(NODE, &f).unwrap_err().0;
+    let fields: Vec<&str> = e.iter().map(|e| e.field.as_str()).collect();
+    assert_eq!(
+        fields,
+        [
+            "trust",
+            "max_calls",
+            "allowed_methods[0]",
+            "sources[1]",
+            "sources[2]"
+        ],
+        "{}",
+        ConfigErrors(e.clone())
+    );
+    assert!(e[3].message.contains("expected a string, found an integer"));
+    assert!(e[4].message.contains("expected an IP address"));
+}
+
+#[test]
+fn inline_peer_realm_mismatch() {
+    let text = NODE.replace("peers = [\"peers/b.toml\"]\n", "")
+        + "[[realm.peer]]\nname = \"c\"\nrealm = \"home\"\ndomains = [\"c.example\"]\nsources = [\"192.0.2.3\"]\nnext_hop = \"tcp:[2001:db8::3]:5061\"\n";
+    let e = one_error(&text);
+    assert_eq!(e.field, "realm.interconnect.peer.c.realm");
+    assert_eq!(e.line, 16);
+    let ok = text.replace("realm = \"home\"\n", "");
+    let c = parse_with(&ok, &HashMap::new()).unwrap();
+    let p = &c.realm("interconnect").unwrap().peers[0];
+    assert_eq!(p.next_hop.to_string(), "tcp:[2001:db8::3]:5061");
+    assert_eq!(p.origin, PathBuf::from("/etc/palisade/node.toml"));
+}
