@@ -1,1 +1,516 @@
+//! Two border engines wired back to back in memory with a virtual clock: the lab topology
+//! without sockets. Every byte exchanged between the borders is kept for the leak checks.
 
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::{Border, Inbound};
+use crate::config::{self, Transport};
+use crate::sip::{parse_message, Limits, Message};
+use crate::transaction::Flow;
+
+const CORE_A: &str = "127.0.10.1:5060";
+const CORE_B: &str = "127.0.40.1:5060";
+
+fn lab(name: &str) -> Arc<config::Config> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/lab").join(name);
+    Arc::new(config::load(&path).expect("lab config loads"))
+}
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().expect("test address")
+}
+
+struct Sim {
+    now: Instant,
+    borders: [Border; 2],
+    /// Messages delivered to A's core and B's core: (from, bytes).
+    core: [VecDeque<(SocketAddr, Vec<u8>)>; 2],
+    interconnect: Vec<Vec<u8>>,
+    /// Drop every n-th datagram between the borders (0 = lossless).
+    lossy: usize,
+    sent: usize,
+}
+
+impl Sim {
+    fn new() -> Sim {
+        Sim {
+            now: Instant::now(),
+            borders: [
+                Border::new(lab("operator-a.toml"), 1),
+                Border::new(lab("operator-b.toml"), 2),
+            ],
+            core: [VecDeque::new(), VecDeque::new()],
+            interconnect: Vec::new(),
+            lossy: 0,
+            sent: 0,
+        }
+    }
+
+    /// Which border and realm listens on this address.
+    fn listener(&self, to: SocketAddr) -> Option<(usize, usize)> {
+        for (bi, b) in self.borders.iter().enumerate() {
+            for (ri, r) in b.config().realms.iter().enumerate() {
+                if r.listen.iter().any(|l| l.addr == to) {
+                    return Some((bi, ri));
+                }
+            }
+        }
+        None
+    }
+
+    fn deliver(&mut self, from: SocketAddr, to: SocketAddr, bytes: Vec<u8>) {
+        if let Some((bi, realm)) = self.listener(to) {
+            let now = self.now;
+            self.borders[bi].handle_input(
+                now,
+                Inbound {
+                    realm,
+                    transport: Transport::Udp,
+                    remote: from,
+                    bytes: &bytes,
+                },
+            );
+        } else if to == addr(CORE_A) {
+            self.core[0].push_back((from, bytes));
+        } else if to == addr(CORE_B) {
+            self.core[1].push_back((from, bytes));
+        }
+    }
+
+    /// Moves messages until nothing is in flight (bounded).
+    fn settle(&mut self) {
+        for _ in 0..1000 {
+            let mut moved = false;
+            for bi in 0..2 {
+                while let Some(t) = self.borders[bi].poll_transmit() {
+                    moved = true;
+                    let from = self.source_of(bi, t.flow);
+                    let between_borders = self.listener(t.flow.remote).is_some();
+                    if between_borders {
+                        self.interconnect.push(t.bytes.clone());
+                        self.sent += 1;
+                        if self.lossy > 0 && self.sent % self.lossy == 0 {
+                            continue;
+                        }
+                    }
+                    self.deliver(from, t.flow.remote, t.bytes);
+                }
+            }
+            if !moved {
+                return;
+            }
+        }
+        panic!("simulation did not settle");
+    }
+
+    fn source_of(&self, border: usize, flow: Flow) -> SocketAddr {
+        let r = &self.borders[border].config().realms[flow.realm];
+        r.listen[0].addr
+    }
+
+    /// Advances the virtual clock by `d` in steps, firing timers on the way.
+    fn advance(&mut self, d: Duration) {
+        let end = self.now + d;
+        for _ in 0..100_000 {
+            let next = self
+                .borders
+                .iter()
+                .filter_map(|b| b.poll_timeout())
+                .min()
+                .filter(|t| *t <= end);
+            let Some(t) = next else { break };
+            self.now = t.max(self.now);
+            let now = self.now;
+            for b in &mut self.borders {
+                b.handle_timeout(now);
+            }
+            self.settle();
+        }
+        self.now = end;
+    }
+
+    fn send_from_core(&mut self, side: usize, text: &str) {
+        let (from, to) = if side == 0 {
+            (addr(CORE_A), addr("127.0.10.2:5060"))
+        } else {
+            (addr(CORE_B), addr("127.0.40.2:5060"))
+        };
+        self.deliver(from, to, text.replace('\n', "\r\n").into_bytes());
+        self.settle();
+    }
+
+    /// Takes the next message that reached a core, skipping 100 Trying.
+    fn take(&mut self, side: usize) -> Message {
+        while let Some((_, bytes)) = self.core[side].pop_front() {
+            let m = parse_message(&bytes, &Limits::default()).expect("border output parses");
+            if m.status() != Some(100) {
+                return m;
+            }
+        }
+        panic!("nothing arrived at core {side}");
+    }
+
+    fn quiet(&mut self, side: usize) -> bool {
+        self.core[side]
+            .iter()
+            .all(|(_, b)| parse_message(b, &Limits::default()).map(|m| m.status()) == Ok(Some(100)))
+    }
+}
+
+fn h<'a>(m: &'a Message, name: &str) -> &'a str {
+    m.headers.get(name).unwrap_or("")
+}
+
+fn invite_from_a(call_id: &str, branch: &str) -> String {
+    let sdp = "v=0\no=alice 1 1 IN IP4 127.0.10.1\ns=-\nc=IN IP4 127.0.10.1\nt=0 0\nm=audio 4000 RTP/AVP 0\n";
+    format!(
+        "INVITE sip:cindy@operator-b.example SIP/2.0\n\
+         Via: SIP/2.0/UDP 127.0.10.1:5060;branch={branch}\n\
+         Via: SIP/2.0/UDP pcscf.operator-a-core.internal;branch=z9hG4bKinner\n\
+         Record-Route: <sip:scscf.operator-a-core.internal;lr>\n\
+         Max-Forwards: 69\n\
+         From: \"Alice\" <sip:alice@operator-a.example>;tag=alicetag1\n\
+         To: <sip:cindy@operator-b.example>\n\
+         Call-ID: {call_id}\n\
+         CSeq: 1 INVITE\n\
+         Contact: <sip:alice@127.0.10.1:5060>\n\
+         P-Asserted-Identity: <sip:alice@operator-a.example>\n\
+         P-Charging-Vector: icid-value=abc123;icid-generated-at=127.0.10.1;orig-ioi=internal\n\
+         User-Agent: InternalCore/1.0\n\
+         X-Internal: pcscf1.operator-a-core.internal\n\
+         Supported: timer\n\
+         Content-Type: application/sdp\n\
+         Content-Length: {}\n\n{sdp}",
+        sdp.replace('\n', "\r\n").len()
+    )
+}
+
+/// A response from a core UA to a request it received.
+fn answer(req: &Message, status: u16, to_tag: &str, contact: &str, body: &str) -> String {
+    let mut s = format!("SIP/2.0 {status} Whatever internal reason\n");
+    for v in req.headers.lines("Via") {
+        s.push_str(&format!("Via: {v}\n"));
+    }
+    s.push_str(&format!("From: {}\n", h(req, "From")));
+    let to = h(req, "To");
+    if to.contains("tag=") {
+        s.push_str(&format!("To: {to}\n"));
+    } else {
+        s.push_str(&format!("To: {to};tag={to_tag}\n"));
+    }
+    s.push_str(&format!("Call-ID: {}\nCSeq: {}\n", h(req, "Call-ID"), h(req, "CSeq")));
+    if !contact.is_empty() {
+        s.push_str(&format!("Contact: <{contact}>\n"));
+    }
+    s.push_str("Server: InternalSwitch/2.3\nRecord-Route: <sip:scscf.operator-b-core.internal;lr>\n");
+    if body.is_empty() {
+        s.push_str("Content-Length: 0\n\n");
+    } else {
+        s.push_str(&format!(
+            "Content-Type: application/sdp\nContent-Length: {}\n\n{body}",
+            body.replace('\n', "\r\n").len()
+        ));
+    }
+    s
+}
+
+/// An in-dialog request from a core UA, given a message of that dialog it received.
+fn in_dialog(method: &str, seq: u32, from_core_a: bool, dialog: &Message, branch: &str) -> String {
+    // The core UA is the remote party of the border: From is its own identity.
+    let (local, remote) = if from_core_a {
+        (h(dialog, "From"), h(dialog, "To"))
+    } else {
+        (h(dialog, "To"), h(dialog, "From"))
+    };
+    let (ip, target) = if from_core_a {
+        ("127.0.10.1:5060", "sip:127.0.10.2:5060")
+    } else {
+        ("127.0.40.1:5060", "sip:127.0.40.2:5060")
+    };
+    format!(
+        "{method} {target} SIP/2.0\n\
+         Via: SIP/2.0/UDP {ip};branch={branch}\n\
+         Max-Forwards: 70\n\
+         From: {local}\n\
+         To: {remote}\n\
+         Call-ID: {}\n\
+         CSeq: {seq} {method}\n\
+         Content-Length: 0\n\n",
+        h(dialog, "Call-ID")
+    )
+}
+
+fn assert_no_leak(sim: &Sim, secrets: &[&str]) {
+    assert!(!sim.interconnect.is_empty(), "nothing crossed the interconnect");
+    for bytes in &sim.interconnect {
+        let text = String::from_utf8_lossy(bytes);
+        for s in secrets {
+            assert!(
+                !text.contains(s),
+                "interconnect message leaks {s:?}:\n{text}"
+            );
+        }
+    }
+}
+
+const SECRETS: &[&str] = &[
+    "127.0.10.",
+    "127.0.40.",
+    "operator-a-core",
+    "operator-b-core",
+    "alicetag1",
+    "z9hG4bKalice",
+    "InternalCore",
+    "InternalSwitch",
+    "internal reason",
+    "icid-generated-at",
+];
+
+#[test]
+fn answered_call_crosses_both_borders_and_is_freed() {
+    let mut sim = Sim::new();
+    sim.send_from_core(0, &invite_from_a("secret-call-1@127.0.10.1", "z9hG4bKalice1"));
+    let inv = sim.take(1);
+    assert_eq!(inv.method().map(|m| m.as_str()), Some("INVITE"));
+    assert!(h(&inv, "From").contains("alice@operator-a.example"));
+    assert!(h(&inv, "P-Asserted-Identity").contains("alice"), "trusted peers keep PAI");
+    assert!(!h(&inv, "Call-ID").contains("secret-call-1"));
+    assert_eq!(h(&inv, "Max-Forwards"), "67", "decremented at each border");
+    assert!(String::from_utf8_lossy(&inv.body).contains("m=audio 4000"), "SDP carried as is");
+
+    sim.send_from_core(1, &answer(&inv, 180, "cindytag", "sip:cindy@127.0.40.1:5060", ""));
+    let ringing = sim.take(0);
+    assert_eq!(ringing.status(), Some(180));
+    let sdp = "v=0\no=cindy 1 1 IN IP4 127.0.40.1\ns=-\nc=IN IP4 127.0.40.1\nt=0 0\nm=audio 5000 RTP/AVP 0\n";
+    sim.send_from_core(1, &answer(&inv, 200, "cindytag", "sip:cindy@127.0.40.1:5060", sdp));
+    let ok = sim.take(0);
+    assert_eq!(ok.status(), Some(200));
+    assert_eq!(h(&ok, "Call-ID"), "secret-call-1@127.0.10.1");
+    assert!(h(&ok, "Contact").contains("127.0.10.2"));
+    assert!(!h(&ok, "Server").contains("Internal"));
+    assert_eq!(
+        match &ok.start {
+            crate::sip::StartLine::Response { reason, .. } => reason.as_str(),
+            _ => "",
+        },
+        "OK",
+        "internal reason text never crosses"
+    );
+
+    // ACK for the 2xx, a new transaction to the border's Contact.
+    let mut ack = in_dialog("ACK", 1, true, &ok, "z9hG4bKaliceack");
+    ack = ack.replace("CSeq: 1 ACK", "CSeq: 1 ACK");
+    sim.send_from_core(0, &ack);
+    let ack_b = sim.take(1);
+    assert_eq!(ack_b.method().map(|m| m.as_str()), Some("ACK"));
+    assert_eq!(h(&ack_b, "Call-ID"), h(&inv, "Call-ID"));
+
+    // BYE from the callee.
+    let bye = in_dialog("BYE", 1, false, &ack_b, "z9hG4bKcindybye");
+    sim.send_from_core(1, &bye);
+    let bye_a = sim.take(0);
+    assert_eq!(bye_a.method().map(|m| m.as_str()), Some("BYE"));
+    assert_eq!(h(&bye_a, "Call-ID"), "secret-call-1@127.0.10.1");
+    sim.send_from_core(0, &answer(&bye_a, 200, "", "", ""));
+    let bye_ok = sim.take(1);
+    assert_eq!(bye_ok.status(), Some(200));
+
+    assert_eq!(sim.borders[0].active_sessions(), 0);
+    assert_eq!(sim.borders[1].active_sessions(), 0);
+    sim.advance(Duration::from_secs(64));
+    assert_eq!(sim.borders[0].held_state(), (0, 0, 0, 0));
+    assert_eq!(sim.borders[1].held_state(), (0, 0, 0, 0));
+    assert_no_leak(&sim, SECRETS);
+    assert_no_leak(&sim, &["secret-call-1"]);
+}
+
+#[test]
+fn rejected_call_relays_the_status_and_frees_state() {
+    for status in [486u16, 603, 404, 480] {
+        let mut sim = Sim::new();
+        sim.send_from_core(0, &invite_from_a("rej@127.0.10.1", "z9hG4bKalicerej"));
+        let inv = sim.take(1);
+        sim.send_from_core(1, &answer(&inv, status, "ctag", "", ""));
+        let resp = sim.take(0);
+        assert_eq!(resp.status(), Some(status));
+        // The core's ACK for the non-2xx is absorbed by the border's transaction.
+        let ack = format!(
+            "ACK sip:cindy@operator-b.example SIP/2.0\nVia: SIP/2.0/UDP 127.0.10.1:5060;branch=z9hG4bKalicerej\n\
+             Max-Forwards: 70\nFrom: {}\nTo: {}\nCall-ID: rej@127.0.10.1\nCSeq: 1 ACK\nContent-Length: 0\n\n",
+            h(&resp, "From"),
+            h(&resp, "To")
+        );
+        sim.send_from_core(0, &ack);
+        // B's core got the ACK of its non-2xx from border B.
+        let ack_b = sim.take(1);
+        assert_eq!(ack_b.method().map(|m| m.as_str()), Some("ACK"));
+        sim.advance(Duration::from_secs(64));
+        assert_eq!(sim.borders[0].held_state(), (0, 0, 0, 0), "status {status}");
+        assert_eq!(sim.borders[1].held_state(), (0, 0, 0, 0), "status {status}");
+        assert_no_leak(&sim, SECRETS);
+    }
+}
+
+#[test]
+fn cancel_before_answer_gives_487_everywhere() {
+    let mut sim = Sim::new();
+    sim.send_from_core(0, &invite_from_a("can@127.0.10.1", "z9hG4bKalicecan"));
+    let inv = sim.take(1);
+    sim.send_from_core(1, &answer(&inv, 180, "ctag", "sip:cindy@127.0.40.1:5060", ""));
+    assert_eq!(sim.take(0).status(), Some(180));
+    let cancel = "CANCEL sip:cindy@operator-b.example SIP/2.0\nVia: SIP/2.0/UDP 127.0.10.1:5060;branch=z9hG4bKalicecan\n\
+                  Max-Forwards: 70\nFrom: \"Alice\" <sip:alice@operator-a.example>;tag=alicetag1\n\
+                  To: <sip:cindy@operator-b.example>\nCall-ID: can@127.0.10.1\nCSeq: 1 CANCEL\nContent-Length: 0\n\n";
+    sim.send_from_core(0, cancel);
+    let mut got = vec![sim.take(0).status(), sim.take(0).status()];
+    got.sort();
+    assert_eq!(got, vec![Some(200), Some(487)]);
+    let cancel_b = sim.take(1);
+    assert_eq!(cancel_b.method().map(|m| m.as_str()), Some("CANCEL"));
+    sim.send_from_core(1, &answer(&cancel_b, 200, "ctag", "", ""));
+    sim.send_from_core(1, &answer(&inv, 487, "ctag", "", ""));
+    sim.advance(Duration::from_secs(64));
+    assert_eq!(sim.borders[0].held_state(), (0, 0, 0, 0));
+    assert_eq!(sim.borders[1].held_state(), (0, 0, 0, 0));
+    assert_no_leak(&sim, SECRETS);
+}
+
+#[test]
+fn lossy_interconnect_is_recovered_by_retransmissions() {
+    let mut sim = Sim::new();
+    sim.lossy = 2; // every second datagram between the borders is lost
+    sim.send_from_core(0, &invite_from_a("loss@127.0.10.1", "z9hG4bKaliceloss"));
+    sim.advance(Duration::from_secs(4));
+    let inv = sim.take(1);
+    sim.core[1].clear();
+    let sdp = "v=0\no=c 1 1 IN IP4 127.0.40.1\ns=-\nc=IN IP4 127.0.40.1\nt=0 0\nm=audio 5000 RTP/AVP 0\n";
+    sim.send_from_core(1, &answer(&inv, 200, "ltag", "sip:cindy@127.0.40.1:5060", sdp));
+    sim.advance(Duration::from_secs(4));
+    let ok = sim.take(0);
+    assert_eq!(ok.status(), Some(200));
+    sim.core[0].clear();
+    sim.send_from_core(0, &in_dialog("ACK", 1, true, &ok, "z9hG4bKalicelossack"));
+    sim.advance(Duration::from_secs(8));
+    let ack = sim.take(1);
+    assert_eq!(ack.method().map(|m| m.as_str()), Some("ACK"));
+}
+
+#[test]
+fn unknown_domain_gets_404_and_nothing_leaves() {
+    let mut sim = Sim::new();
+    let inv = invite_from_a("nf@127.0.10.1", "z9hG4bKalicenf")
+        .replace("sip:cindy@operator-b.example SIP", "sip:bob@nowhere.example SIP");
+    sim.send_from_core(0, &inv);
+    assert_eq!(sim.take(0).status(), Some(404));
+    assert!(sim.interconnect.is_empty());
+}
+
+#[test]
+fn unknown_source_is_dropped_silently() {
+    let mut sim = Sim::new();
+    let inv = invite_from_a("x@127.0.10.9", "z9hG4bKscan");
+    sim.deliver(addr("127.0.10.9:5060"), addr("127.0.10.2:5060"), inv.replace('\n', "\r\n").into_bytes());
+    sim.settle();
+    assert!(sim.borders[0].poll_transmit().is_none());
+    assert!(sim.interconnect.is_empty());
+    assert_eq!(sim.borders[0].stats().dropped_unknown_source, 1);
+}
+
+#[test]
+fn malformed_request_from_core_gets_400() {
+    let mut sim = Sim::new();
+    let bad = invite_from_a("bad@127.0.10.1", "z9hG4bKbad").replace("CSeq: 1 INVITE", "CSeq: x INVITE");
+    sim.send_from_core(0, &bad);
+    let resp = sim.take(0);
+    assert_eq!(resp.status(), Some(400));
+    assert!(sim.interconnect.is_empty());
+}
+
+#[test]
+fn max_forwards_zero_gets_483() {
+    let mut sim = Sim::new();
+    let inv = invite_from_a("mf@127.0.10.1", "z9hG4bKmf").replace("Max-Forwards: 69", "Max-Forwards: 0");
+    sim.send_from_core(0, &inv);
+    assert_eq!(sim.take(0).status(), Some(483));
+}
+
+#[test]
+fn options_from_peer_is_answered_locally() {
+    let mut sim = Sim::new();
+    let opt = "OPTIONS sip:127.0.30.2:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.20.2:5060;branch=z9hG4bKka\r\n\
+               Max-Forwards: 70\r\nFrom: <sip:operator-a.example>;tag=k\r\nTo: <sip:operator-b.example>\r\n\
+               Call-ID: ka1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n";
+    let now = sim.now;
+    sim.borders[1].handle_input(
+        now,
+        Inbound {
+            realm: 1,
+            transport: Transport::Udp,
+            remote: addr("127.0.20.2:5060"),
+            bytes: opt.as_bytes(),
+        },
+    );
+    let t = sim.borders[1].poll_transmit().expect("answered");
+    let m = parse_message(&t.bytes, &Limits::default()).expect("parses");
+    assert_eq!(m.status(), Some(200));
+    assert!(sim.core[1].is_empty());
+}
+
+#[test]
+fn reinvite_hold_and_resume_relay_both_ways() {
+    let mut sim = Sim::new();
+    sim.send_from_core(0, &invite_from_a("hold@127.0.10.1", "z9hG4bKalicehold"));
+    let inv = sim.take(1);
+    sim.send_from_core(1, &answer(&inv, 200, "htag", "sip:cindy@127.0.40.1:5060", ""));
+    let ok = sim.take(0);
+    sim.send_from_core(0, &in_dialog("ACK", 1, true, &ok, "z9hG4bKaliceack2"));
+    let ack_b = sim.take(1);
+    for (seq, dir) in [(2u32, "sendonly"), (3, "sendrecv")] {
+        let sdp = format!("v=0\no=a 1 {seq} IN IP4 127.0.10.1\ns=-\nc=IN IP4 127.0.10.1\nt=0 0\nm=audio 4000 RTP/AVP 0\na={dir}\n");
+        let mut re = in_dialog("INVITE", seq, true, &ok, &format!("z9hG4bKre{seq}"));
+        re = re.replace(
+            "Content-Length: 0\n\n",
+            &format!(
+                "Contact: <sip:alice@127.0.10.1:5060>\nContent-Type: application/sdp\nContent-Length: {}\n\n{sdp}",
+                sdp.replace('\n', "\r\n").len()
+            ),
+        );
+        sim.send_from_core(0, &re);
+        let re_b = sim.take(1);
+        assert_eq!(re_b.method().map(|m| m.as_str()), Some("INVITE"));
+        assert!(String::from_utf8_lossy(&re_b.body).contains(dir));
+        assert_eq!(h(&re_b, "Call-ID"), h(&ack_b, "Call-ID"));
+        sim.send_from_core(1, &answer(&re_b, 200, "htag", "sip:cindy@127.0.40.1:5060", ""));
+        let ok2 = sim.take(0);
+        assert_eq!(ok2.status(), Some(200));
+        sim.send_from_core(0, &in_dialog("ACK", seq, true, &ok, &format!("z9hG4bKreack{seq}")));
+        let ack2 = sim.take(1);
+        assert_eq!(ack2.method().map(|m| m.as_str()), Some("ACK"));
+        assert!(h(&ack2, "CSeq").starts_with(&h(&re_b, "CSeq")[..1]));
+    }
+    sim.send_from_core(0, &in_dialog("BYE", 4, true, &ok, "z9hG4bKbye"));
+    let bye = sim.take(1);
+    sim.send_from_core(1, &answer(&bye, 200, "", "", ""));
+    assert_eq!(sim.take(0).status(), Some(200));
+    sim.advance(Duration::from_secs(64));
+    assert_eq!(sim.borders[0].held_state(), (0, 0, 0, 0));
+    assert_no_leak(&sim, SECRETS);
+}
+
+#[test]
+fn unanswered_invite_times_out_with_408() {
+    let mut sim = Sim::new();
+    sim.send_from_core(0, &invite_from_a("to@127.0.10.1", "z9hG4bKaliceto"));
+    let _ = sim.take(1);
+    sim.advance(Duration::from_secs(40));
+    let resp = sim.take(0);
+    assert_eq!(resp.status(), Some(408));
+    sim.advance(Duration::from_secs(100));
+    assert_eq!(sim.borders[0].held_state(), (0, 0, 0, 0));
+    assert_eq!(sim.borders[1].held_state(), (0, 0, 0, 0));
+    assert!(sim.quiet(0) || !sim.core[0].is_empty());
+}

@@ -450,8 +450,10 @@ impl TransactionLayer {
             (ClientState::Trying | ClientState::Proceeding, 100..=199) => {
                 tx.state = ClientState::Proceeding;
                 if tx.invite {
-                    // Timer A stops on any provisional.
+                    // Timers A and B stop on any provisional: from here the call logic's Timer C
+                    // bounds the wait (RFC 3261 §17.1.1.2, §16.6).
                     tx.retransmit_at = None;
+                    tx.timeout_at = None;
                 }
                 ResponseDisposition::Deliver(id)
             }
