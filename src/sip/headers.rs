@@ -3,8 +3,8 @@
 
 use std::fmt;
 
-use super::message::Method;
-use super::uri::Uri;
+use super::message::{is_token, is_token_char, Method};
+use super::uri::{is_hostname, is_ipv6_reference, parse_port, Uri};
 
 /// Header parameters (`;name=value`, `;flag`) in order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -24,7 +24,11 @@ impl Params {
     }
 
     pub fn set(&mut self, name: &str, value: Option<String>) {
-        match self.0.iter_mut().find(|(n, _)| n.eq_ignore_ascii_case(name)) {
+        match self
+            .0
+            .iter_mut()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        {
             Some(slot) => slot.1 = value,
             None => self.0.push((name.to_string(), value)),
         }
@@ -61,7 +65,47 @@ pub struct Via {
 
 impl Via {
     pub fn parse(value: &str) -> Option<Via> {
-        todo!("{value}")
+        let s = skip_ws(value);
+        let (proto, s) = take_token(s);
+        if !proto.eq_ignore_ascii_case("SIP") {
+            return None;
+        }
+        let s = skip_ws(skip_ws(s).strip_prefix('/')?);
+        let (version, s) = take_token(s);
+        if version != "2.0" {
+            return None;
+        }
+        let s = skip_ws(skip_ws(s).strip_prefix('/')?);
+        let (transport, s) = take_token(s);
+        if transport.is_empty() || !s.starts_with([' ', '\t']) {
+            return None;
+        }
+        let s = skip_ws(s);
+        let host_len = if s.starts_with('[') {
+            s.find(']')? + 1
+        } else {
+            s.find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_')))
+                .unwrap_or(s.len())
+        };
+        let host = s.get(..host_len)?;
+        if !(is_hostname(host) || is_ipv6_reference(host)) {
+            return None;
+        }
+        let mut s = skip_ws(s.get(host_len..)?);
+        let mut port = None;
+        if let Some(r) = s.strip_prefix(':') {
+            let r = skip_ws(r);
+            let end = r.find(|c: char| !c.is_ascii_digit()).unwrap_or(r.len());
+            port = Some(parse_port(r.get(..end)?)?);
+            s = r.get(end..)?;
+        }
+        let params = parse_params(s)?;
+        Some(Via {
+            transport: transport.to_ascii_uppercase(),
+            host: host.to_string(),
+            port,
+            params,
+        })
     }
 
     pub fn branch(&self) -> Option<&str> {
@@ -71,8 +115,11 @@ impl Via {
 
 impl fmt::Display for Via {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let _ = f;
-        todo!()
+        write!(f, "SIP/2.0/{} {}", self.transport, self.host)?;
+        if let Some(port) = self.port {
+            write!(f, ":{port}")?;
+        }
+        self.params.fmt(f)
     }
 }
 
@@ -88,7 +135,42 @@ pub struct NameAddr {
 
 impl NameAddr {
     pub fn parse(value: &str) -> Option<NameAddr> {
-        todo!("{value}")
+        let s = value.trim_matches([' ', '\t']);
+        if s.is_empty() {
+            return None;
+        }
+        if s.starts_with('"') {
+            let end = quoted_end(s)?;
+            let display = s.get(..end)?.to_string();
+            let rest = skip_ws(s.get(end..)?);
+            return parse_angle(Some(display), rest);
+        }
+        if let Some(lt) = s.find('<') {
+            let display = s.get(..lt)?.trim_matches([' ', '\t']);
+            if !display
+                .split([' ', '\t'])
+                .filter(|w| !w.is_empty())
+                .all(is_token)
+            {
+                return None;
+            }
+            let display = (!display.is_empty()).then(|| display.to_string());
+            return parse_angle(display, s.get(lt..)?);
+        }
+        // addr-spec form: parameters after it belong to the header (RFC 3261 §20.10), and a
+        // URI holding `,`, `?` or `;` must have been enclosed in `<>` (RFC 4475 regbadct).
+        let end = s.find(';').unwrap_or(s.len());
+        let uri_text = s.get(..end)?.trim_end_matches([' ', '\t']);
+        if uri_text.contains([',', '?']) {
+            return None;
+        }
+        let uri = Uri::parse(uri_text)?;
+        let params = parse_params(s.get(end..)?)?;
+        Some(NameAddr {
+            display: None,
+            uri,
+            params,
+        })
     }
 
     pub fn tag(&self) -> Option<&str> {
@@ -107,8 +189,11 @@ impl NameAddr {
 impl fmt::Display for NameAddr {
     /// Always prints the `<uri>` form, so URI parameters are never confused with header ones.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let _ = f;
-        todo!()
+        if let Some(d) = &self.display {
+            write!(f, "{d} ")?;
+        }
+        write!(f, "<{}>", self.uri)?;
+        self.params.fmt(f)
     }
 }
 
@@ -121,7 +206,20 @@ pub struct CSeq {
 
 impl CSeq {
     pub fn parse(value: &str) -> Option<CSeq> {
-        todo!("{value}")
+        let s = value.trim_matches([' ', '\t']);
+        let (num, method) = s.split_once([' ', '\t'])?;
+        if num.is_empty() || num.len() > 10 || !num.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let seq: u64 = num.parse().ok()?;
+        if seq >= 1 << 31 {
+            return None;
+        }
+        let method = Method::parse(method.trim_matches([' ', '\t']))?;
+        Some(CSeq {
+            seq: u32::try_from(seq).ok()?,
+            method,
+        })
     }
 }
 
@@ -129,4 +227,79 @@ impl fmt::Display for CSeq {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} {}", self.seq, self.method)
     }
+}
+
+fn skip_ws(s: &str) -> &str {
+    s.trim_start_matches([' ', '\t'])
+}
+
+/// Splits off the longest prefix of token characters.
+fn take_token(s: &str) -> (&str, &str) {
+    let end = s.bytes().position(|b| !is_token_char(b)).unwrap_or(s.len());
+    (s.get(..end).unwrap_or(""), s.get(end..).unwrap_or(""))
+}
+
+/// `s` starts with `"`: index just past the closing quote, honouring quoted-pairs.
+fn quoted_end(s: &str) -> Option<usize> {
+    let b = s.as_bytes();
+    if b.first() != Some(&b'"') {
+        return None;
+    }
+    let mut i = 1;
+    while let Some(&c) = b.get(i) {
+        match c {
+            b'\\' => i += 2,
+            b'"' => return Some(i + 1),
+            _ => i += 1,
+        }
+    }
+    None
+}
+
+/// `<uri>` followed by header parameters.
+fn parse_angle(display: Option<String>, s: &str) -> Option<NameAddr> {
+    let inner_and_rest = s.strip_prefix('<')?;
+    let gt = inner_and_rest.find('>')?;
+    let uri = Uri::parse(inner_and_rest.get(..gt)?)?;
+    let params = parse_params(inner_and_rest.get(gt + 1..)?)?;
+    Some(NameAddr {
+        display,
+        uri,
+        params,
+    })
+}
+
+/// `*( SEMI generic-param )` with optional LWS around `;` and `=`; values are tokens, hosts
+/// (IPv6 with or without brackets) or quoted strings, kept as written.
+fn parse_params(s: &str) -> Option<Params> {
+    let mut params = Params::default();
+    let mut rest = skip_ws(s);
+    while !rest.is_empty() {
+        rest = skip_ws(rest.strip_prefix(';')?);
+        let (name, r) = take_token(rest);
+        if name.is_empty() {
+            return None;
+        }
+        rest = skip_ws(r);
+        if let Some(r) = rest.strip_prefix('=') {
+            let r = skip_ws(r);
+            let len = if r.starts_with('"') {
+                quoted_end(r)?
+            } else {
+                r.bytes()
+                    .position(|b| !(is_token_char(b) || matches!(b, b':' | b'[' | b']')))
+                    .unwrap_or(r.len())
+            };
+            if len == 0 {
+                return None;
+            }
+            params
+                .0
+                .push((name.to_string(), Some(r.get(..len)?.to_string())));
+            rest = skip_ws(r.get(len..)?);
+        } else {
+            params.0.push((name.to_string(), None));
+        }
+    }
+    Some(params)
 }

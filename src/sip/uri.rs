@@ -27,7 +27,75 @@ pub enum Uri {
 
 impl SipUri {
     pub fn parse(s: &str) -> Option<SipUri> {
-        todo!("{s}")
+        if has_forbidden(s) {
+            return None;
+        }
+        let (secure, rest) = if let Some(r) = strip_prefix_ci(s, "sips:") {
+            (true, r)
+        } else {
+            (false, strip_prefix_ci(s, "sip:")?)
+        };
+        // The user part may hold `;`, `?` and `,` (RFC 4475 semiuri, intmeth) but never an
+        // unescaped `@`, so the first `@` ends the userinfo.
+        let (userinfo, hostpart) = match rest.split_once('@') {
+            Some((u, h)) => (Some(u), h),
+            None => (None, rest),
+        };
+        let (user, password) = match userinfo {
+            None => (None, None),
+            Some(ui) => {
+                let (u, p) = match ui.split_once(':') {
+                    Some((u, p)) => (u, Some(p)),
+                    None => (ui, None),
+                };
+                if u.is_empty() || !valid_chars(u, is_user_char) {
+                    return None;
+                }
+                if let Some(p) = p {
+                    if !valid_chars(p, is_password_char) {
+                        return None;
+                    }
+                }
+                (Some(u.to_string()), p.map(str::to_string))
+            }
+        };
+        let (main, headers) = match hostpart.split_once('?') {
+            Some((m, h)) => {
+                if !valid_chars(h, is_header_char) {
+                    return None;
+                }
+                (m, Some(h.to_string()))
+            }
+            None => (hostpart, None),
+        };
+        let mut pieces = main.split(';');
+        let hostport = pieces.next().unwrap_or("");
+        let (host, port) = parse_hostport(hostport)?;
+        let mut params = Vec::new();
+        for piece in pieces {
+            let (name, value) = match piece.split_once('=') {
+                Some((n, v)) => (n, Some(v)),
+                None => (piece, None),
+            };
+            if name.is_empty() || !valid_chars(name, is_param_char) {
+                return None;
+            }
+            if let Some(v) = value {
+                if !valid_chars(v, is_param_char) {
+                    return None;
+                }
+            }
+            params.push((name.to_string(), value.map(str::to_string)));
+        }
+        Some(SipUri {
+            secure,
+            user,
+            password,
+            host,
+            port,
+            params,
+            headers,
+        })
     }
 
     /// Value of a URI parameter (`None` when absent, `Some(None)` for a flag).
@@ -51,7 +119,23 @@ impl Uri {
     /// Parses an absolute URI: `sip:`/`sips:` into parts, any other `scheme:` opaque. `None` when
     /// there is no scheme or the text contains whitespace or `<>`.
     pub fn parse(s: &str) -> Option<Uri> {
-        todo!("{s}")
+        if s.is_empty() || has_forbidden(s) {
+            return None;
+        }
+        let (scheme, rest) = s.split_once(':')?;
+        let mut chars = scheme.chars();
+        let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphabetic());
+        if !first_ok
+            || !chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+            || rest.is_empty()
+        {
+            return None;
+        }
+        if scheme.eq_ignore_ascii_case("sip") || scheme.eq_ignore_ascii_case("sips") {
+            SipUri::parse(s).map(Uri::Sip)
+        } else {
+            Some(Uri::Other(s.to_string()))
+        }
     }
 
     pub fn as_sip(&self) -> Option<&SipUri> {
@@ -64,9 +148,146 @@ impl Uri {
 
 impl fmt::Display for SipUri {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let _ = f;
-        todo!()
+        f.write_str(if self.secure { "sips:" } else { "sip:" })?;
+        if let Some(user) = &self.user {
+            f.write_str(user)?;
+            if let Some(pw) = &self.password {
+                write!(f, ":{pw}")?;
+            }
+            f.write_str("@")?;
+        }
+        f.write_str(&self.host)?;
+        if let Some(port) = self.port {
+            write!(f, ":{port}")?;
+        }
+        for (n, v) in &self.params {
+            match v {
+                Some(v) => write!(f, ";{n}={v}")?,
+                None => write!(f, ";{n}")?,
+            }
+        }
+        if let Some(h) = &self.headers {
+            write!(f, "?{h}")?;
+        }
+        Ok(())
     }
+}
+
+fn strip_prefix_ci<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
+    let head = s.get(..prefix.len())?;
+    if head.eq_ignore_ascii_case(prefix) {
+        s.get(prefix.len()..)
+    } else {
+        None
+    }
+}
+
+/// Whitespace, control characters, `<`, `>` and `"` never appear in a URI on the wire.
+fn has_forbidden(s: &str) -> bool {
+    s.chars()
+        .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | '"'))
+}
+
+fn is_unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric()
+        || matches!(
+            b,
+            b'-' | b'_' | b'.' | b'!' | b'~' | b'*' | b'\'' | b'(' | b')'
+        )
+}
+
+fn is_user_char(b: u8) -> bool {
+    is_unreserved(b) || matches!(b, b'&' | b'=' | b'+' | b'$' | b',' | b';' | b'?' | b'/')
+}
+
+fn is_password_char(b: u8) -> bool {
+    is_unreserved(b) || matches!(b, b'&' | b'=' | b'+' | b'$' | b',')
+}
+
+fn is_param_char(b: u8) -> bool {
+    is_unreserved(b) || matches!(b, b'[' | b']' | b'/' | b':' | b'&' | b'+' | b'$')
+}
+
+fn is_header_char(b: u8) -> bool {
+    is_unreserved(b)
+        || matches!(
+            b,
+            b'[' | b']' | b'/' | b'?' | b':' | b'+' | b'$' | b'=' | b'&'
+        )
+}
+
+/// Every byte allowed by `ok`, or part of a well-formed `%HH` escape.
+fn valid_chars(s: &str, ok: fn(u8) -> bool) -> bool {
+    let b = s.as_bytes();
+    let mut i = 0;
+    while let Some(&c) = b.get(i) {
+        if c == b'%' {
+            let hex = |j: usize| b.get(j).is_some_and(|x| x.is_ascii_hexdigit());
+            if !(hex(i + 1) && hex(i + 2)) {
+                return false;
+            }
+            i += 3;
+        } else if ok(c) {
+            i += 1;
+        } else {
+            return false;
+        }
+    }
+    true
+}
+
+/// A hostname or IPv4 address (letters, digits, `-`, `.`, and `_` leniently).
+pub(crate) fn is_hostname(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
+}
+
+/// `[IPv6]` reference whose content is a valid IPv6 address (RFC 5118 §4.10).
+pub(crate) fn is_ipv6_reference(s: &str) -> bool {
+    s.strip_prefix('[')
+        .and_then(|r| r.strip_suffix(']'))
+        .is_some_and(|inner| inner.parse::<std::net::Ipv6Addr>().is_ok())
+}
+
+/// A port: 1 to 5 digits, at most 65535.
+pub(crate) fn parse_port(s: &str) -> Option<u16> {
+    if s.is_empty() || s.len() > 5 || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
+}
+
+/// `host[:port]` with IPv6 references in brackets.
+pub(crate) fn parse_hostport(s: &str) -> Option<(String, Option<u16>)> {
+    let (host, port) = if s.starts_with('[') {
+        let end = s.find(']')?;
+        let host = s.get(..=end)?;
+        let rest = s.get(end + 1..)?;
+        let port = if rest.is_empty() {
+            None
+        } else {
+            Some(rest.strip_prefix(':')?)
+        };
+        if !is_ipv6_reference(host) {
+            return None;
+        }
+        (host, port)
+    } else {
+        let (host, port) = match s.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (s, None),
+        };
+        if !is_hostname(host) {
+            return None;
+        }
+        (host, port)
+    };
+    let port = match port {
+        Some(p) => Some(parse_port(p)?),
+        None => None,
+    };
+    Some((host.to_string(), port))
 }
 
 impl fmt::Display for Uri {
