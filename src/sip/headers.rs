@@ -303,3 +303,183 @@ fn parse_params(s: &str) -> Option<Params> {
     }
     Some(params)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn na(s: &str) -> NameAddr {
+        NameAddr::parse(s).unwrap_or_else(|| panic!("{s:?} should parse"))
+    }
+
+    #[test]
+    fn via_basic_and_lws() {
+        let v =
+            Via::parse("SIP/2.0/UDP pc33.example.com:5060;branch=z9hG4bK776asdhds;rport").unwrap();
+        assert_eq!(v.transport, "UDP");
+        assert_eq!(v.host, "pc33.example.com");
+        assert_eq!(v.port, Some(5060));
+        assert_eq!(v.branch(), Some("z9hG4bK776asdhds"));
+        assert_eq!(v.params.get("rport"), Some(None));
+        let v =
+            Via::parse("SIP  /   2.0 /tls   spindle.example.com   ;  branch  =   z9hG4bK9ikj8 ")
+                .unwrap();
+        assert_eq!(v.transport, "TLS");
+        assert_eq!(v.branch(), Some("z9hG4bK9ikj8"));
+        assert_eq!(
+            v.to_string(),
+            "SIP/2.0/TLS spindle.example.com;branch=z9hG4bK9ikj8"
+        );
+        let v = Via::parse("SIP/2.0/UDP host;rport=5061;received=192.0.2.1;ttl=16;maddr=224.2.0.1")
+            .unwrap();
+        assert_eq!(v.params.value("rport"), Some("5061"));
+        assert_eq!(v.params.value("ttl"), Some("16"));
+        assert_eq!(v.params.value("maddr"), Some("224.2.0.1"));
+    }
+
+    #[test]
+    fn via_ipv6() {
+        let v = Via::parse("SIP/2.0/UDP [2001:db8::9:1]:6050;branch=z9hG4bKas3-111").unwrap();
+        assert_eq!(v.host, "[2001:db8::9:1]");
+        assert_eq!(v.port, Some(6050));
+        let v =
+            Via::parse("SIP/2.0/UDP [2001:db8::9:1];received=2001:db8::9:255;branch=z9hG4bKas3")
+                .unwrap();
+        assert_eq!(v.params.value("received"), Some("2001:db8::9:255"));
+        let v = Via::parse("SIP/2.0/TCP [::1];received=[2001:db8::9:255]").unwrap();
+        assert_eq!(v.params.value("received"), Some("[2001:db8::9:255]"));
+        let printed = v.to_string();
+        assert_eq!(Via::parse(&printed), Some(v));
+    }
+
+    #[test]
+    fn via_rejections() {
+        for bad in [
+            "",
+            "SIP/2.0/UDP",
+            "SIP/2.0/UDP ",
+            "SIP/7.0/UDP host",
+            "SIP/2.0UDP host",
+            "SIP/2.0/UDPhost",
+            "SIP/2.0/UDP 192.0.2.15;;",
+            "SIP/2.0/UDP host:99999",
+            "SIP/2.0/UDP host:",
+            "SIP/2.0/UDP [2001:db8:::1]",
+            "SIP/2.0/UDP host;branch=",
+            "SIP/2.0/UDP host junk",
+        ] {
+            assert!(Via::parse(bad).is_none(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn name_addr_forms() {
+        let n = na("\"Alice \\\"A\\\" Smith\" <sip:alice@example.com>;tag=1928301774");
+        assert_eq!(n.display.as_deref(), Some("\"Alice \\\"A\\\" Smith\""));
+        assert_eq!(n.tag(), Some("1928301774"));
+        // RFC 4475 lwsdisp: no space before `<`.
+        let n = na("caller<sip:caller@example.com>;tag=323");
+        assert_eq!(n.display.as_deref(), Some("caller"));
+        // Token display names (RFC 4475 intmeth).
+        let n = na("token1~` token2'+_ token3*%!.- <sip:mundane@example.com>;fromParam=\"x\"");
+        assert_eq!(n.display.as_deref(), Some("token1~` token2'+_ token3*%!.-"));
+        assert_eq!(n.params.value("fromParam"), Some("\"x\""));
+        // Addr-spec: the parameters belong to the header, not the URI.
+        let n = na("sip:watson@example.com;tag=DkfVgjkrtMwaerKKpe");
+        assert_eq!(n.tag(), Some("DkfVgjkrtMwaerKKpe"));
+        assert!(n.uri.as_sip().unwrap().params.is_empty());
+        assert_eq!(
+            n.to_string(),
+            "<sip:watson@example.com>;tag=DkfVgjkrtMwaerKKpe"
+        );
+        // URI parameters inside <> stay on the URI.
+        let n = na("<sip:+19725552222@gw1.example.net;unknownparam>");
+        assert_eq!(n.uri.as_sip().unwrap().param("unknownparam"), Some(None));
+        assert!(n.params.0.is_empty());
+        // tel and urn.
+        let n = na("<tel:+15551234567;phone-context=example.com>;tag=x");
+        assert_eq!(
+            n.uri,
+            Uri::Other("tel:+15551234567;phone-context=example.com".into())
+        );
+        assert_eq!(
+            na("<urn:service:sos>").uri,
+            Uri::Other("urn:service:sos".into())
+        );
+        // Escaped NUL inside a quoted display name (RFC 4475 intmeth).
+        let n = na("\"BEL:\\\u{7} NUL:\\\u{0} DEL:\\\u{7f}\" <sip:x@example.com>");
+        assert!(n.display.unwrap().contains('\u{0}'));
+        // LWS around `;` and `=`.
+        let n = na("sip:vivekg@chair-dnrc.example.com ;   tag    = 1918181833n");
+        assert_eq!(n.tag(), Some("1918181833n"));
+    }
+
+    #[test]
+    fn name_addr_rejections() {
+        for bad in [
+            "",
+            "*",
+            "\"Mr. J. User <sip:j.user@example.com>",
+            "Bell, Alexander <sip:a.g.bell@example.com>",
+            "< sip:t.watson@example.org >",
+            "<sip:a@b",
+            "sip:user@example.com?Route=%3Csip:sip.example.com%3E",
+            "\"x\" sip:a@b",
+            "<sip:a@b>;",
+            "<sip:a@b> junk",
+        ] {
+            assert!(NameAddr::parse(bad).is_none(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn name_addr_round_trips() {
+        for s in [
+            "\"A \\\"q\\\"\" <sip:a@b;lr>;tag=x;q=0.5",
+            "Bob <sips:bob@[2001:db8::1]:5061>",
+            "<tel:+1555>;expires=30",
+            "sip:a@b;tag=1",
+        ] {
+            let n = na(s);
+            assert_eq!(NameAddr::parse(&n.to_string()), Some(n.clone()), "{s}");
+        }
+    }
+
+    #[test]
+    fn cseq() {
+        let c = CSeq::parse("4711 INVITE").unwrap();
+        assert_eq!(c.seq, 4711);
+        assert_eq!(c.method, Method::Invite);
+        assert_eq!(c.to_string(), "4711 INVITE");
+        assert_eq!(CSeq::parse("0009   INVITE").unwrap().seq, 9);
+        assert_eq!(CSeq::parse("2147483647 FOO").unwrap().seq, 2_147_483_647);
+        assert_eq!(
+            CSeq::parse("1 NEWMETHOD").unwrap().method,
+            Method::Other("NEWMETHOD".into())
+        );
+        for bad in [
+            "",
+            "1",
+            "INVITE",
+            "2147483648 INVITE",
+            "36893488147419103232 REGISTER",
+            "-1 INVITE",
+            "1 INV ITE",
+            "1 <INVITE>",
+        ] {
+            assert!(CSeq::parse(bad).is_none(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn params_helpers() {
+        let mut p = Params::default();
+        p.set("branch", Some("z9hG4bK1".into()));
+        p.set("rport", None);
+        p.set("BRANCH", Some("z9hG4bK2".into()));
+        assert_eq!(p.value("branch"), Some("z9hG4bK2"));
+        assert_eq!(p.to_string(), ";branch=z9hG4bK2;rport");
+        p.remove("Rport");
+        assert_eq!(p.get("rport"), None);
+    }
+}

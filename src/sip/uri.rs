@@ -298,3 +298,146 @@ impl fmt::Display for Uri {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sip(s: &str) -> SipUri {
+        SipUri::parse(s).unwrap_or_else(|| panic!("{s} should parse"))
+    }
+
+    fn round_trip(s: &str) {
+        let u = Uri::parse(s).unwrap_or_else(|| panic!("{s} should parse"));
+        let printed = u.to_string();
+        assert_eq!(Uri::parse(&printed), Some(u), "{s} -> {printed}");
+    }
+
+    #[test]
+    fn basic_parts() {
+        let u = sip("sips:alice:secret@Example.COM:5061;transport=tcp;lr?subject=hi&x=y");
+        assert!(u.secure);
+        assert_eq!(u.user.as_deref(), Some("alice"));
+        assert_eq!(u.password.as_deref(), Some("secret"));
+        assert_eq!(u.host, "Example.COM");
+        assert_eq!(u.host_bare(), "example.com");
+        assert_eq!(u.port, Some(5061));
+        assert_eq!(u.param("transport"), Some(Some("tcp")));
+        assert_eq!(u.param("LR"), Some(None));
+        assert_eq!(u.param("maddr"), None);
+        assert_eq!(u.headers.as_deref(), Some("subject=hi&x=y"));
+        assert_eq!(
+            u.to_string(),
+            "sips:alice:secret@Example.COM:5061;transport=tcp;lr?subject=hi&x=y"
+        );
+    }
+
+    #[test]
+    fn ipv6_hosts() {
+        let u = sip("sip:bob@[2001:db8::10]:5070;transport=udp");
+        assert_eq!(u.host, "[2001:db8::10]");
+        assert_eq!(u.host_bare(), "2001:db8::10");
+        assert_eq!(u.port, Some(5070));
+        // RFC 5118 4.3: the port is inside the brackets, so it is part of the address.
+        let u = sip("sip:[2001:db8::10:5070]");
+        assert_eq!(u.port, None);
+        assert_eq!(sip("sip:[::ffff:192.0.2.10]").host, "[::ffff:192.0.2.10]");
+        assert_eq!(sip("sip:user@[2001:db8::192.0.2.1]").port, None);
+        // RFC 5118 4.2 and 4.10.
+        assert!(SipUri::parse("sip:2001:db8::10").is_none());
+        assert!(SipUri::parse("sip:user@[2001:db8:::192.0.2.1]").is_none());
+        assert!(SipUri::parse("sip:[2001:db8::10").is_none());
+        assert!(SipUri::parse("sip:[2001:db8::10]x").is_none());
+    }
+
+    #[test]
+    fn ports() {
+        assert_eq!(sip("sip:h:65535").port, Some(65535));
+        assert_eq!(sip("sip:h:0").port, Some(0));
+        for bad in [
+            "sip:h:65536",
+            "sip:h:99999999999",
+            "sip:h:5o60",
+            "sip:h:",
+            "sip:h:-1",
+        ] {
+            assert!(SipUri::parse(bad).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn odd_user_parts() {
+        // RFC 4475 semiuri, esc01, escnull, intmeth.
+        let u = sip("sip:user;par=u%40example.net@example.com");
+        assert_eq!(u.user.as_deref(), Some("user;par=u%40example.net"));
+        assert_eq!(u.host, "example.com");
+        assert!(u.params.is_empty());
+        assert_eq!(
+            sip("sip:null-%00-null@example.com").user.as_deref(),
+            Some("null-%00-null")
+        );
+        let u = sip("sip:1_unusual.URI~(to-be!sure)&isn't+it$/crazy?,/;;*:&it+has=1,weird!*pas$wo~d_too.(doesn't-it)@example.com");
+        assert_eq!(
+            u.user.as_deref(),
+            Some("1_unusual.URI~(to-be!sure)&isn't+it$/crazy?,/;;*")
+        );
+        assert_eq!(
+            u.password.as_deref(),
+            Some("&it+has=1,weird!*pas$wo~d_too.(doesn't-it)")
+        );
+        assert!(u.headers.is_none());
+        assert!(SipUri::parse("sip:bad%zzescape@h").is_none());
+        assert!(SipUri::parse("sip:@h").is_none());
+    }
+
+    #[test]
+    fn other_schemes_and_rejections() {
+        assert_eq!(
+            Uri::parse("tel:+15551234567;phone-context=+1"),
+            Some(Uri::Other("tel:+15551234567;phone-context=+1".into()))
+        );
+        assert_eq!(
+            Uri::parse("urn:service:sos"),
+            Some(Uri::Other("urn:service:sos".into()))
+        );
+        assert!(Uri::parse("soap.beep://192.0.2.103:3002").is_some());
+        for bad in [
+            "",
+            "nocolon",
+            ":x",
+            "tel:",
+            "<sip:a@b>",
+            "sip:a@b c",
+            "sip:a@b\t",
+            "1abc:x",
+            "sip:",
+            "sip:a@",
+            "sip:a@b;;lr",
+            "sip:a@b;=x",
+            "SIP:a@b\u{0}",
+        ] {
+            assert!(Uri::parse(bad).is_none(), "{bad:?}");
+        }
+        assert!(matches!(
+            Uri::parse("SIP:alice@example.com"),
+            Some(Uri::Sip(_))
+        ));
+    }
+
+    #[test]
+    fn display_round_trips() {
+        for s in [
+            "sip:a@b",
+            "sip:b",
+            "sips:a:@b:1",
+            "sip:a@[2001:db8::1]:5060;maddr=[2001:db8::2];lr",
+            "sip:%41@h;x=;y?",
+            "sip:+15551234567@gw.example.net;user=phone",
+            "tel:+1-555-123",
+            "urn:service:sos",
+            "SIP:UPPER@EXAMPLE.COM",
+        ] {
+            round_trip(s);
+        }
+    }
+}
