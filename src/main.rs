@@ -6,7 +6,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "palisade", version, about = "Inter-operator border element (IBCF + TrGW)")]
+#[command(
+    name = "palisade",
+    version,
+    about = "Inter-operator border element (IBCF + TrGW)"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

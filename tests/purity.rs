@@ -59,5 +59,9 @@ fn pure_modules_do_no_io_and_read_no_clock() {
         }
     }
     assert!(checked >= PURE.len(), "found only {checked} files to check");
-    assert!(offences.is_empty(), "sans-IO modules doing IO:\n{}", offences.join("\n"));
+    assert!(
+        offences.is_empty(),
+        "sans-IO modules doing IO:\n{}",
+        offences.join("\n")
+    );
 }

@@ -107,7 +107,12 @@ pub fn copy_body(src: &Message, dst_headers: &mut Headers) -> Vec<u8> {
 /// Rewrites a From or To identity for the other leg: the tag is dropped (each leg has its own),
 /// and toward a peer, a host that is not a public domain (an IP address or an internal host name)
 /// is replaced by `public_domain` and URI parameters other than `user` are removed.
-pub fn identity_for_leg(value: &str, toward_peer: bool, public_domains: &[String], public_domain: &str) -> String {
+pub fn identity_for_leg(
+    value: &str,
+    toward_peer: bool,
+    public_domains: &[String],
+    public_domain: &str,
+) -> String {
     let Some(mut na) = NameAddr::parse(value) else {
         return format!("<sip:anonymous@{public_domain}>");
     };
@@ -231,5 +236,8 @@ pub fn map_status(status: u16) -> u16 {
 
 /// The public domain this border stands for toward its peers.
 pub fn public_domain(cfg: &Config) -> &str {
-    cfg.home_domains.first().map(String::as_str).unwrap_or("invalid")
+    cfg.home_domains
+        .first()
+        .map(String::as_str)
+        .unwrap_or("invalid")
 }

@@ -248,7 +248,12 @@ impl Border {
             && ["Via", "From", "To", "Call-ID", "CSeq"]
                 .iter()
                 .all(|h| e.headers.contains(h));
-        let Some(via) = e.headers.get("Via").and_then(Via::parse).filter(|_| answerable) else {
+        let Some(via) = e
+            .headers
+            .get("Via")
+            .and_then(Via::parse)
+            .filter(|_| answerable)
+        else {
             self.stats.dropped_malformed += 1;
             return;
         };
@@ -431,7 +436,9 @@ impl Border {
             Party::Peer(p) => self.cfg.realms[out_flow.realm].peers[p].domains.clone(),
             Party::Core => self.cfg.home_domains.clone(),
         };
-        let target = request_uri(&msg).cloned().unwrap_or(Uri::Other(String::new()));
+        let target = request_uri(&msg)
+            .cloned()
+            .unwrap_or(Uri::Other(String::new()));
         let callee_domain = target
             .as_sip()
             .map(|u| u.host_bare())
@@ -698,7 +705,9 @@ impl Border {
         let cancel = Message {
             start: StartLine::Request {
                 method: Method::Cancel,
-                uri: request_uri(invite).cloned().unwrap_or(Uri::Other(String::new())),
+                uri: request_uri(invite)
+                    .cloned()
+                    .unwrap_or(Uri::Other(String::new())),
             },
             headers,
             body: Vec::new(),
@@ -911,11 +920,11 @@ impl Border {
             }
             Method::Bye => self.end(now, sid),
             Method::Notify
-                if request
-                    .headers
-                    .get("Subscription-State")
-                    .is_some_and(|s| s.trim_start().to_ascii_lowercase().starts_with("terminated"))
-                    && sess.kind == Kind::Subscribe =>
+                if request.headers.get("Subscription-State").is_some_and(|s| {
+                    s.trim_start()
+                        .to_ascii_lowercase()
+                        .starts_with("terminated")
+                }) && sess.kind == Kind::Subscribe =>
             {
                 self.end(now, sid)
             }
@@ -1091,7 +1100,11 @@ impl Border {
     }
 
     /// Runs `f` with a session taken out of the table, so it can call `&mut self` builders.
-    fn with_session<R>(&mut self, sid: u64, f: impl FnOnce(&mut Self, &mut Session) -> R) -> Option<R> {
+    fn with_session<R>(
+        &mut self,
+        sid: u64,
+        f: impl FnOnce(&mut Self, &mut Session) -> R,
+    ) -> Option<R> {
         let mut sess = self.sessions.remove(&sid)?;
         let r = f(self, &mut sess);
         self.sessions.insert(sid, sess);
@@ -1287,7 +1300,9 @@ impl Border {
         } else {
             copy_body(src, &mut h)
         };
-        if matches!(method, Method::Invite | Method::Message | Method::Subscribe) || method == Method::Refer {
+        if matches!(method, Method::Invite | Method::Message | Method::Subscribe)
+            || method == Method::Refer
+        {
             let pcv = self.charging_for(sess, src, side, true);
             h.push("P-Charging-Vector", pcv);
         }
@@ -1531,4 +1546,3 @@ impl Message {
 
 #[cfg(test)]
 mod tests;
-

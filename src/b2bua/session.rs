@@ -110,4 +110,3 @@ pub(super) struct Session {
     /// Charging identifier used when the originating side sent none we may keep.
     pub icid: String,
 }
-

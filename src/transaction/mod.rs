@@ -158,7 +158,11 @@ pub struct TransactionLayer {
 fn server_key(msg: &Message) -> Option<String> {
     let method = msg.method()?;
     let via = Via::parse(msg.headers.get("Via")?)?;
-    let sent_by = format!("{}:{}", via.host.to_ascii_lowercase(), via.port.unwrap_or(0));
+    let sent_by = format!(
+        "{}:{}",
+        via.host.to_ascii_lowercase(),
+        via.port.unwrap_or(0)
+    );
     let m = match method {
         Method::Ack => "INVITE",
         other => other.as_str(),
@@ -258,7 +262,10 @@ impl TransactionLayer {
         };
         let is_ack = msg.method() == Some(&Method::Ack);
         if let Some(&id) = self.server_keys.get(&key) {
-            let tx = self.servers.get_mut(&id).expect("server key index is in sync");
+            let tx = self
+                .servers
+                .get_mut(&id)
+                .expect("server key index is in sync");
             if is_ack {
                 return match tx.state {
                     ServerState::Completed => {
@@ -445,7 +452,10 @@ impl TransactionLayer {
         };
         let t1 = self.timers.t1;
         let t4 = self.timers.t4;
-        let tx = self.clients.get_mut(&id).expect("client key index is in sync");
+        let tx = self
+            .clients
+            .get_mut(&id)
+            .expect("client key index is in sync");
         match (tx.state, status) {
             (ClientState::Trying | ClientState::Proceeding, 100..=199) => {
                 tx.state = ClientState::Proceeding;

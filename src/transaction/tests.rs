@@ -71,7 +71,11 @@ fn provisional_stops_invite_retransmissions_and_timer_b() {
         ResponseDisposition::Deliver(id)
     );
     assert!(run(&mut l, t0, Duration::from_secs(100)).is_empty());
-    assert_eq!(l.poll_event(), None, "Timer C, not B, bounds a ringing call");
+    assert_eq!(
+        l.poll_event(),
+        None,
+        "Timer C, not B, bounds a ringing call"
+    );
 }
 
 #[test]
@@ -85,7 +89,10 @@ fn non_2xx_final_is_acked_by_the_transaction() {
     let ack = l.poll_transmit().expect("ACK sent");
     let ack = parse_message(&ack.bytes, &Default::default()).expect("ACK parses");
     assert_eq!(ack.method(), Some(&Method::Ack));
-    assert!(ack.headers.get("Via").is_some_and(|v| v.contains("z9hG4bK3")));
+    assert!(ack
+        .headers
+        .get("Via")
+        .is_some_and(|v| v.contains("z9hG4bK3")));
     // A retransmitted 486 is ACKed again and not delivered twice.
     assert_eq!(l.on_response(t0, &r), ResponseDisposition::Absorbed);
     assert!(l.poll_transmit().is_some());
@@ -121,7 +128,10 @@ fn server_absorbs_retransmissions_and_resends_the_last_response() {
     };
     l.respond(t0, id, &response(180, "INVITE", "z9hG4bK6"));
     assert!(l.poll_transmit().is_some());
-    assert_eq!(l.on_request(t0, &req, flow(Transport::Udp)), RequestDisposition::Absorbed);
+    assert_eq!(
+        l.on_request(t0, &req, flow(Transport::Udp)),
+        RequestDisposition::Absorbed
+    );
     assert!(l.poll_transmit().is_some(), "180 re-sent");
     l.respond(t0, id, &response(486, "INVITE", "z9hG4bK6"));
     l.poll_transmit();
@@ -129,8 +139,16 @@ fn server_absorbs_retransmissions_and_resends_the_last_response() {
     let sent = run(&mut l, t0, Duration::from_millis(1600));
     assert_eq!(sent.len(), 2);
     let ack = request("ACK", "z9hG4bK6");
-    assert_eq!(l.on_request(t0, &ack, flow(Transport::Udp)), RequestDisposition::Absorbed);
-    assert!(run(&mut l, t0 + Duration::from_millis(1600), Duration::from_secs(10)).is_empty());
+    assert_eq!(
+        l.on_request(t0, &ack, flow(Transport::Udp)),
+        RequestDisposition::Absorbed
+    );
+    assert!(run(
+        &mut l,
+        t0 + Duration::from_millis(1600),
+        Duration::from_secs(10)
+    )
+    .is_empty());
     assert!(l.is_empty(), "Timer I freed it");
 }
 

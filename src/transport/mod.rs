@@ -239,7 +239,13 @@ async fn tcp_acceptor(
         {
             return;
         }
-        tokio::spawn(run_connection(stream, flow, rx, events.clone(), cfg.clone()));
+        tokio::spawn(run_connection(
+            stream,
+            flow,
+            rx,
+            events.clone(),
+            cfg.clone(),
+        ));
     }
 }
 
