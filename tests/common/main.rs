@@ -174,3 +174,36 @@ fn pcap_roundtrip_and_leak_search() {
     assert!(pcap::find_leaks(&st, &["zzz".to_string()]).is_empty());
     assert!(pcap::read_pcap(b"nope").is_err());
 }
+
+#[path = "../sipp/runner.rs"]
+mod sipp_runner;
+
+#[test]
+fn sipp_scenarios_direct() {
+    if !sipp_runner::sipp_available() {
+        eprintln!("sipp not installed; skipping");
+        return;
+    }
+    let work = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("sipp-selftest");
+    let r = sipp_runner::SippRun {
+        uac_ip: "127.0.99.21".into(),
+        uac_port: 5060,
+        target: "127.0.99.22:5060".into(),
+        uas_ip: "127.0.99.22".into(),
+        uas_port: 5060,
+        service: "cindy".into(),
+        calls: 20,
+        rate: 50,
+        limit: 100,
+        work,
+        timeout: Duration::from_secs(30),
+    };
+    sipp_runner::run(&r).unwrap();
+}
+
+#[test]
+fn sipp_stat_parse() {
+    let csv = "StartTime;LastResetTime;SuccessfulCall(P);SuccessfulCall(C);FailedCall(P);FailedCall(C);\n\
+               a;b;1;10;0;0;\na;b;5;200;0;0;\n";
+    assert_eq!(sipp_runner::parse_stat(csv), Some((200, 0)));
+}

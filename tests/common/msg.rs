@@ -371,6 +371,7 @@ pub fn stream_frame_len(buf: &[u8]) -> Option<usize> {
 
 #[cfg(test)]
 mod tests {
+    #[allow(unused_imports)]
     use super::*;
 
     #[test]

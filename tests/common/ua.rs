@@ -466,6 +466,33 @@ impl Ua {
         Ok((tx, dlg))
     }
 
+    /// Out-of-dialog non-INVITE request (e.g. OPTIONS) to `ruri`, sent to the proxy.
+    pub fn out_of_dialog(&self, method: &str, ruri: &str, extra: &[(&str, String)]) -> R<ClientTx> {
+        let c = &self.sh.cfg;
+        let tr = c.transport;
+        let branch = self.new_branch();
+        let mut h: Vec<(&str, String)> = vec![
+            ("Via", self.via(tr, &branch)),
+            ("Max-Forwards", "70".into()),
+            (
+                "From",
+                format!("<sip:{}@{}>;tag={}", c.user, c.domain, self.fresh("tag")),
+            ),
+            ("To", format!("<{}>", ruri)),
+            (
+                "Call-ID",
+                format!("{}@ua.{}", self.fresh("cid"), c.internal),
+            ),
+            ("CSeq", format!("1 {}", method)),
+            ("Contact", self.contact(tr)),
+            ("X-Internal", self.x_internal()),
+        ];
+        h.extend(extra.iter().map(|(n, v)| (*n, v.clone())));
+        let req = msg::request(method, ruri, &h, &[]);
+        let dest = self.next_hop(None);
+        self.send_request(req, dest, tr)
+    }
+
     /// Generic wait on the foreground queue (removes and returns the first match).
     pub fn wait_for<F: Fn(&Incoming) -> bool>(
         &self,
@@ -845,7 +872,7 @@ fn bind_udp(a: SocketAddr) -> R<UdpSocket> {
     use socket2::{Domain, Protocol, Socket, Type};
     let s =
         Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP)).map_err(|e| e.to_string())?;
-    let _ = s.set_reuse_address(true);
+    // no SO_REUSEADDR: a second UDP socket on the same address must fail loudly
     let _ = s.set_recv_buffer_size(4 << 20);
     s.bind(&a.into())
         .map_err(|e| format!("bind udp {a}: {e}"))?;
