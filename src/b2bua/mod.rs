@@ -1,1 +1,1534 @@
-//! b2bua
+//! The border B2BUA, sans-IO: every call is two SIP dialogs, one per realm, with independent
+//! Call-ID, tags, CSeq, Via and Contact. [`Border`] is fed datagrams/stream messages and time and
+//! returns what to transmit; the service turns that into IO.
+//!
+//! Inputs go through, in order: source screening (unknown sources are dropped without an
+//! answer), parsing (400 for a broken request, drop for a broken response), the transaction layer
+//! (retransmissions are absorbed there), then the call logic in this module, which consults
+//! [`crate::routing`] for new requests and [`hiding`] for what may cross.
+
+pub mod hiding;
+mod session;
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Instant;
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use crate::config::{Config, HeaderPolicy, RealmKind, Transport, Trust};
+use crate::routing::{Route, Router, StaticRouter};
+use crate::sip::{
+    parse_message, CSeq, Headers, Limits, Message, Method, NameAddr, ParseError, StartLine, Uri,
+    Via,
+};
+use crate::transaction::{
+    ClientTxId, Flow, RequestDisposition, ResponseDisposition, ServerTxId, Timers,
+    TransactionLayer, Transmit, TxEvent,
+};
+
+use hiding::{copy_body, copy_screened, map_status, reason_phrase, Crossing};
+use session::{AwaitAck, Kind, Leg, Pending, PendingKind, Session, State};
+
+/// One message as received by a transport.
+#[derive(Debug, Clone, Copy)]
+pub struct Inbound<'a> {
+    /// Index of the realm whose listener received it.
+    pub realm: usize,
+    pub transport: Transport,
+    pub remote: SocketAddr,
+    pub bytes: &'a [u8],
+}
+
+/// Who sent a message: this operator's core, or one of the peers of the realm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Party {
+    Core,
+    Peer(usize),
+}
+
+/// Counters kept by the engine; the service exports them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub dropped_unknown_source: u64,
+    pub dropped_malformed: u64,
+    pub rejected_malformed: u64,
+    pub calls_started: u64,
+    pub calls_answered: u64,
+    pub calls_failed: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum SessTimer {
+    /// RFC 3261 §16.6 Timer C: an INVITE that never gets a final response.
+    TimerC,
+    /// A dialog without any request for `dialog_idle_timeout`.
+    Idle,
+    /// An ended session is kept for 64·T1 to answer late retransmissions, then freed.
+    Reap,
+}
+
+/// The B2BUA engine of one border instance.
+pub struct Border {
+    cfg: Arc<Config>,
+    router: Box<dyn Router + Send>,
+    tx: TransactionLayer,
+    limits: Limits,
+    rng: StdRng,
+    sessions: HashMap<u64, Session>,
+    next_session: u64,
+    /// (Call-ID, our tag) → (session, side). Our tags are unique, so this finds every dialog.
+    dialogs: HashMap<(String, String), (u64, usize)>,
+    /// Initial INVITE server transactions, for CANCEL.
+    invites: HashMap<ServerTxId, u64>,
+    pending: HashMap<ClientTxId, Pending>,
+    timers: BTreeSet<(Instant, u64, SessTimer)>,
+    transmits: VecDeque<Transmit>,
+    stats: Stats,
+}
+
+fn tag_of(value: Option<&str>) -> Option<String> {
+    value
+        .and_then(NameAddr::parse)
+        .and_then(|n| n.tag().map(str::to_string))
+}
+
+fn cseq_of(msg: &Message) -> Option<CSeq> {
+    msg.headers.get("CSeq").and_then(CSeq::parse)
+}
+
+fn request_uri(msg: &Message) -> Option<&Uri> {
+    match &msg.start {
+        StartLine::Request { uri, .. } => Some(uri),
+        StartLine::Response { .. } => None,
+    }
+}
+
+fn contact_uri(msg: &Message) -> Option<Uri> {
+    msg.headers
+        .values("Contact")
+        .first()
+        .and_then(|v| NameAddr::parse(v))
+        .map(|n| n.uri)
+}
+
+fn has_option(msg: &Message, header: &str, option: &str) -> bool {
+    msg.headers
+        .values(header)
+        .iter()
+        .any(|v| v.trim().eq_ignore_ascii_case(option))
+}
+
+impl Border {
+    pub fn new(cfg: Arc<Config>, seed: u64) -> Self {
+        Self::with_router(cfg, seed, Box::new(StaticRouter))
+    }
+
+    pub fn with_router(cfg: Arc<Config>, seed: u64, router: Box<dyn Router + Send>) -> Self {
+        let timers = Timers {
+            t1: cfg.sip.t1,
+            t2: cfg.sip.t2,
+            t4: cfg.sip.t4,
+        };
+        let limits = Limits {
+            max_message_size: cfg.sip.max_message_size,
+            max_headers: cfg.sip.max_headers,
+        };
+        Border {
+            cfg,
+            router,
+            tx: TransactionLayer::new(timers),
+            limits,
+            rng: StdRng::seed_from_u64(seed),
+            sessions: HashMap::new(),
+            next_session: 0,
+            dialogs: HashMap::new(),
+            invites: HashMap::new(),
+            pending: HashMap::new(),
+            timers: BTreeSet::new(),
+            transmits: VecDeque::new(),
+            stats: Stats::default(),
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// Calls (and other dialogs) not yet ended.
+    pub fn active_sessions(&self) -> usize {
+        self.sessions
+            .values()
+            .filter(|s| s.state != State::Ended)
+            .count()
+    }
+
+    /// Everything the engine still holds: sessions (ended ones linger 64·T1), dialog index
+    /// entries, pending client transactions and transactions. All zero when idle.
+    pub fn held_state(&self) -> (usize, usize, usize, usize) {
+        let (c, s) = self.tx.len();
+        (
+            self.sessions.len(),
+            self.dialogs.len() + self.invites.len(),
+            self.pending.len(),
+            c + s,
+        )
+    }
+
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits
+            .pop_front()
+            .or_else(|| self.tx.poll_transmit())
+    }
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let own = self.timers.first().map(|(at, _, _)| *at);
+        match (own, self.tx.poll_timeout()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.tx.handle_timeout(now);
+        self.drain_tx_events(now);
+        while let Some(&(at, sid, which)) = self.timers.first() {
+            if at > now {
+                break;
+            }
+            self.timers.pop_first();
+            self.fire(now, at, sid, which);
+        }
+    }
+
+    // === Input ===
+
+    pub fn handle_input(&mut self, now: Instant, input: Inbound<'_>) {
+        let Some(party) = self.classify(input.realm, input.remote.ip()) else {
+            // Scanners learn nothing: no answer at all.
+            self.stats.dropped_unknown_source += 1;
+            return;
+        };
+        if input.bytes.iter().all(|b| matches!(b, b'\r' | b'\n' | 0)) {
+            return; // RFC 5626 keepalive
+        }
+        let flow = Flow {
+            realm: input.realm,
+            transport: input.transport,
+            remote: input.remote,
+        };
+        match parse_message(input.bytes, &self.limits) {
+            Ok(msg) if msg.is_request() => self.on_request(now, msg, flow, party),
+            Ok(msg) => self.on_response(now, msg),
+            Err(e) => self.on_malformed(e, flow),
+        }
+        self.drain_tx_events(now);
+    }
+
+    fn classify(&self, realm: usize, ip: IpAddr) -> Option<Party> {
+        let r = self.cfg.realms.get(realm)?;
+        match r.kind {
+            RealmKind::Home => r.core_sources.contains(&ip).then_some(Party::Core),
+            RealmKind::Peer => r
+                .peers
+                .iter()
+                .position(|p| p.sources.contains(&ip))
+                .map(Party::Peer),
+        }
+    }
+
+    fn on_malformed(&mut self, e: ParseError, flow: Flow) {
+        let answerable = e.is_request
+            && ["Via", "From", "To", "Call-ID", "CSeq"]
+                .iter()
+                .all(|h| e.headers.contains(h));
+        let Some(via) = e.headers.get("Via").and_then(Via::parse).filter(|_| answerable) else {
+            self.stats.dropped_malformed += 1;
+            return;
+        };
+        self.stats.rejected_malformed += 1;
+        let status = if e.reason == "Version Not Supported" {
+            505
+        } else {
+            400
+        };
+        let mut headers = Headers::default();
+        for v in e.headers.values("Via") {
+            headers.push("Via", v);
+        }
+        for h in ["From", "To", "Call-ID", "CSeq"] {
+            if let Some(v) = e.headers.get(h) {
+                headers.push(h, v);
+            }
+        }
+        let reason: String = e
+            .reason
+            .chars()
+            .filter(|c| c.is_ascii_graphic() || *c == ' ')
+            .collect();
+        let resp = Message {
+            start: StartLine::Response {
+                status,
+                reason: if reason.is_empty() {
+                    reason_phrase(status).to_string()
+                } else {
+                    reason
+                },
+            },
+            headers,
+            body: Vec::new(),
+        };
+        let flow = response_flow(flow, &via);
+        self.transmits.push_back(Transmit {
+            flow,
+            bytes: resp.to_bytes(),
+        });
+    }
+
+    fn on_request(&mut self, now: Instant, msg: Message, flow: Flow, party: Party) {
+        let Some(via) = msg.headers.get("Via").and_then(Via::parse) else {
+            self.stats.dropped_malformed += 1;
+            return;
+        };
+        let rflow = response_flow(flow, &via);
+        match self.tx.on_request(now, &msg, rflow) {
+            RequestDisposition::Absorbed => {}
+            RequestDisposition::AckFor2xx(stx) => self.on_ack(now, &msg, stx, flow),
+            RequestDisposition::New(stx) => self.on_new_request(now, msg, stx, flow, party),
+        }
+    }
+
+    fn on_new_request(
+        &mut self,
+        now: Instant,
+        msg: Message,
+        stx: ServerTxId,
+        flow: Flow,
+        party: Party,
+    ) {
+        let Some(method) = msg.method().cloned() else {
+            return;
+        };
+        let max_forwards = msg
+            .headers
+            .get("Max-Forwards")
+            .and_then(|v| v.trim().parse::<u32>().ok());
+        if method == Method::Cancel {
+            return self.on_cancel(now, &msg, stx);
+        }
+        if let Some(tag) = tag_of(msg.headers.get("To")) {
+            if max_forwards == Some(0) {
+                return self.reply(now, stx, &msg, 483, None);
+            }
+            return self.on_in_dialog(now, msg, stx, &tag, flow);
+        }
+        let to_border = request_uri(&msg)
+            .and_then(Uri::as_sip)
+            .is_some_and(|u| u.user.is_none());
+        if method == Method::Options && (matches!(party, Party::Peer(_)) || to_border) {
+            return self.reply_options(now, stx, &msg);
+        }
+        if max_forwards == Some(0) {
+            return self.reply(now, stx, &msg, 483, None);
+        }
+        if let Party::Peer(p) = party {
+            let peer = &self.cfg.realms[flow.realm].peers[p];
+            if !peer
+                .allowed_methods
+                .iter()
+                .any(|m| m.eq_ignore_ascii_case(method.as_str()))
+            {
+                let allow = peer.allowed_methods.join(", ");
+                return self.reply(now, stx, &msg, 405, Some(("Allow", allow)));
+            }
+        }
+        let kind = match method {
+            Method::Invite => Kind::Invite,
+            Method::Subscribe | Method::Refer => Kind::Subscribe,
+            Method::Message | Method::Options | Method::Notify | Method::Publish => {
+                Kind::Standalone
+            }
+            Method::Register => return self.reply(now, stx, &msg, 403, None),
+            Method::Ack | Method::Cancel => return,
+            Method::Bye | Method::Prack | Method::Update | Method::Info => {
+                return self.reply(now, stx, &msg, 481, None)
+            }
+            Method::Other(_) => return self.reply(now, stx, &msg, 501, None),
+        };
+        if method == Method::Invite {
+            self.reply(now, stx, &msg, 100, None);
+        }
+        let from_home = self.cfg.realms[flow.realm].kind == RealmKind::Home;
+        let Some(target) = request_uri(&msg).cloned() else {
+            return;
+        };
+        let route = self.router.route(&self.cfg, from_home, &target);
+        let (out_realm, out_party, next_hop) = match route {
+            Route::NotFound => return self.reply(now, stx, &msg, 404, None),
+            Route::Peer {
+                realm,
+                peer,
+                next_hop,
+            } => (realm, Party::Peer(peer), next_hop),
+            Route::Home { realm, next_hop } => (realm, Party::Core, next_hop),
+        };
+        if kind == Kind::Invite && self.over_limit(flow.realm, party, out_realm, out_party) {
+            let retry = ("Retry-After", "5".to_string());
+            return self.reply(now, stx, &msg, 503, Some(retry));
+        }
+        let out_flow = Flow {
+            realm: out_realm,
+            transport: next_hop.transport,
+            remote: next_hop.addr,
+        };
+        self.start_session(now, kind, msg, stx, flow, party, out_flow, out_party);
+    }
+
+    fn over_limit(&self, in_realm: usize, in_party: Party, out_realm: usize, out: Party) -> bool {
+        if self.active_sessions() >= self.cfg.sip.max_calls {
+            return true;
+        }
+        let peer_limit = |realm: usize, party: Party| match party {
+            Party::Peer(p) => {
+                let max = self.cfg.realms[realm].peers[p].max_calls;
+                let used = self
+                    .sessions
+                    .values()
+                    .filter(|s| s.state != State::Ended)
+                    .filter(|s| s.legs.iter().any(|l| l.realm == realm && l.party == party))
+                    .count();
+                used >= max
+            }
+            Party::Core => false,
+        };
+        peer_limit(in_realm, in_party) || peer_limit(out_realm, out)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn start_session(
+        &mut self,
+        now: Instant,
+        kind: Kind,
+        msg: Message,
+        stx: ServerTxId,
+        in_flow: Flow,
+        in_party: Party,
+        out_flow: Flow,
+        out_party: Party,
+    ) {
+        let method = msg.method().cloned().unwrap_or(Method::Invite);
+        let sid = self.next_session;
+        self.next_session += 1;
+        let toward_peer = matches!(out_party, Party::Peer(_));
+        let public = hiding::public_domain(&self.cfg).to_string();
+        let peer_domains = match out_party {
+            Party::Peer(p) => self.cfg.realms[out_flow.realm].peers[p].domains.clone(),
+            Party::Core => self.cfg.home_domains.clone(),
+        };
+        let target = request_uri(&msg).cloned().unwrap_or(Uri::Other(String::new()));
+        let callee_domain = target
+            .as_sip()
+            .map(|u| u.host_bare())
+            .unwrap_or_else(|| public.clone());
+
+        let a_flow = if in_flow.reliable() {
+            in_flow
+        } else {
+            self.party_flow(in_flow.realm, in_party).unwrap_or(in_flow)
+        };
+        let leg_a = Leg {
+            realm: in_flow.realm,
+            party: in_party,
+            flow: a_flow,
+            call_id: msg.headers.get("Call-ID").unwrap_or_default().to_string(),
+            local_tag: self.token(10),
+            remote_tag: tag_of(msg.headers.get("From")),
+            local_uri: hiding::identity_for_leg(
+                msg.headers.get("To").unwrap_or_default(),
+                false,
+                &[],
+                &public,
+            ),
+            remote_uri: hiding::identity_for_leg(
+                msg.headers.get("From").unwrap_or_default(),
+                false,
+                &[],
+                &public,
+            ),
+            local_cseq: 0,
+            remote_cseq: cseq_of(&msg).map(|c| c.seq),
+            remote_target: contact_uri(&msg),
+            route_set: msg
+                .headers
+                .values("Record-Route")
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+        };
+        let (from_domains, from_public) = (self.cfg.home_domains.clone(), public.clone());
+        let leg_b = Leg {
+            realm: out_flow.realm,
+            party: out_party,
+            flow: out_flow,
+            call_id: format!("{}", self.token(16)),
+            local_tag: self.token(10),
+            remote_tag: None,
+            local_uri: hiding::identity_for_leg(
+                msg.headers.get("From").unwrap_or_default(),
+                toward_peer,
+                &from_domains,
+                &from_public,
+            ),
+            remote_uri: hiding::identity_for_leg(
+                msg.headers.get("To").unwrap_or_default(),
+                toward_peer,
+                &peer_domains,
+                &callee_domain,
+            ),
+            local_cseq: 0,
+            remote_cseq: None,
+            remote_target: None,
+            route_set: Vec::new(),
+        };
+        let mut out_uri = target.clone();
+        if let Uri::Sip(u) = &mut out_uri {
+            u.params.retain(|(n, _)| !n.eq_ignore_ascii_case("maddr"));
+        }
+        let mut sess = Session {
+            kind,
+            state: State::Early,
+            legs: [leg_a, leg_b],
+            initial: msg,
+            invite_stx: Some(stx),
+            invite_ctx: None,
+            invite_b: None,
+            got_provisional: false,
+            cancel_pending: false,
+            cancelled: false,
+            awaiting_ack: None,
+            last_ack: None,
+            rseq: Vec::new(),
+            next_rseq: [1, 1],
+            timer_c_at: None,
+            last_activity: now,
+            icid: self.token(16),
+        };
+        let req = self.build_request(&mut sess, 1, method, Some(out_uri), None);
+        let dest = sess.legs[1].flow;
+        self.dialogs.insert(
+            (sess.legs[0].call_id.clone(), sess.legs[0].local_tag.clone()),
+            (sid, 0),
+        );
+        self.dialogs.insert(
+            (sess.legs[1].call_id.clone(), sess.legs[1].local_tag.clone()),
+            (sid, 1),
+        );
+        self.invites.insert(stx, sid);
+        let ctx = self.tx.send_request(now, &req, dest);
+        sess.invite_ctx = Some(ctx);
+        sess.invite_b = Some(req);
+        self.pending.insert(
+            ctx,
+            Pending {
+                session: sid,
+                side: 1,
+                kind: PendingKind::Initial,
+            },
+        );
+        if kind == Kind::Invite {
+            self.stats.calls_started += 1;
+            let at = now + self.cfg.sip.timer_c;
+            sess.timer_c_at = Some(at);
+            self.timers.insert((at, sid, SessTimer::TimerC));
+        }
+        self.sessions.insert(sid, sess);
+        self.arm_idle(now, sid);
+    }
+
+    fn arm_idle(&mut self, now: Instant, sid: u64) {
+        let at = now + self.cfg.sip.dialog_idle_timeout;
+        self.timers.insert((at, sid, SessTimer::Idle));
+    }
+
+    fn on_in_dialog(&mut self, now: Instant, msg: Message, stx: ServerTxId, tag: &str, flow: Flow) {
+        let call_id = msg.headers.get("Call-ID").unwrap_or_default().to_string();
+        let Some(&(sid, side)) = self.dialogs.get(&(call_id, tag.to_string())) else {
+            return self.reply(now, stx, &msg, 481, None);
+        };
+        let method = msg.method().cloned().unwrap_or(Method::Invite);
+        let Some(sess) = self.sessions.get_mut(&sid) else {
+            return self.reply(now, stx, &msg, 481, None);
+        };
+        if sess.state == State::Ended || sess.legs[side].realm != flow.realm {
+            return self.reply(now, stx, &msg, 481, None);
+        }
+        let seq = cseq_of(&msg).map(|c| c.seq).unwrap_or(0);
+        if let Some(prev) = sess.legs[side].remote_cseq {
+            if seq <= prev {
+                // RFC 3261 §12.2.2: out-of-order dialog request.
+                return self.reply(now, stx, &msg, 500, None);
+            }
+        }
+        sess.legs[side].remote_cseq = Some(seq);
+        sess.last_activity = now;
+        if matches!(
+            method,
+            Method::Invite | Method::Update | Method::Subscribe | Method::Notify | Method::Refer
+        ) {
+            if let Some(c) = contact_uri(&msg) {
+                sess.legs[side].remote_target = Some(c);
+            }
+        }
+        if sess.legs[side].remote_tag.is_none() {
+            sess.legs[side].remote_tag = tag_of(msg.headers.get("From"));
+        }
+        if method == Method::Invite {
+            self.reply(now, stx, &msg, 100, None);
+        }
+        let other = 1 - side;
+        let sess = self.sessions.get_mut(&sid).expect("looked up above");
+        // PRACK names the reliable provisional by its RSeq, which differs per leg.
+        let rack = if method == Method::Prack {
+            let mapped = msg
+                .headers
+                .get("RAck")
+                .and_then(|v| v.split_whitespace().next()?.parse::<u32>().ok())
+                .and_then(|r| {
+                    sess.rseq
+                        .iter()
+                        .find(|m| m.side == side && m.ours == r)
+                        .map(|m| format!("{} {} INVITE", m.theirs, m.their_cseq))
+                });
+            match mapped {
+                Some(r) => Some(r),
+                None => return self.reply(now, stx, &msg, 481, None),
+            }
+        } else {
+            None
+        };
+        if method == Method::Bye {
+            sess.state = State::Terminating;
+        }
+        let Some(mut req) = self.with_session(sid, |this, sess| {
+            this.build_request(sess, other, method.clone(), None, Some(&msg))
+        }) else {
+            return;
+        };
+        if let Some(r) = rack {
+            req.headers.set("RAck", r);
+        }
+        let dest = self.leg_dest(&self.sessions[&sid].legs[other]);
+        let ctx = self.tx.send_request(now, &req, dest);
+        self.pending.insert(
+            ctx,
+            Pending {
+                session: sid,
+                side: other,
+                kind: PendingKind::Relay {
+                    stx,
+                    request: Box::new(msg),
+                    out_cseq: cseq_of(&req).map(|c| c.seq).unwrap_or(0),
+                },
+            },
+        );
+    }
+
+    fn on_cancel(&mut self, now: Instant, msg: &Message, stx: ServerTxId) {
+        let Some(sid) = self
+            .tx
+            .invite_for_cancel(msg)
+            .and_then(|inv| self.invites.get(&inv).copied())
+        else {
+            return self.reply(now, stx, msg, 481, None);
+        };
+        self.reply(now, stx, msg, 200, None);
+        let Some(sess) = self.sessions.get_mut(&sid) else {
+            return;
+        };
+        let Some(invite_stx) = sess.invite_stx else {
+            return;
+        };
+        if sess.cancelled || !self.tx.server_pending(invite_stx) {
+            return;
+        }
+        sess.cancelled = true;
+        let initial = sess.initial.clone();
+        self.reply(now, invite_stx, &initial, 487, None);
+        let sess = self.sessions.get_mut(&sid).expect("looked up above");
+        if sess.got_provisional {
+            self.send_cancel(now, sid);
+        } else {
+            // RFC 3261 §9.1: no CANCEL before a provisional response has arrived.
+            sess.cancel_pending = true;
+        }
+    }
+
+    fn send_cancel(&mut self, now: Instant, sid: u64) {
+        let Some(sess) = self.sessions.get_mut(&sid) else {
+            return;
+        };
+        sess.cancel_pending = false;
+        let (Some(invite), Some(ctx)) = (&sess.invite_b, sess.invite_ctx) else {
+            return;
+        };
+        if !self.tx.client_pending(ctx) {
+            return;
+        }
+        let mut headers = Headers::default();
+        if let Some(v) = invite.headers.values("Via").first() {
+            headers.push("Via", *v);
+        }
+        for h in ["Max-Forwards", "From", "To", "Call-ID"] {
+            if let Some(v) = invite.headers.get(h) {
+                headers.push(h, v);
+            }
+        }
+        if let Some(c) = cseq_of(invite) {
+            headers.push("CSeq", format!("{} CANCEL", c.seq));
+        }
+        for r in invite.headers.lines("Route") {
+            headers.push("Route", r);
+        }
+        let cancel = Message {
+            start: StartLine::Request {
+                method: Method::Cancel,
+                uri: request_uri(invite).cloned().unwrap_or(Uri::Other(String::new())),
+            },
+            headers,
+            body: Vec::new(),
+        };
+        let dest = sess.legs[1].flow;
+        let ctx = self.tx.send_request(now, &cancel, dest);
+        self.pending.insert(
+            ctx,
+            Pending {
+                session: sid,
+                side: 1,
+                kind: PendingKind::Local,
+            },
+        );
+    }
+
+    fn on_ack(&mut self, now: Instant, msg: &Message, _stx: Option<ServerTxId>, flow: Flow) {
+        let call_id = msg.headers.get("Call-ID").unwrap_or_default().to_string();
+        let Some(tag) = tag_of(msg.headers.get("To")) else {
+            return;
+        };
+        let Some(&(sid, side)) = self.dialogs.get(&(call_id, tag)) else {
+            return;
+        };
+        let Some(sess) = self.sessions.get_mut(&sid) else {
+            return;
+        };
+        if sess.legs[side].realm != flow.realm {
+            return;
+        }
+        sess.last_activity = now;
+        let Some(wait) = sess.awaiting_ack.clone() else {
+            return; // a retransmitted ACK: already relayed
+        };
+        if wait.from_side != side {
+            return;
+        }
+        sess.awaiting_ack = None;
+        self.tx.confirm_2xx(now, wait.stx);
+        let out = 1 - side;
+        self.with_session(sid, |this, sess| {
+            let ack = this.build_ack(sess, out, wait.out_cseq, msg);
+            let dest = this.leg_dest(&sess.legs[out]);
+            this.tx.send_stateless(&ack, dest);
+            sess.last_ack = Some((wait.ctx, ack, dest));
+        });
+    }
+
+    // === Responses ===
+
+    fn on_response(&mut self, now: Instant, msg: Message) {
+        match self.tx.on_response(now, &msg) {
+            ResponseDisposition::Absorbed => {}
+            ResponseDisposition::Retransmitted2xx(ctx) => self.on_2xx_retransmission(ctx),
+            ResponseDisposition::Deliver(ctx) => self.on_client_response(now, ctx, msg),
+        }
+    }
+
+    fn on_2xx_retransmission(&mut self, ctx: ClientTxId) {
+        let Some(p) = self.pending.get(&ctx) else {
+            return;
+        };
+        let Some(sess) = self.sessions.get(&p.session) else {
+            return;
+        };
+        if let Some((id, ack, dest)) = &sess.last_ack {
+            if *id == ctx {
+                let (ack, dest) = (ack.clone(), *dest);
+                self.tx.send_stateless(&ack, dest);
+            }
+        }
+    }
+
+    fn on_client_response(&mut self, now: Instant, ctx: ClientTxId, msg: Message) {
+        let Some(status) = msg.status() else { return };
+        let Some(p) = self.pending.get(&ctx) else {
+            return;
+        };
+        let (sid, side) = (p.session, p.side);
+        let kind = p.kind.clone();
+        let Some(sess) = self.sessions.get_mut(&sid) else {
+            return;
+        };
+        sess.last_activity = now;
+        if status > 100 && status < 300 {
+            let leg = &mut sess.legs[side];
+            if leg.remote_tag.is_none() {
+                leg.remote_tag = tag_of(msg.headers.get("To"));
+            }
+            if let Some(c) = contact_uri(&msg) {
+                leg.remote_target = Some(c);
+            }
+            if matches!(kind, PendingKind::Initial) && leg.route_set.is_empty() {
+                let mut rr: Vec<String> = msg
+                    .headers
+                    .values("Record-Route")
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect();
+                rr.reverse();
+                leg.route_set = rr;
+            }
+        }
+        match kind {
+            PendingKind::Local => {}
+            PendingKind::Initial => self.on_initial_response(now, sid, ctx, status, msg),
+            PendingKind::Relay {
+                stx,
+                request,
+                out_cseq,
+            } => self.on_relay_response(now, sid, side, ctx, stx, &request, out_cseq, msg),
+        }
+    }
+
+    fn on_initial_response(
+        &mut self,
+        now: Instant,
+        sid: u64,
+        ctx: ClientTxId,
+        status: u16,
+        msg: Message,
+    ) {
+        let sess = self.sessions.get_mut(&sid).expect("caller checked");
+        if status == 100 {
+            return;
+        }
+        if status < 200 {
+            sess.got_provisional = true;
+            if sess.cancel_pending {
+                return self.send_cancel(now, sid);
+            }
+            if sess.cancelled {
+                return;
+            }
+        }
+        let Some(stx) = sess.invite_stx else { return };
+        if sess.cancelled || !self.tx.server_pending(stx) {
+            // Leg A is already answered (CANCEL, timeout): a late 2xx on leg B is ACKed and
+            // hung up so the far side is not left with a half call.
+            if (200..300).contains(&status) && sess.kind == Kind::Invite {
+                self.ack_and_bye(now, sid, ctx, &msg);
+            }
+            if status >= 200 {
+                self.end(now, sid);
+            }
+            return;
+        }
+        let initial = sess.initial.clone();
+        let resp = self.relay_response(sid, 0, &initial, status, &msg);
+        self.tx.respond(now, stx, &resp);
+        let sess = self.sessions.get_mut(&sid).expect("caller checked");
+        match status {
+            200..=299 => {
+                sess.state = State::Confirmed;
+                sess.timer_c_at = None;
+                if sess.kind == Kind::Invite {
+                    self.stats.calls_answered += 1;
+                    sess.awaiting_ack = Some(AwaitAck {
+                        from_side: 0,
+                        stx,
+                        ctx,
+                        out_cseq: cseq_of(&msg).map(|c| c.seq).unwrap_or(1),
+                    });
+                } else if sess.kind == Kind::Standalone {
+                    self.end(now, sid);
+                }
+            }
+            300..=699 => {
+                if sess.kind == Kind::Invite {
+                    self.stats.calls_failed += 1;
+                }
+                self.end(now, sid);
+            }
+            _ => {}
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn on_relay_response(
+        &mut self,
+        now: Instant,
+        sid: u64,
+        side: usize,
+        ctx: ClientTxId,
+        stx: ServerTxId,
+        request: &Message,
+        out_cseq: u32,
+        msg: Message,
+    ) {
+        let Some(status) = msg.status() else { return };
+        if status == 100 {
+            return;
+        }
+        let back = 1 - side;
+        let resp = self.relay_response(sid, back, request, status, &msg);
+        self.tx.respond(now, stx, &resp);
+        if status < 200 {
+            return;
+        }
+        let method = request.method().cloned().unwrap_or(Method::Invite);
+        let sess = self.sessions.get_mut(&sid).expect("caller checked");
+        match method {
+            Method::Invite if (200..300).contains(&status) => {
+                sess.awaiting_ack = Some(AwaitAck {
+                    from_side: back,
+                    stx,
+                    ctx,
+                    out_cseq,
+                });
+            }
+            Method::Bye => self.end(now, sid),
+            Method::Notify
+                if request
+                    .headers
+                    .get("Subscription-State")
+                    .is_some_and(|s| s.trim_start().to_ascii_lowercase().starts_with("terminated"))
+                    && sess.kind == Kind::Subscribe =>
+            {
+                self.end(now, sid)
+            }
+            _ => {}
+        }
+    }
+
+    fn ack_and_bye(&mut self, now: Instant, sid: u64, ctx: ClientTxId, resp: &Message) {
+        let cseq = cseq_of(resp).map(|c| c.seq).unwrap_or(1);
+        let Some((bye, dest)) = self.with_session(sid, |this, sess| {
+            let ack = this.build_ack(sess, 1, cseq, &Message::empty_request());
+            let dest = this.leg_dest(&sess.legs[1]);
+            this.tx.send_stateless(&ack, dest);
+            sess.last_ack = Some((ctx, ack, dest));
+            (this.build_request(sess, 1, Method::Bye, None, None), dest)
+        }) else {
+            return;
+        };
+        let bctx = self.tx.send_request(now, &bye, dest);
+        self.pending.insert(
+            bctx,
+            Pending {
+                session: sid,
+                side: 1,
+                kind: PendingKind::Local,
+            },
+        );
+    }
+
+    // === Timers and transaction events ===
+
+    fn drain_tx_events(&mut self, now: Instant) {
+        while let Some(ev) = self.tx.poll_event() {
+            match ev {
+                TxEvent::ClientTimeout(ctx) => {
+                    if let Some(p) = self.pending.remove(&ctx) {
+                        self.on_client_timeout(now, p);
+                    }
+                }
+                TxEvent::ClientTerminated(ctx) => {
+                    self.pending.remove(&ctx);
+                }
+                TxEvent::AckTimeout(stx) => {
+                    let found = self
+                        .sessions
+                        .iter()
+                        .find(|(_, s)| s.awaiting_ack.as_ref().is_some_and(|w| w.stx == stx))
+                        .map(|(id, _)| *id);
+                    if let Some(sid) = found {
+                        self.teardown(now, sid);
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_client_timeout(&mut self, now: Instant, p: Pending) {
+        let sid = p.session;
+        let Some(sess) = self.sessions.get(&sid) else {
+            return;
+        };
+        match p.kind {
+            PendingKind::Local => {}
+            PendingKind::Initial => {
+                let kind = sess.kind;
+                if let Some(stx) = sess.invite_stx {
+                    let initial = sess.initial.clone();
+                    self.reply(now, stx, &initial, 408, None);
+                }
+                if kind == Kind::Invite {
+                    self.stats.calls_failed += 1;
+                }
+                self.end(now, sid);
+            }
+            PendingKind::Relay { stx, request, .. } => {
+                self.reply(now, stx, &request, 408, None);
+                if request.method() == Some(&Method::Bye) {
+                    self.end(now, sid);
+                }
+            }
+        }
+    }
+
+    fn fire(&mut self, now: Instant, at: Instant, sid: u64, which: SessTimer) {
+        let Some(sess) = self.sessions.get(&sid) else {
+            return;
+        };
+        match which {
+            SessTimer::TimerC => {
+                if sess.timer_c_at != Some(at) || sess.state != State::Early {
+                    return;
+                }
+                if let Some(stx) = sess.invite_stx {
+                    let initial = sess.initial.clone();
+                    self.reply(now, stx, &initial, 408, None);
+                }
+                self.send_cancel(now, sid);
+                self.stats.calls_failed += 1;
+                self.end(now, sid);
+            }
+            SessTimer::Idle => {
+                if sess.state == State::Ended {
+                    return;
+                }
+                let idle_until = sess.last_activity + self.cfg.sip.dialog_idle_timeout;
+                if idle_until > now {
+                    self.timers.insert((idle_until, sid, SessTimer::Idle));
+                } else {
+                    self.teardown(now, sid);
+                }
+            }
+            SessTimer::Reap => {
+                if sess.state != State::Ended {
+                    return;
+                }
+                let sess = self.sessions.remove(&sid).expect("looked up above");
+                for leg in &sess.legs {
+                    self.dialogs
+                        .remove(&(leg.call_id.clone(), leg.local_tag.clone()));
+                }
+                if let Some(stx) = sess.invite_stx {
+                    self.invites.remove(&stx);
+                }
+            }
+        }
+    }
+
+    /// Ends a session whose signalling is finished; its state lingers 64·T1 so that late
+    /// retransmissions still find it, then is freed.
+    fn end(&mut self, now: Instant, sid: u64) {
+        if let Some(sess) = self.sessions.get_mut(&sid) {
+            if sess.state != State::Ended {
+                sess.state = State::Ended;
+                let at = now + self.cfg.sip.t1 * 64;
+                self.timers.insert((at, sid, SessTimer::Reap));
+            }
+        }
+    }
+
+    /// Hangs up both legs (BYE on each confirmed dialog) and ends the session.
+    fn teardown(&mut self, now: Instant, sid: u64) {
+        let Some(sess) = self.sessions.get(&sid) else {
+            return;
+        };
+        if sess.state == State::Ended {
+            return;
+        }
+        let (state, kind) = (sess.state, sess.kind);
+        if (state == State::Confirmed || state == State::Terminating) && kind == Kind::Invite {
+            for side in 0..2 {
+                let Some((bye, dest)) = self.with_session(sid, |this, sess| {
+                    let bye = this.build_request(sess, side, Method::Bye, None, None);
+                    (bye, this.leg_dest(&sess.legs[side]))
+                }) else {
+                    return;
+                };
+                let ctx = self.tx.send_request(now, &bye, dest);
+                self.pending.insert(
+                    ctx,
+                    Pending {
+                        session: sid,
+                        side,
+                        kind: PendingKind::Local,
+                    },
+                );
+            }
+        } else if let Some(stx) = sess.invite_stx {
+            let initial = sess.initial.clone();
+            self.reply(now, stx, &initial, 408, None);
+            self.send_cancel(now, sid);
+        }
+        self.end(now, sid);
+    }
+
+    /// Runs `f` with a session taken out of the table, so it can call `&mut self` builders.
+    fn with_session<R>(&mut self, sid: u64, f: impl FnOnce(&mut Self, &mut Session) -> R) -> Option<R> {
+        let mut sess = self.sessions.remove(&sid)?;
+        let r = f(self, &mut sess);
+        self.sessions.insert(sid, sess);
+        Some(r)
+    }
+
+    // === Building messages ===
+
+    fn token(&mut self, bytes: usize) -> String {
+        let mut s = String::with_capacity(bytes * 2);
+        for _ in 0..bytes {
+            let b: u8 = self.rng.random();
+            s.push_str(&format!("{b:02x}"));
+        }
+        s
+    }
+
+    fn local_port(&self, realm: usize, transport: Transport) -> u16 {
+        let r = &self.cfg.realms[realm];
+        r.listen
+            .iter()
+            .find(|l| l.transport == transport)
+            .or_else(|| r.listen.first())
+            .map(|l| l.addr.port())
+            .unwrap_or(5060)
+    }
+
+    fn host_port(&self, realm: usize, transport: Transport) -> String {
+        let ip = self.cfg.realms[realm].advertise;
+        let port = self.local_port(realm, transport);
+        match ip {
+            IpAddr::V4(v4) => format!("{v4}:{port}"),
+            IpAddr::V6(v6) => format!("[{v6}]:{port}"),
+        }
+    }
+
+    fn via(&mut self, realm: usize, transport: Transport) -> String {
+        let branch = self.token(12);
+        format!(
+            "SIP/2.0/{} {};branch=z9hG4bK{branch};rport",
+            transport.as_str(),
+            self.host_port(realm, transport)
+        )
+    }
+
+    fn contact(&self, realm: usize, transport: Transport) -> String {
+        let tp = match transport {
+            Transport::Udp => "",
+            Transport::Tcp => ";transport=tcp",
+        };
+        format!("<sip:{}{tp}>", self.host_port(realm, transport))
+    }
+
+    fn party_trust(&self, realm: usize, party: Party) -> Trust {
+        match party {
+            Party::Core => self.cfg.realms[realm].trust,
+            Party::Peer(p) => self.cfg.realms[realm].peers[p].trust,
+        }
+    }
+
+    fn party_headers(&self, realm: usize, party: Party) -> &HeaderPolicy {
+        match party {
+            Party::Core => &self.cfg.realms[realm].headers,
+            Party::Peer(p) => &self.cfg.realms[realm].peers[p].headers,
+        }
+    }
+
+    fn party_flow(&self, realm: usize, party: Party) -> Option<Flow> {
+        let r = &self.cfg.realms[realm];
+        let hop = match party {
+            Party::Core => r.core.as_ref()?,
+            Party::Peer(p) => &r.peers[p].next_hop,
+        };
+        Some(Flow {
+            realm,
+            transport: hop.transport,
+            remote: hop.addr,
+        })
+    }
+
+    fn party_ips(&self, realm: usize, party: Party) -> Vec<IpAddr> {
+        let r = &self.cfg.realms[realm];
+        match party {
+            Party::Core => {
+                let mut ips = r.core_sources.clone();
+                ips.extend(r.core.as_ref().map(|c| c.addr.ip()));
+                ips
+            }
+            Party::Peer(p) => {
+                let mut ips = r.peers[p].sources.clone();
+                ips.push(r.peers[p].next_hop.addr.ip());
+                ips
+            }
+        }
+    }
+
+    /// Where a dialog request on this leg goes (RFC 3261 §12.2.1.1, loose routing): the first
+    /// Route, else the remote target — but only to an address of that leg's own party. A target
+    /// naming anything else (a host name, an address outside the agreement) goes to the party's
+    /// configured next hop, so a peer cannot steer the border toward arbitrary hosts.
+    fn leg_dest(&self, leg: &Leg) -> Flow {
+        let first_route = leg
+            .route_set
+            .first()
+            .and_then(|r| NameAddr::parse(r))
+            .map(|n| n.uri);
+        let target = first_route.or_else(|| leg.remote_target.clone());
+        let Some(Uri::Sip(u)) = target else {
+            return leg.flow;
+        };
+        let Ok(ip) = u.host_bare().parse::<IpAddr>() else {
+            return leg.flow;
+        };
+        if !self.party_ips(leg.realm, leg.party).contains(&ip) {
+            return leg.flow;
+        }
+        let transport = match u.param("transport").flatten() {
+            Some(t) if t.eq_ignore_ascii_case("tcp") => Transport::Tcp,
+            Some(t) if t.eq_ignore_ascii_case("udp") => Transport::Udp,
+            _ => leg.flow.transport,
+        };
+        if leg.flow.reliable() && transport == leg.flow.transport && leg.flow.remote.ip() == ip {
+            // Reuse the connection the dialog came in on.
+            return leg.flow;
+        }
+        Flow {
+            realm: leg.realm,
+            transport,
+            remote: SocketAddr::new(ip, u.port.unwrap_or(5060)),
+        }
+    }
+
+    /// Builds a request on one leg of a session: the leg's own identifiers, the route set, and
+    /// the screened headers and body of `src` (the request received on the other leg).
+    fn build_request(
+        &mut self,
+        sess: &mut Session,
+        side: usize,
+        method: Method,
+        uri: Option<Uri>,
+        src: Option<&Message>,
+    ) -> Message {
+        let src = src.unwrap_or(&sess.initial);
+        let src_side = 1 - side;
+        let (realm, party) = (sess.legs[side].realm, sess.legs[side].party);
+        let dest = self.leg_dest(&sess.legs[side]);
+        let transport = dest.transport;
+        let via = self.via(realm, transport);
+        let leg = &mut sess.legs[side];
+        leg.local_cseq += 1;
+        let seq = leg.local_cseq;
+        let uri = uri
+            .or_else(|| leg.remote_target.clone())
+            .or_else(|| request_uri(&sess.initial).cloned())
+            .unwrap_or(Uri::Other(String::new()));
+        let mut h = Headers::default();
+        h.push("Via", via);
+        let mf = src
+            .headers
+            .get("Max-Forwards")
+            .and_then(|v| v.trim().parse::<u32>().ok())
+            .map(|m| m.saturating_sub(1).min(255))
+            .unwrap_or(u32::from(self.cfg.sip.max_forwards));
+        h.push("Max-Forwards", mf.to_string());
+        h.push("From", format!("{};tag={}", leg.local_uri, leg.local_tag));
+        match &leg.remote_tag {
+            Some(t) => h.push("To", format!("{};tag={t}", leg.remote_uri)),
+            None => h.push("To", leg.remote_uri.clone()),
+        }
+        h.push("Call-ID", leg.call_id.clone());
+        h.push("CSeq", format!("{seq} {method}"));
+        for r in &leg.route_set {
+            h.push("Route", r.clone());
+        }
+        if matches!(
+            method,
+            Method::Invite | Method::Update | Method::Subscribe | Method::Notify | Method::Refer
+        ) {
+            h.push("Contact", self.contact(realm, transport));
+        }
+        let src_leg = &sess.legs[src_side];
+        let from_trust = self.party_trust(src_leg.realm, src_leg.party);
+        let crossing = Crossing {
+            from_trust,
+            to_trust: self.party_trust(realm, party),
+            to_policy: self.party_headers(realm, party),
+        };
+        if method != Method::Bye || src.method() == Some(&Method::Bye) {
+            copy_screened(src, &mut h, crossing);
+        }
+        let body = if method == Method::Bye && src.method() != Some(&Method::Bye) {
+            Vec::new()
+        } else {
+            copy_body(src, &mut h)
+        };
+        if matches!(method, Method::Invite | Method::Message | Method::Subscribe) || method == Method::Refer {
+            let pcv = self.charging_for(sess, src, side, true);
+            h.push("P-Charging-Vector", pcv);
+        }
+        Message {
+            start: StartLine::Request { method, uri },
+            headers: h,
+            body,
+        }
+    }
+
+    fn charging_for(&self, sess: &Session, src: &Message, side: usize, request: bool) -> String {
+        let src_leg = &sess.legs[1 - side];
+        let dst_leg = &sess.legs[side];
+        let from_trusted = self.party_trust(src_leg.realm, src_leg.party) == Trust::Trusted;
+        let ioi_of = |leg: &Leg| match leg.party {
+            Party::Peer(p) => self.cfg.realms[leg.realm].peers[p].ioi.clone(),
+            Party::Core => self.cfg.ioi.clone(),
+        };
+        // The originating network's IOI goes in orig-ioi; on responses the terminating one is added.
+        let (caller, callee) = if side == 1 {
+            (ioi_of(src_leg), ioi_of(dst_leg))
+        } else {
+            (ioi_of(dst_leg), ioi_of(src_leg))
+        };
+        let term = (!request).then_some(callee.as_str());
+        hiding::charging_vector(
+            src.headers.get("P-Charging-Vector"),
+            from_trusted,
+            &sess.icid,
+            &caller,
+            term,
+        )
+    }
+
+    fn build_ack(&mut self, sess: &mut Session, side: usize, cseq: u32, src: &Message) -> Message {
+        let dest = self.leg_dest(&sess.legs[side]);
+        let via = self.via(sess.legs[side].realm, dest.transport);
+        let leg = &sess.legs[side];
+        let uri = leg
+            .remote_target
+            .clone()
+            .unwrap_or(Uri::Other(String::new()));
+        let mut h = Headers::default();
+        h.push("Via", via);
+        h.push("Max-Forwards", "70");
+        h.push("From", format!("{};tag={}", leg.local_uri, leg.local_tag));
+        match &leg.remote_tag {
+            Some(t) => h.push("To", format!("{};tag={t}", leg.remote_uri)),
+            None => h.push("To", leg.remote_uri.clone()),
+        }
+        h.push("Call-ID", leg.call_id.clone());
+        h.push("CSeq", format!("{cseq} ACK"));
+        for r in &leg.route_set {
+            h.push("Route", r.clone());
+        }
+        let body = copy_body(src, &mut h);
+        Message {
+            start: StartLine::Request {
+                method: Method::Ack,
+                uri,
+            },
+            headers: h,
+            body,
+        }
+    }
+
+    /// Builds the response on leg `side` to `request` (received on that leg), carrying the status
+    /// and the screened content of `src` (the response received on the other leg).
+    fn relay_response(
+        &mut self,
+        sid: u64,
+        side: usize,
+        request: &Message,
+        status: u16,
+        src: &Message,
+    ) -> Message {
+        let status = map_status(status);
+        let mut resp = self.response_to(sid, side, request, status);
+        let sess = self.sessions.get(&sid).expect("caller checked");
+        let (realm, party) = (sess.legs[side].realm, sess.legs[side].party);
+        let src_leg = &sess.legs[1 - side];
+        let crossing = Crossing {
+            from_trust: self.party_trust(src_leg.realm, src_leg.party),
+            to_trust: self.party_trust(realm, party),
+            to_policy: self.party_headers(realm, party),
+        };
+        if status > 100 && status < 300 {
+            let transport = self.leg_transport(sid, side);
+            resp.headers.push("Contact", self.contact(realm, transport));
+        }
+        copy_screened(src, &mut resp.headers, crossing);
+        resp.body = copy_body(src, &mut resp.headers);
+        if request.method() == Some(&Method::Invite) {
+            let pcv = self.charging_for(sess, src, side, false);
+            resp.headers.push("P-Charging-Vector", pcv);
+        }
+        // Reliable provisionals (RFC 3262) carry an RSeq per leg.
+        if (101..200).contains(&status) && has_option(src, "Require", "100rel") {
+            if let (Some(theirs), Some(c)) = (
+                src.headers
+                    .get("RSeq")
+                    .and_then(|v| v.trim().parse::<u32>().ok()),
+                cseq_of(src),
+            ) {
+                let sess = self.sessions.get_mut(&sid).expect("caller checked");
+                let ours = match sess
+                    .rseq
+                    .iter()
+                    .find(|m| m.side == side && m.theirs == theirs && m.their_cseq == c.seq)
+                {
+                    Some(m) => m.ours,
+                    None => {
+                        let ours = sess.next_rseq[side];
+                        sess.next_rseq[side] += 1;
+                        sess.rseq.push(session::RseqMap {
+                            side,
+                            ours,
+                            theirs,
+                            their_cseq: c.seq,
+                        });
+                        ours
+                    }
+                };
+                if !has_option(&resp, "Require", "100rel") {
+                    resp.headers.push("Require", "100rel");
+                }
+                resp.headers.push("RSeq", ours.to_string());
+            }
+        }
+        resp
+    }
+
+    fn leg_transport(&self, sid: u64, side: usize) -> Transport {
+        self.sessions
+            .get(&sid)
+            .map(|s| s.legs[side].flow.transport)
+            .unwrap_or(Transport::Udp)
+    }
+
+    /// A response skeleton for a request received on leg `side` of a session (our tag in To).
+    fn response_to(&self, sid: u64, side: usize, request: &Message, status: u16) -> Message {
+        let tag = self
+            .sessions
+            .get(&sid)
+            .map(|s| s.legs[side].local_tag.clone());
+        make_response(request, status, tag.as_deref())
+    }
+
+    /// Answers a request locally through its server transaction.
+    fn reply(
+        &mut self,
+        now: Instant,
+        stx: ServerTxId,
+        request: &Message,
+        status: u16,
+        extra: Option<(&str, String)>,
+    ) {
+        let tag = (status > 100).then(|| self.token(8));
+        let mut resp = make_response(request, status, tag.as_deref());
+        if let Some((name, value)) = extra {
+            resp.headers.push(name, value);
+        }
+        self.tx.respond(now, stx, &resp);
+    }
+
+    fn reply_options(&mut self, now: Instant, stx: ServerTxId, request: &Message) {
+        let tag = self.token(8);
+        let mut resp = make_response(request, 200, Some(&tag));
+        resp.headers.push(
+            "Allow",
+            "INVITE, ACK, BYE, CANCEL, OPTIONS, PRACK, UPDATE, INFO, MESSAGE, REFER, SUBSCRIBE, NOTIFY",
+        );
+        resp.headers.push("Accept", "application/sdp");
+        resp.headers.push("Supported", "100rel, timer");
+        self.tx.respond(now, stx, &resp);
+    }
+}
+
+/// RFC 3261 §8.2.6.2: a response copies Via, From, To, Call-ID and CSeq; a To without a tag gets
+/// ours (except on 100 Trying).
+pub fn make_response(request: &Message, status: u16, to_tag: Option<&str>) -> Message {
+    let mut h = Headers::default();
+    for v in request.headers.lines("Via") {
+        h.push("Via", v);
+    }
+    if let Some(v) = request.headers.get("From") {
+        h.push("From", v);
+    }
+    if let Some(to) = request.headers.get("To") {
+        match to_tag {
+            Some(tag) if status > 100 && tag_of(Some(to)).is_none() => {
+                h.push("To", format!("{to};tag={tag}"))
+            }
+            _ => h.push("To", to),
+        }
+    }
+    for name in ["Call-ID", "CSeq"] {
+        if let Some(v) = request.headers.get(name) {
+            h.push(name, v);
+        }
+    }
+    Message {
+        start: StartLine::Response {
+            status,
+            reason: reason_phrase(status).to_string(),
+        },
+        headers: h,
+        body: Vec::new(),
+    }
+}
+
+/// RFC 3261 §18.2.2 and RFC 3581: over a stream, answer on the connection; over UDP, to the
+/// source address, at the source port when `rport` was asked for, else at the sent-by port.
+fn response_flow(flow: Flow, via: &Via) -> Flow {
+    if flow.reliable() {
+        return flow;
+    }
+    let port = if via.params.get("rport").is_some() {
+        flow.remote.port()
+    } else {
+        via.port.unwrap_or(5060)
+    };
+    Flow {
+        remote: SocketAddr::new(flow.remote.ip(), port),
+        ..flow
+    }
+}
+
+impl Message {
+    fn empty_request() -> Message {
+        Message {
+            start: StartLine::Request {
+                method: Method::Ack,
+                uri: Uri::Other(String::new()),
+            },
+            headers: Headers::default(),
+            body: Vec::new(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
+

@@ -1,1 +1,79 @@
-//! routing
+//! Routing decisions: which realm and next hop a new request goes to. Pure: the decision is a
+//! function of the configuration and the request target. Static domain routing today; ENUM and
+//! RFC 3263 DNS resolution plug in behind [`Router`] without changing its callers.
+
+use crate::config::{Config, NextHop, RealmKind};
+use crate::sip::Uri;
+
+/// Where a new request goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// To a peering partner: realm index, peer index within that realm, next hop.
+    Peer {
+        realm: usize,
+        peer: usize,
+        next_hop: NextHop,
+    },
+    /// To this operator's core.
+    Home { realm: usize, next_hop: NextHop },
+    /// No route: answer 404 from the border.
+    NotFound,
+}
+
+/// Decides routes for new requests.
+pub trait Router {
+    /// `from_home` says whether the request came from this operator's core.
+    fn route(&self, cfg: &Config, from_home: bool, target: &Uri) -> Route;
+}
+
+/// Routes by the Request-URI's domain: from home to the peer that serves it, from a peer to the
+/// home core when the domain is ours. No transit: a peer cannot route to another peer.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct StaticRouter;
+
+impl Router for StaticRouter {
+    fn route(&self, cfg: &Config, from_home: bool, target: &Uri) -> Route {
+        let Some(sip) = target.as_sip() else {
+            // tel: and other schemes need ENUM; until then there is no route.
+            return Route::NotFound;
+        };
+        let domain = sip.host_bare();
+        if from_home {
+            for (ri, realm) in cfg.realms.iter().enumerate() {
+                if realm.kind != RealmKind::Peer {
+                    continue;
+                }
+                for (pi, peer) in realm.peers.iter().enumerate() {
+                    if peer.domains.iter().any(|d| d.eq_ignore_ascii_case(&domain)) {
+                        return Route::Peer {
+                            realm: ri,
+                            peer: pi,
+                            next_hop: peer.next_hop.clone(),
+                        };
+                    }
+                }
+            }
+            Route::NotFound
+        } else if cfg
+            .home_domains
+            .iter()
+            .any(|d| d.eq_ignore_ascii_case(&domain))
+        {
+            let (ri, home) = cfg
+                .realms
+                .iter()
+                .enumerate()
+                .find(|(_, r)| r.kind == RealmKind::Home)
+                .expect("validated config has a home realm");
+            match &home.core {
+                Some(next_hop) => Route::Home {
+                    realm: ri,
+                    next_hop: next_hop.clone(),
+                },
+                None => Route::NotFound,
+            }
+        } else {
+            Route::NotFound
+        }
+    }
+}

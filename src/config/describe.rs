@@ -1,0 +1,118 @@
+//! The effective configuration as TOML text (every default filled in, peers inline), for
+//! `palisade check`. The output is itself a valid node file.
+
+use super::*;
+use std::fmt::Write;
+
+fn q(s: &str) -> String {
+    toml::Value::String(s.to_string()).to_string()
+}
+
+fn list<I: IntoIterator<Item = String>>(items: I) -> String {
+    let items: Vec<String> = items.into_iter().map(|s| q(&s)).collect();
+    let one_line = format!("[{}]", items.join(", "));
+    if one_line.len() <= 80 {
+        return one_line;
+    }
+    // Long lists (header allow-lists, methods): wrapped, several per line.
+    let mut s = String::from("[\n");
+    let mut line = String::new();
+    for i in items {
+        if !line.is_empty() && line.len() + i.len() + 2 > 92 {
+            let _ = writeln!(s, "    {}", line.trim_end());
+            line.clear();
+        }
+        line.push_str(&i);
+        line.push_str(", ");
+    }
+    if !line.is_empty() {
+        let _ = writeln!(s, "    {}", line.trim_end());
+    }
+    s.push(']');
+    s
+}
+
+fn trust(t: Trust) -> &'static str {
+    match t {
+        Trust::Trusted => "trusted",
+        Trust::Untrusted => "untrusted",
+    }
+}
+
+pub(super) fn describe(c: &Config) -> String {
+    let mut o = String::new();
+    let _ = writeln!(o, "# Effective configuration (defaults filled in).");
+    let _ = writeln!(o, "name = {}", q(&c.name));
+    let _ = writeln!(o, "home_domains = {}", list(c.home_domains.iter().cloned()));
+    let _ = writeln!(o, "ioi = {}", q(&c.ioi));
+    let _ = writeln!(o, "log = {}", q(&c.log));
+    let s = &c.sip;
+    let _ = writeln!(o, "\n[sip]");
+    let _ = writeln!(o, "t1_ms = {}", s.t1.as_millis());
+    let _ = writeln!(o, "t2_ms = {}", s.t2.as_millis());
+    let _ = writeln!(o, "t4_ms = {}", s.t4.as_millis());
+    let _ = writeln!(o, "timer_c_s = {}", s.timer_c.as_secs());
+    let _ = writeln!(o, "max_message_size = {}", s.max_message_size);
+    let _ = writeln!(o, "max_headers = {}", s.max_headers);
+    let _ = writeln!(o, "max_forwards = {}", s.max_forwards);
+    let _ = writeln!(o, "max_calls = {}", s.max_calls);
+    let _ = writeln!(o, "max_tcp_connections = {}", s.max_tcp_connections);
+    let _ = writeln!(o, "tcp_idle_timeout_s = {}", s.tcp_idle_timeout.as_secs());
+    let _ = writeln!(
+        o,
+        "dialog_idle_timeout_s = {}",
+        s.dialog_idle_timeout.as_secs()
+    );
+    for r in &c.realms {
+        let _ = writeln!(o, "\n[[realm]]");
+        let _ = writeln!(o, "name = {}", q(&r.name));
+        let kind = match r.kind {
+            RealmKind::Home => "home",
+            RealmKind::Peer => "peer",
+        };
+        let _ = writeln!(o, "kind = {}", q(kind));
+        let _ = writeln!(
+            o,
+            "listen = {}",
+            list(r.listen.iter().map(|l| l.to_string()))
+        );
+        let _ = writeln!(o, "advertise = {}", q(&r.advertise.to_string()));
+        if r.kind == RealmKind::Home {
+            if let Some(core) = &r.core {
+                let _ = writeln!(o, "core = {}", q(&core.to_string()));
+            }
+            let _ = writeln!(
+                o,
+                "core_sources = {}",
+                list(r.core_sources.iter().map(|s| s.to_string()))
+            );
+            let _ = writeln!(o, "trust = {}", q(trust(r.trust)));
+        }
+        let _ = writeln!(o, "\n[realm.headers]");
+        let _ = writeln!(o, "allow = {}", list(r.headers.allow.iter().cloned()));
+        for p in &r.peers {
+            let _ = writeln!(o, "\n[[realm.peer]]");
+            let _ = writeln!(o, "# from {}", p.origin.display());
+            let _ = writeln!(o, "name = {}", q(&p.name));
+            let _ = writeln!(o, "realm = {}", q(&p.realm));
+            let _ = writeln!(o, "domains = {}", list(p.domains.iter().cloned()));
+            let _ = writeln!(
+                o,
+                "sources = {}",
+                list(p.sources.iter().map(|s| s.to_string()))
+            );
+            let _ = writeln!(o, "next_hop = {}", q(&p.next_hop.to_string()));
+            let _ = writeln!(o, "trust = {}", q(trust(p.trust)));
+            let _ = writeln!(o, "ioi = {}", q(&p.ioi));
+            let _ = writeln!(
+                o,
+                "allowed_methods = {}",
+                list(p.allowed_methods.iter().cloned())
+            );
+            let _ = writeln!(o, "max_calls = {}", p.max_calls);
+            let _ = writeln!(o, "\n[realm.peer.headers]");
+            let _ = writeln!(o, "allow = {}", list(p.headers.allow.iter().cloned()));
+        }
+    }
+    o
+}

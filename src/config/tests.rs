@@ -1,0 +1,406 @@
+use super::*;
+use std::collections::HashMap;
+
+const NODE: &str = r#"name = "palisade-a"
+home_domains = ["operator-a.example"]
+
+[[realm]]
+name = "home"
+kind = "home"
+listen = ["udp:127.0.10.2:5060", "tcp:127.0.10.2:5060"]
+core = "udp:127.0.10.1:5060"
+
+[[realm]]
+name = "interconnect"
+kind = "peer"
+listen = ["udp:127.0.20.2:5060"]
+peers = ["peers/b.toml"]
+"#;
+
+const PEER_B: &str = r#"name = "operator-b"
+domains = ["operator-b.example"]
+sources = ["127.0.30.2"]
+next_hop = "udp:127.0.30.2:5060"
+"#;
+
+fn files(extra: &[(&str, &str)]) -> HashMap<PathBuf, String> {
+    let mut m = HashMap::new();
+    m.insert(
+        PathBuf::from("/etc/palisade/peers/b.toml"),
+        PEER_B.to_string(),
+    );
+    for (p, t) in extra {
+        m.insert(PathBuf::from(p), t.to_string());
+    }
+    m
+}
+
+fn parse_with(text: &str, files: &HashMap<PathBuf, String>) -> Result<Config, ConfigErrors> {
+    let read = |p: &Path| {
+        files
+            .get(p)
+            .cloned()
+            .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, "not found"))
+    };
+    parse(text, Path::new("/etc/palisade/node.toml"), &read)
+}
+
+fn errors(text: &str) -> Vec<ConfigError> {
+    parse_with(text, &files(&[])).expect_err("should fail").0
+}
+
+/// The one error expected, as `line:col field`.
+fn one_error(text: &str) -> ConfigError {
+    let e = errors(text);
+    assert_eq!(e.len(), 1, "{}", ConfigErrors(e.clone()));
+    e.into_iter().next().unwrap()
+}
+
+#[test]
+fn minimal_node_gets_defaults() {
+    let c = parse_with(NODE, &files(&[])).unwrap();
+    assert_eq!(c.name, "palisade-a");
+    assert_eq!(c.ioi, "operator-a.example");
+    assert_eq!(c.log, "info");
+    assert_eq!(c.sip, SipSettings::default());
+    let home = c.home();
+    assert_eq!(home.advertise, "127.0.10.2".parse::<IpAddr>().unwrap());
+    assert_eq!(
+        home.core_sources,
+        vec!["127.0.10.1".parse::<IpAddr>().unwrap()]
+    );
+    assert_eq!(home.trust, Trust::Trusted);
+    assert_eq!(home.headers.allow.len(), 30);
+    assert_eq!(home.listen[1].transport, Transport::Tcp);
+    let ic = c.realm("interconnect").unwrap();
+    let b = &ic.peers[0];
+    assert_eq!(b.realm, "interconnect");
+    assert_eq!(b.trust, Trust::Untrusted);
+    assert_eq!(b.ioi, "operator-b.example");
+    assert_eq!(b.max_calls, 1000);
+    assert_eq!(b.allowed_methods.len(), 12);
+    assert_eq!(b.origin, PathBuf::from("/etc/palisade/peers/b.toml"));
+    assert_eq!(b.next_hop.to_string(), "udp:127.0.30.2:5060");
+}
+
+#[test]
+fn ipv6_listen_and_sip_settings() {
+    let text = NODE
+        .replace("udp:127.0.20.2:5060", "udp:[::1]:5070")
+        .replace(
+            "name = \"palisade-a\"\n",
+            "name = \"palisade-a\"\nlog = \"debug\"\n[sip]\nt1_ms = 250\nmax_forwards = 20\n",
+        );
+    // [sip] table must come after top-level keys: move home_domains above it.
+    let text = text.replace("home_domains = [\"operator-a.example\"]\n", "");
+    let text = format!("home_domains = [\"operator-a.example\"]\n{text}");
+    let c = parse_with(&text, &files(&[])).unwrap();
+    assert_eq!(c.sip.t1, Duration::from_millis(250));
+    assert_eq!(c.sip.max_forwards, 20);
+    assert_eq!(c.log, "debug");
+    let l = &c.realm("interconnect").unwrap().listen[0];
+    assert_eq!(l.addr, "[::1]:5070".parse().unwrap());
+    assert_eq!(l.to_string(), "udp:[::1]:5070");
+}
+
+#[test]
+fn syntax_error_has_position() {
+    let e = one_error("name = \"x\"\nhome_domains = [\"a\"\n");
+    assert_eq!(e.field, "(syntax)");
+    assert_eq!(e.line, 2);
+}
+
+#[test]
+fn unknown_key_names_key_and_alternatives() {
+    let text = NODE.replace("core = ", "cores = ");
+    let e = errors(&text);
+    let unk = e.iter().find(|e| e.field == "realm.home.cores").unwrap();
+    assert_eq!((unk.line, unk.column), (8, 1));
+    assert!(
+        unk.message.contains("unknown key `cores`"),
+        "{}",
+        unk.message
+    );
+    assert!(unk.message.contains("core_sources"));
+    // and the missing core is reported too
+    assert!(e.iter().any(|e| e.field == "realm.home.core"));
+}
+
+#[test]
+fn wrong_type() {
+    let e = one_error(&NODE.replace("name = \"palisade-a\"", "name = 7"));
+    assert_eq!(e.field, "name");
+    assert_eq!((e.line, e.column), (1, 8));
+    assert!(e.message.contains("expected a string, found an integer"));
+}
+
+#[test]
+fn bad_address_and_port_zero() {
+    let e = errors(
+        &NODE
+            .replace("udp:127.0.10.2:5060", "127.0.10.2:5060")
+            .replace("tcp:127.0.10.2:5060", "tcp:127.0.10.2:0"),
+    );
+    assert_eq!(e.len(), 2, "{}", ConfigErrors(e.clone()));
+    assert_eq!(e[0].field, "realm.home.listen[0]");
+    assert!(e[0].message.contains("expected transport:ip:port"));
+    assert_eq!((e[0].line, e[0].column), (7, 11));
+    assert_eq!(e[1].field, "realm.home.listen[1]");
+    assert!(e[1].message.contains("port 0"));
+}
+
+#[test]
+fn home_realm_rules() {
+    let e = one_error(&NODE.replace("core = \"udp:127.0.10.1:5060\"\n", ""));
+    assert_eq!(e.field, "realm.home.core");
+    assert_eq!(e.line, 4);
+
+    let e = errors(
+        &NODE
+            .replace(
+                "kind = \"peer\"",
+                "kind = \"home\"\ncore = \"udp:1.2.3.4:5060\"",
+            )
+            .replace("peers = [\"peers/b.toml\"]\n", ""),
+    );
+    let two = e
+        .iter()
+        .find(|e| e.message.contains("only one home realm"))
+        .unwrap();
+    assert_eq!(
+        (two.line, two.field.as_str()),
+        (12, "realm.interconnect.kind")
+    );
+}
+
+#[test]
+fn needs_a_peer_realm_and_unique_names() {
+    let text = NODE.replace(
+        "kind = \"peer\"",
+        "kind = \"home\"\ncore = \"udp:1.2.3.4:5060\"",
+    );
+    let e = errors(&text.replace("peers = [\"peers/b.toml\"]\n", ""));
+    assert!(e
+        .iter()
+        .any(|e| e.field == "realm" && e.message.contains("no peer realm")));
+
+    let e = one_error(&NODE.replace("name = \"interconnect\"", "name = \"home\""));
+    // The name field itself is addressed by index: the name is what is in question.
+    assert_eq!(e.field, "realm[1].name");
+    assert_eq!(e.line, 11);
+    assert!(e.message.contains("already used by realm[0].name"));
+}
+
+#[test]
+fn peer_keys_only_in_peer_realm() {
+    let e = one_error(&NODE.replace(
+        "core = \"udp:127.0.10.1:5060\"",
+        "core = \"udp:127.0.10.1:5060\"\npeers = []",
+    ));
+    assert_eq!(e.field, "realm.home.peers");
+}
+
+#[test]
+fn same_listen_twice() {
+    let e = one_error(&NODE.replace("udp:127.0.20.2:5060", "udp:127.0.10.2:5060"));
+    assert_eq!(e.field, "realm.interconnect.listen[0]");
+    assert!(e.message.contains("realm.home.listen[0]"), "{}", e.message);
+}
+
+#[test]
+fn wildcard_listen_needs_advertise() {
+    let e = one_error(&NODE.replace("udp:127.0.20.2:5060", "udp:0.0.0.0:5070"));
+    assert_eq!(e.field, "realm.interconnect.listen[0]");
+    assert!(e.message.contains("advertise"));
+    let ok = NODE.replace(
+        "listen = [\"udp:127.0.20.2:5060\"]",
+        "listen = [\"udp:0.0.0.0:5070\"]\nadvertise = \"192.0.2.7\"",
+    );
+    let c = parse_with(&ok, &files(&[])).unwrap();
+    assert_eq!(
+        c.realm("interconnect").unwrap().advertise.to_string(),
+        "192.0.2.7"
+    );
+}
+
+#[test]
+fn empty_listen() {
+    let e = one_error(&NODE.replace("listen = [\"udp:127.0.20.2:5060\"]", "listen = []"));
+    assert_eq!(e.field, "realm.interconnect.listen");
+}
+
+#[test]
+fn sip_timers() {
+    let text = "[sip]\nt1_ms = 0\nt2_ms = 100\nt4_ms = 5000\n";
+    let e = errors(&NODE.replace(
+        "\n[[realm]]\nname = \"home\"",
+        &format!("\n{text}\n[[realm]]\nname = \"home\""),
+    ));
+    assert_eq!(e.len(), 1, "{}", ConfigErrors(e.clone()));
+    assert_eq!(e[0].field, "sip.t1_ms");
+    assert_eq!(e[0].message, "must be greater than 0");
+
+    let e = errors(&NODE.replace(
+        "\n[[realm]]\nname = \"home\"",
+        "\n[sip]\nt2_ms = 100\n\n[[realm]]\nname = \"home\"",
+    ));
+    assert_eq!(e.len(), 1, "{}", ConfigErrors(e.clone()));
+    assert_eq!(e[0].field, "sip.t2_ms");
+    assert!(e[0].message.contains("t2 (100 ms)"));
+}
+
+#[test]
+fn peer_file_unreadable() {
+    let e = one_error(&NODE.replace("peers/b.toml", "peers/c.toml"));
+    assert_eq!(e.file, PathBuf::from("/etc/palisade/node.toml"));
+    assert_eq!(e.field, "realm.interconnect.peers[0]");
+    assert_eq!((e.line, e.column), (14, 10));
+    assert!(
+        e.message.contains("/etc/palisade/peers/c.toml"),
+        "{}",
+        e.message
+    );
+}
+
+#[test]
+fn error_in_peer_file_names_it() {
+    let bad = PEER_B.replace("udp:127.0.30.2:5060", "udp:127.0.30.2") + "realm = \"other\"\n";
+    let f = files(&[("/etc/palisade/peers/b.toml", &bad)]);
+    let e = parse_with(NODE, &f).unwrap_err().0;
+    assert_eq!(e.len(), 2, "{}", ConfigErrors(e.clone()));
+    assert!(e
+        .iter()
+        .all(|e| e.file == Path::new("/etc/palisade/peers/b.toml")));
+    assert_eq!((e[0].field.as_str(), e[0].line), ("next_hop", 4));
+    assert_eq!((e[1].field.as_str(), e[1].line), ("realm", 5));
+}
+
+#[test]
+fn inline_peers_and_conflicts() {
+    let text = format!(
+        "{NODE}\n[[realm.peer]]\nname = \"operator-b\"\ndomains = [\"Operator-A.example\", \"operator-b.example\"]\nsources = [\"127.0.10.1\", \"127.0.30.2\"]\nnext_hop = \"udp:127.0.30.9:5060\"\n"
+    );
+    let e = errors(&text);
+    let fields: Vec<&str> = e.iter().map(|e| e.field.as_str()).collect();
+    assert_eq!(
+        fields,
+        [
+            "realm.interconnect.peer[0].name",
+            "realm.interconnect.peer.operator-b.domains[0]",
+            "realm.interconnect.peer.operator-b.domains[1]",
+            "realm.interconnect.peer.operator-b.sources[0]",
+            "realm.interconnect.peer.operator-b.sources[1]",
+        ],
+        "{}",
+        ConfigErrors(e.clone())
+    );
+    assert!(e[0].message.contains("/etc/palisade/peers/b.toml"));
+    assert!(e[1].message.contains("home_domains"));
+    assert!(e[2]
+        .message
+        .contains("already claimed by peer `operator-b`"));
+    assert!(e[3].message.contains("core source"));
+    assert!(e[4].message.contains("already a source of peer"));
+}
+
+#[test]
+fn all_errors_reported_together() {
+    let text = NODE
+        .replace(
+            "name = \"palisade-a\"",
+            "name = \"palisade-a\"\ncolour = \"blue\"",
+        )
+        .replace("kind = \"peer\"", "kind = \"border\"")
+        .replace("udp:127.0.10.1:5060", "udp:127.0.10.1");
+    let e = errors(&text);
+    let got: Vec<(usize, &str)> = e.iter().map(|e| (e.line, e.field.as_str())).collect();
+    assert_eq!(
+        got,
+        [
+            (2, "colour"),
+            (9, "realm.home.core"),
+            (13, "realm.interconnect.kind")
+        ],
+        "{}",
+        ConfigErrors(e.clone())
+    );
+    let shown = ConfigErrors(e).to_string();
+    assert_eq!(shown.lines().count(), 3);
+    assert!(shown.starts_with("/etc/palisade/node.toml:2:1: colour: unknown key"));
+}
+
+#[test]
+fn describe_round_trips() {
+    let c = parse_with(NODE, &files(&[])).unwrap();
+    let text = c.describe();
+    assert!(text.contains("t1_ms = 500"));
+    assert!(text.contains("\"udp:127.0.10.2:5060\""));
+    let mut again = parse_with(&text, &HashMap::new()).unwrap();
+    for p in again.realms.iter_mut().flat_map(|r| r.peers.iter_mut()) {
+        p.origin = PathBuf::from("/etc/palisade/peers/b.toml");
+    }
+    assert_eq!(again, c);
+}
+
+#[test]
+fn embedded_default_parses() {
+    let c = parse(EMBEDDED_DEFAULT, Path::new("<built-in>"), &|_| {
+        Err(std::io::Error::other("no files"))
+    })
+    .unwrap();
+    assert_eq!(c.name, "palisade-a");
+    assert_eq!(c.realm("interconnect").unwrap().peers[0].name, "operator-b");
+}
+
+#[test]
+fn syntax_error_in_peer_file_names_it() {
+    let f = files(&[(
+        "/etc/palisade/peers/b.toml",
+        "name = \"operator-b\"\ndomains = [\n",
+    )]);
+    let e = parse_with(NODE, &f).unwrap_err().0;
+    assert_eq!(e.len(), 1, "{}", ConfigErrors(e.clone()));
+    assert_eq!(e[0].file, PathBuf::from("/etc/palisade/peers/b.toml"));
+    assert_eq!(e[0].field, "(syntax)");
+}
+
+#[test]
+fn wrong_element_type_and_bad_values() {
+    let bad = PEER_B
+        .replace("[\"127.0.30.2\"]", "[\"127.0.30.2\", 5, \"host.example\"]")
+        .replace(
+            "name = \"operator-b\"",
+            "name = \"operator-b\"\ntrust = \"yes\"\nmax_calls = 0\nallowed_methods = [\"invite\"]",
+        );
+    let f = files(&[("/etc/palisade/peers/b.toml", &bad)]);
+    let e = parse_with(NODE, &f).unwrap_err().0;
+    let fields: Vec<&str> = e.iter().map(|e| e.field.as_str()).collect();
+    assert_eq!(
+        fields,
+        [
+            "trust",
+            "max_calls",
+            "allowed_methods[0]",
+            "sources[1]",
+            "sources[2]"
+        ],
+        "{}",
+        ConfigErrors(e.clone())
+    );
+    assert!(e[3].message.contains("expected a string, found an integer"));
+    assert!(e[4].message.contains("expected an IP address"));
+}
+
+#[test]
+fn inline_peer_realm_mismatch() {
+    let text = NODE.replace("peers = [\"peers/b.toml\"]\n", "")
+        + "[[realm.peer]]\nname = \"c\"\nrealm = \"home\"\ndomains = [\"c.example\"]\nsources = [\"192.0.2.3\"]\nnext_hop = \"tcp:[2001:db8::3]:5061\"\n";
+    let e = one_error(&text);
+    assert_eq!(e.field, "realm.interconnect.peer.c.realm");
+    assert_eq!(e.line, 16);
+    let ok = text.replace("realm = \"home\"\n", "");
+    let c = parse_with(&ok, &HashMap::new()).unwrap();
+    let p = &c.realm("interconnect").unwrap().peers[0];
+    assert_eq!(p.next_hop.to_string(), "tcp:[2001:db8::3]:5061");
+    assert_eq!(p.origin, PathBuf::from("/etc/palisade/node.toml"));
+}
