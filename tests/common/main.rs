@@ -207,3 +207,14 @@ fn sipp_stat_parse() {
                a;b;1;10;0;0;\na;b;5;200;0;0;\n";
     assert_eq!(sipp_runner::parse_stat(csv), Some((200, 0)));
 }
+
+#[test]
+fn options_answered_automatically() {
+    let (a, b) = pair(11, Transport::Udp);
+    let tx = a
+        .out_of_dialog("OPTIONS", "sip:127.0.99.12:5060", &[])
+        .unwrap();
+    let r = a.wait_final(&tx).unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(b.queued().is_empty());
+}

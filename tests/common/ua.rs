@@ -1116,8 +1116,15 @@ fn on_data(
             }
             return;
         }
-        let dk = (branch, method);
+        let dk = (branch.clone(), method.clone());
         if !st.seen_req.insert(dk) {
+            return;
+        }
+        if method == "OPTIONS" {
+            // answered automatically (e.g. keep-alive pings), not queued
+            let o = auto_200(&m, src, tr, conn);
+            let _ = send_locked(sh, st, &o);
+            st.server_last.insert((branch, method), o);
             return;
         }
     }
@@ -1140,4 +1147,41 @@ fn non2xx_ack(invite: &Msg, resp: &Msg) -> Msg {
     let n = invite.cseq().map(|c| c.0).unwrap_or(1);
     h.push(("CSeq", format!("{} ACK", n)));
     msg::request("ACK", invite.request_uri().unwrap_or(""), &h, &[])
+}
+
+/// 200 OK to an OPTIONS request.
+fn auto_200(req: &Msg, src: SocketAddr, tr: Transport, conn: Option<usize>) -> Out {
+    let mut h: Vec<(String, String)> = req
+        .header_values("via")
+        .into_iter()
+        .map(|v| ("Via".to_string(), v))
+        .collect();
+    let mut to = req.header("to").unwrap_or("").to_string();
+    if msg::param(&to, "tag").is_none() {
+        to.push_str(";tag=opt200");
+    }
+    h.push(("From".into(), req.header("from").unwrap_or("").into()));
+    h.push(("To".into(), to));
+    h.push(("Call-ID".into(), req.call_id().unwrap_or("").into()));
+    h.push(("CSeq".into(), req.header("cseq").unwrap_or("").into()));
+    h.push(("Allow".into(), "INVITE, ACK, CANCEL, BYE, OPTIONS".into()));
+    let resp = Msg {
+        start: "SIP/2.0 200 OK".into(),
+        headers: h,
+        body: Vec::new(),
+    };
+    let dest = match tr {
+        Transport::Tcp => src,
+        Transport::Udp => req
+            .top_via()
+            .and_then(|v| msg::via_response_addr(&v))
+            .filter(|a| a.ip().is_loopback())
+            .unwrap_or(src),
+    };
+    Out {
+        bytes: resp.to_bytes(),
+        dest,
+        transport: tr,
+        conn,
+    }
 }

@@ -60,7 +60,7 @@ fn wait_bounded(k: &mut Kill, limit: Duration) -> Option<i32> {
 pub fn parse_stat(csv: &str) -> Option<(u64, u64)> {
     let mut lines = csv.lines().filter(|l| !l.trim().is_empty());
     let header: Vec<&str> = lines.next()?.split(';').collect();
-    let last: Vec<&str> = lines.last()?.split(';').collect();
+    let last: Vec<&str> = lines.next_back()?.split(';').collect();
     let idx = |name: &str| header.iter().position(|h| h.trim() == name);
     let s = last.get(idx("SuccessfulCall(C)")?)?.trim().parse().ok()?;
     let f = last.get(idx("FailedCall(C)")?)?.trim().parse().ok()?;
