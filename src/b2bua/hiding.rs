@@ -61,20 +61,15 @@ pub struct Crossing<'a> {
 /// Copies the header fields of `src` that may cross into `dst`, applying the allow-list of the
 /// destination and the trust rules.
 pub fn copy_screened(src: &Message, dst: &mut Headers, crossing: Crossing<'_>) {
-    let privacy_id = src
-        .headers
-        .values("Privacy")
-        .iter()
-        .any(|v| v.split(';').any(|p| p.trim().eq_ignore_ascii_case("id")));
     for h in src.headers.iter() {
         let name = h.name.as_str();
         if is_in(BUILT_PER_LEG, name) || is_in(NEVER_CROSS, name) {
             continue;
         }
+        // RFC 3325 §9.1: whatever Privacy says, an untrusted party never sees the identity, and
+        // a trusted one may (it applies Privacy: id itself before leaving the trust domain).
         if is_in(TRUST_DOMAIN_ONLY, name)
-            && (crossing.from_trust != Trust::Trusted
-                || crossing.to_trust != Trust::Trusted
-                || (privacy_id && crossing.to_trust != Trust::Trusted))
+            && (crossing.from_trust != Trust::Trusted || crossing.to_trust != Trust::Trusted)
         {
             continue;
         }

@@ -483,7 +483,7 @@ impl Border {
             realm: out_flow.realm,
             party: out_party,
             flow: out_flow,
-            call_id: format!("{}", self.token(16)),
+            call_id: self.token(16),
             local_tag: self.token(10),
             remote_tag: None,
             local_uri: hiding::identity_for_leg(

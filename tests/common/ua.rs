@@ -283,7 +283,7 @@ impl Ua {
         let mut v = Vec::new();
         for l in self.log().iter().filter(|l| !l.outgoing) {
             v.extend_from_slice(&l.bytes);
-            v.extend_from_slice(b"\n\n");
+            v.extend_from_slice(b"\r\n\r\n");
         }
         v
     }
