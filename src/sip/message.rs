@@ -428,7 +428,7 @@ pub struct ParseError {
 pub enum Framing {
     /// More bytes are needed.
     Incomplete,
-    /// A whole message occupies `buf[..len]` (leading CRLF keepalives are part of `skip`).
+    /// A whole message occupies `buf[skip..len]`; `buf[..skip]` are CRLF keepalives.
     Complete { skip: usize, len: usize },
     /// The stream cannot be framed (no or bad Content-Length, or over the size cap); the
     /// connection must be closed.

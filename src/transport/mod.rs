@@ -323,8 +323,17 @@ async fn run_connection(
                             break;
                         }
                         Framing::Complete { skip, len } => {
-                            let msg = buf[skip..skip + len].to_vec();
-                            buf.drain(..skip + len);
+                            // buf[..skip] are CRLF keepalives, buf[skip..len] the message.
+                            let ping = buf[..skip].windows(4).any(|w| w == b"\r\n\r\n");
+                            let msg = buf[skip..len].to_vec();
+                            buf.drain(..len);
+                            if ping && msg.is_empty() && wr.write_all(b"\r\n").await.is_err() {
+                                bad = true;
+                                break;
+                            }
+                            if msg.is_empty() {
+                                continue;
+                            }
                             if events.send(Received::Message { flow, bytes: msg }).await.is_err() {
                                 bad = true;
                                 break;
