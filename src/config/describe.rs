@@ -63,6 +63,22 @@ pub(super) fn describe(c: &Config) -> String {
         "dialog_idle_timeout_s = {}",
         s.dialog_idle_timeout.as_secs()
     );
+    let m = &c.media;
+    let _ = writeln!(o, "\n[media]");
+    let _ = writeln!(o, "kernel = {}", m.kernel);
+    let latching = if m.strict_latching {
+        "strict"
+    } else {
+        "symmetric"
+    };
+    let _ = writeln!(o, "latching = {}", q(latching));
+    let _ = writeln!(
+        o,
+        "inactivity_timeout_s = {}",
+        m.inactivity_timeout.as_secs()
+    );
+    let _ = writeln!(o, "relay_threads = {}", m.relay_threads);
+    let _ = writeln!(o, "nft_table = {}", q(&m.nft_table));
     for r in &c.realms {
         let _ = writeln!(o, "\n[[realm]]");
         let _ = writeln!(o, "name = {}", q(&r.name));
@@ -77,6 +93,9 @@ pub(super) fn describe(c: &Config) -> String {
             list(r.listen.iter().map(|l| l.to_string()))
         );
         let _ = writeln!(o, "advertise = {}", q(&r.advertise.to_string()));
+        let _ = writeln!(o, "media_address = {}", q(&r.media_address.to_string()));
+        let (lo, hi) = r.media_ports;
+        let _ = writeln!(o, "media_ports = {}", q(&format!("{lo}-{hi}")));
         if r.kind == RealmKind::Home {
             if let Some(core) = &r.core {
                 let _ = writeln!(o, "core = {}", q(&core.to_string()));

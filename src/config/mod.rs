@@ -158,6 +158,38 @@ pub struct Peer {
     pub origin: PathBuf,
 }
 
+/// How media is relayed (the TrGW).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MediaSettings {
+    /// Move latched flows into nftables (needs CAP_NET_ADMIN and the `nft` binary; without
+    /// them Palisade logs once and relays in user space).
+    pub kernel: bool,
+    /// Latch only onto packets from the SDP's address (port may differ); otherwise the first
+    /// source latches (symmetric RTP behind NAT).
+    pub strict_latching: bool,
+    /// A call whose media has been silent this long in both directions is ended (BYE on both legs).
+    pub inactivity_timeout: Duration,
+    /// User-space relay threads.
+    pub relay_threads: usize,
+    /// Name of the nftables table Palisade owns (replaced at start-up, removed on shutdown).
+    pub nft_table: String,
+}
+
+impl Default for MediaSettings {
+    fn default() -> Self {
+        MediaSettings {
+            kernel: false,
+            strict_latching: false,
+            inactivity_timeout: Duration::from_secs(60),
+            relay_threads: 1,
+            nft_table: "palisade".to_string(),
+        }
+    }
+}
+
+/// Default relay port range of a realm.
+pub const DEFAULT_MEDIA_PORTS: (u16, u16) = (20_000, 29_999);
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Realm {
     pub name: String,
@@ -174,6 +206,11 @@ pub struct Realm {
     pub headers: HeaderPolicy,
     /// Peer realm: partners reached through it.
     pub peers: Vec<Peer>,
+    /// Address the relay binds and writes into this realm's SDP (default: `advertise`).
+    pub media_address: IpAddr,
+    /// Inclusive UDP port range of the relay in this realm (RTP on even ports, RTCP on the
+    /// next odd one).
+    pub media_ports: (u16, u16),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -185,6 +222,7 @@ pub struct Config {
     /// This operator's inter-operator identifier (P-Charging-Vector orig-ioi on the way out).
     pub ioi: String,
     pub sip: SipSettings,
+    pub media: MediaSettings,
     pub realms: Vec<Realm>,
     /// Log filter (tracing EnvFilter syntax), e.g. "info".
     pub log: String,

@@ -64,7 +64,22 @@ pub(super) const DEFAULT_METHODS: &[&str] = &[
 
 pub(super) const DEFAULT_PEER_MAX_CALLS: usize = 1000;
 
-const NODE_KEYS: &[&str] = &["name", "home_domains", "ioi", "log", "sip", "realm"];
+const NODE_KEYS: &[&str] = &[
+    "name",
+    "home_domains",
+    "ioi",
+    "log",
+    "sip",
+    "media",
+    "realm",
+];
+const MEDIA_KEYS: &[&str] = &[
+    "kernel",
+    "latching",
+    "inactivity_timeout_s",
+    "relay_threads",
+    "nft_table",
+];
 const SIP_KEYS: &[&str] = &[
     "t1_ms",
     "t2_ms",
@@ -89,6 +104,8 @@ const REALM_KEYS: &[&str] = &[
     "headers",
     "peers",
     "peer",
+    "media_address",
+    "media_ports",
 ];
 const HEADERS_KEYS: &[&str] = &["allow"];
 const PEER_KEYS: &[&str] = &[
@@ -367,6 +384,17 @@ impl<'t, 'i> Tab<'t, 'i> {
         }
     }
 
+    fn boolean(&self, cx: &mut Ctx, key: &str) -> Option<bool> {
+        let v = self.get(key)?;
+        match v.get_ref() {
+            DeValue::Boolean(b) => Some(*b),
+            _ => {
+                self.wrong(cx, v, &self.field(key), "true or false");
+                None
+            }
+        }
+    }
+
     fn table(&self, cx: &mut Ctx, key: &str) -> Option<Tab<'t, 'i>> {
         let v = self.get(key)?;
         let field = self.field(key);
@@ -597,6 +625,65 @@ fn sip_settings(cx: &mut Ctx, root: &Tab) -> SipSettings {
     s
 }
 
+fn media_settings(cx: &mut Ctx, root: &Tab) -> MediaSettings {
+    let mut m = MediaSettings::default();
+    let Some(t) = root.table(cx, "media") else {
+        return m;
+    };
+    t.check_keys(cx, MEDIA_KEYS);
+    if let Some(b) = t.boolean(cx, "kernel") {
+        m.kernel = b;
+    }
+    if let Some(l) = t.str(cx, "latching") {
+        match l.v.as_str() {
+            "symmetric" => m.strict_latching = false,
+            "strict" => m.strict_latching = true,
+            other => cx.err_at(
+                &l,
+                format!("`{other}`: expected \"symmetric\" or \"strict\""),
+            ),
+        }
+    }
+    if let Some(v) = t.int(cx, "inactivity_timeout_s", 1, 86_400) {
+        m.inactivity_timeout = Duration::from_secs(v.v);
+    }
+    if let Some(v) = t.int(cx, "relay_threads", 1, 256) {
+        m.relay_threads = v.v as usize;
+    }
+    if let Some(v) = t.str(cx, "nft_table") {
+        if v.v
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            m.nft_table = v.v;
+        } else {
+            cx.err_at(&v, "only letters, digits, `_` and `-`");
+        }
+    }
+    m
+}
+
+/// `"20000-29999"`: an inclusive range of at least two ports, starting on an even port.
+fn parse_port_range(cx: &mut Ctx, s: Sp<String>) -> Option<(u16, u16)> {
+    let parsed = s
+        .v
+        .split_once('-')
+        .and_then(|(a, b)| Some((a.trim().parse::<u16>().ok()?, b.trim().parse::<u16>().ok()?)));
+    match parsed {
+        Some((lo, hi)) if lo >= 1024 && lo % 2 == 0 && hi > lo => Some((lo, hi)),
+        _ => {
+            cx.err_at(
+                &s,
+                format!(
+                    "`{}`: expected \"LOW-HIGH\" with an even LOW of at least 1024 and HIGH > LOW",
+                    s.v
+                ),
+            );
+            None
+        }
+    }
+}
+
 struct RawPeer {
     name: Option<Sp<String>>,
     domains: Vec<Sp<String>>,
@@ -758,6 +845,8 @@ struct RawRealm {
     trust: Trust,
     headers: HeaderPolicy,
     peers: Vec<RawPeer>,
+    media_address: Option<IpAddr>,
+    media_ports: Option<Sp<(u16, u16)>>,
 }
 
 /// `taken`: names of the realms before this one (a duplicate keeps its index path).
@@ -875,7 +964,17 @@ fn realm(cx: &mut Ctx, mut t: Tab, base: &Path, taken: &[String]) -> RawRealm {
         None => {}
     }
     let headers = headers(cx, &t);
+    let media_address = t
+        .str(cx, "media_address")
+        .and_then(|s| parse_ip(cx, s))
+        .map(|a| a.v);
+    let media_ports = t.str(cx, "media_ports").and_then(|s| {
+        let span = s.clone();
+        parse_port_range(cx, s).map(|r| span.map(|_| r))
+    });
     RawRealm {
+        media_address,
+        media_ports,
         name,
         kind,
         listen,
@@ -915,6 +1014,7 @@ pub(super) fn parse(text: &str, origin: &Path, read: Reader) -> Result<Config, C
     let ioi = root.str(&mut cx, "ioi");
     let log = root.str(&mut cx, "log");
     let sip = sip_settings(&mut cx, &root);
+    let media = media_settings(&mut cx, &root);
     let realm_tabs = if root.get("realm").is_none() {
         root.missing(&mut cx, "realm");
         None
@@ -931,6 +1031,7 @@ pub(super) fn parse(text: &str, origin: &Path, read: Reader) -> Result<Config, C
     }
 
     cross_checks(&mut cx, &root, &home_domains, &realms);
+    media_overlaps(&mut cx, &realms);
 
     if cx.has_errors() {
         return Err(cx.into_errors());
@@ -940,10 +1041,13 @@ pub(super) fn parse(text: &str, origin: &Path, read: Reader) -> Result<Config, C
         .into_iter()
         .map(|r| {
             let name = r.name.map(|n| n.v).unwrap_or_default();
+            let advertise = r.advertise.unwrap_or(IpAddr::from([0, 0, 0, 0]));
             Realm {
+                media_address: r.media_address.unwrap_or(advertise),
+                media_ports: r.media_ports.map(|p| p.v).unwrap_or(DEFAULT_MEDIA_PORTS),
                 kind: r.kind.map(|k| k.v).unwrap_or(RealmKind::Peer),
                 listen: r.listen.into_iter().map(|l| l.v).collect(),
-                advertise: r.advertise.unwrap_or(IpAddr::from([0, 0, 0, 0])),
+                advertise,
                 core: r.core.map(|c| c.v),
                 core_sources: r.core_sources.into_iter().map(|s| s.v).collect(),
                 trust: r.trust,
@@ -984,9 +1088,44 @@ pub(super) fn parse(text: &str, origin: &Path, read: Reader) -> Result<Config, C
             .unwrap_or_else(|| home_domains.first().cloned().unwrap_or_default()),
         home_domains,
         sip,
+        media,
         realms,
         log: log.map(|l| l.v).unwrap_or_else(|| "info".to_string()),
     })
+}
+
+/// Two realms relaying on the same address must not share ports.
+fn media_overlaps(cx: &mut Ctx, realms: &[RawRealm]) {
+    let effective = |r: &RawRealm| {
+        let addr = r.media_address.or(r.advertise)?;
+        let ports = r
+            .media_ports
+            .as_ref()
+            .map(|p| p.v)
+            .unwrap_or(DEFAULT_MEDIA_PORTS);
+        Some((addr, ports))
+    };
+    for (i, later) in realms.iter().enumerate() {
+        let Some((addr, (lo, hi))) = effective(later) else {
+            continue;
+        };
+        for earlier in &realms[..i] {
+            let Some((a2, (lo2, hi2))) = effective(earlier) else {
+                continue;
+            };
+            if a2 == addr && lo <= hi2 && lo2 <= hi {
+                let other = earlier.name.as_ref().map(|n| n.v.as_str()).unwrap_or("?");
+                let msg = format!(
+                    "media ports {lo}-{hi} on {addr} overlap realm `{other}` ({lo2}-{hi2}); give each realm its own range or media_address"
+                );
+                match (&later.media_ports, &later.name) {
+                    (Some(p), _) => cx.err_at(p, msg),
+                    (None, Some(n)) => cx.err_at(n, msg),
+                    (None, None) => {}
+                }
+            }
+        }
+    }
 }
 
 fn cross_checks(cx: &mut Ctx, root: &Tab, home_domains: &[Sp<String>], realms: &[RawRealm]) {

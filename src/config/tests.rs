@@ -202,9 +202,37 @@ fn peer_keys_only_in_peer_realm() {
 
 #[test]
 fn same_listen_twice() {
-    let e = one_error(&NODE.replace("udp:127.0.20.2:5060", "udp:127.0.10.2:5060"));
-    assert_eq!(e.field, "realm.interconnect.listen[0]");
+    // The same address also makes the two realms' default media port ranges collide.
+    let errs = parse_with(
+        &NODE.replace("udp:127.0.20.2:5060", "udp:127.0.10.2:5060"),
+        &files(&[]),
+    )
+    .unwrap_err()
+    .0;
+    assert_eq!(errs.len(), 2, "{errs:?}");
+    let e = errs
+        .iter()
+        .find(|e| e.field == "realm.interconnect.listen[0]")
+        .expect("listen clash reported");
     assert!(e.message.contains("realm.home.listen[0]"), "{}", e.message);
+    assert!(errs.iter().any(|e| e.message.contains("media ports")));
+}
+
+#[test]
+fn media_settings_and_port_ranges() {
+    let text = format!(
+        "{NODE}\n[media]\nkernel = true\nlatching = \"strict\"\ninactivity_timeout_s = 30\n"
+    );
+    let c = parse_with(&text, &files(&[])).unwrap();
+    assert!(c.media.kernel && c.media.strict_latching);
+    assert_eq!(c.media.inactivity_timeout.as_secs(), 30);
+    assert_eq!(c.realms[0].media_ports, crate::config::DEFAULT_MEDIA_PORTS);
+    assert_eq!(c.realms[0].media_address, c.realms[0].advertise);
+    let bad = format!("{NODE}\n[media]\nkernel = \"yes\"\nlatching = \"loose\"\n");
+    let errs = parse_with(&bad, &files(&[])).unwrap_err().0;
+    assert_eq!(errs.len(), 2, "{errs:?}");
+    assert_eq!(errs[0].field, "media.kernel");
+    assert_eq!(errs[1].field, "media.latching");
 }
 
 #[test]
