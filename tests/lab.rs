@@ -295,7 +295,7 @@ fn contains(hay: &[u8], needle: &str) -> bool {
 
 /// `seen_by` must contain none of `other`'s identifiers or internal addresses/names.
 fn no_foreign_ids(seen_by: &Ua, other: &Ua, other_ip_prefix: &str, other_internal: &str) -> R<()> {
-    let hay = pcap::sip_heads(&seen_by.received_bytes());
+    let hay = seen_by.received_bytes();
     let mut needles = other.generated_ids();
     needles.push(other_ip_prefix.to_string());
     needles.push(other_internal.to_string());
@@ -687,6 +687,111 @@ fn sipp_load() -> R<()> {
     sipp_runner::run(&r).map(|_| ())
 }
 
+/// SDP lines on the interconnect that name anything but a border relay endpoint: every `m=` and
+/// `a=rtcp` port must be a relay port (20000-29999 in the lab) or 0, every `c=`, `o=` and
+/// `a=candidate` address an interconnect address of a border.
+fn sdp_not_anchored(streams: &[(String, Vec<u8>)]) -> Vec<String> {
+    let relay_port = |p: &str| p.parse::<u16>().is_ok_and(|p| p == 0 || (20_000..=29_999).contains(&p));
+    let border_ip = |a: &str| a == "127.0.20.2" || a == "127.0.30.2";
+    let mut bad = Vec::new();
+    for (name, data) in streams {
+        let text = String::from_utf8_lossy(data);
+        for line in text.lines() {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let ok = if let Some(rest) = line.strip_prefix("m=") {
+                rest.split_whitespace().nth(1).is_some_and(|p| relay_port(p.split('/').next().unwrap_or("")))
+            } else if let Some(rest) = line.strip_prefix("a=rtcp:") {
+                let parts: Vec<&str> = rest.split_whitespace().collect();
+                parts.first().is_some_and(|p| relay_port(p)) && parts.get(2).is_none_or(|a| border_ip(a))
+            } else if line.starts_with("c=") || line.starts_with("o=") {
+                f.last().is_some_and(|a| border_ip(a))
+            } else if line.starts_with("a=candidate:") {
+                f.get(4).is_some_and(|a| border_ip(a)) && f.get(5).is_some_and(|p| relay_port(p))
+            } else {
+                true
+            };
+            if !ok {
+                bad.push(format!("{name}: SDP line not anchored on the border: {line}"));
+            }
+        }
+    }
+    bad
+}
+
+/// UDP ports in the relay ranges that a process holds sockets on (read from /proc: the inodes of
+/// its socket descriptors, matched against /proc/net/udp of the shared network namespace).
+fn relay_ports_held(pid: u32) -> R<Vec<u16>> {
+    let mut inodes = std::collections::HashSet::new();
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).map_err(|e| format!("fds of {pid}: {e}"))?;
+    for fd in fds.flatten() {
+        if let Ok(target) = std::fs::read_link(fd.path()) {
+            let t = target.to_string_lossy().to_string();
+            if let Some(inode) = t.strip_prefix("socket:[").and_then(|r| r.strip_suffix(']')) {
+                inodes.insert(inode.to_string());
+            }
+        }
+    }
+    let mut ports = Vec::new();
+    for table in ["/proc/net/udp", "/proc/net/udp6"] {
+        let text = std::fs::read_to_string(table).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            let (Some(local), Some(inode)) = (cols.get(1), cols.get(9)) else {
+                continue;
+            };
+            let port = local
+                .rsplit(':')
+                .next()
+                .and_then(|p| u16::from_str_radix(p, 16).ok())
+                .unwrap_or(0);
+            if inodes.contains(*inode) && (20_000..=29_999).contains(&port) {
+                ports.push(port);
+            }
+        }
+    }
+    Ok(ports)
+}
+
+/// 1,000 calls one after another (at most 10 at a time), each with SDP anchored on both
+/// borders: afterwards neither instance holds a single relay port.
+fn sipp_1000_calls_release_everything(lab: &mut Lab) -> R<()> {
+    if !sipp_runner::sipp_available() {
+        return skip("sipp (package sip-tester) not installed");
+    }
+    let r = sipp_runner::SippRun {
+        uac_ip: "127.0.10.1".into(),
+        uac_port: 5060,
+        target: A_HOME.into(),
+        uas_ip: "127.0.40.1".into(),
+        uas_port: 5060,
+        service: "cindy".into(),
+        calls: 1000,
+        rate: 100,
+        limit: 10,
+        work: work_dir().join("sipp-1000"),
+        timeout: Duration::from_secs(120),
+    };
+    sipp_runner::run(&r)?;
+    let pids = [lab.a.child.id(), lab.b.child.id()];
+    let mut held = Vec::new();
+    for _ in 0..50 {
+        held = pids
+            .iter()
+            .map(|p| relay_ports_held(*p))
+            .collect::<R<Vec<_>>>()?;
+        if held.iter().all(Vec::is_empty) {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Err(format!(
+        "relay ports still held after 1,000 ended calls: A {} ({:?}...), B {}",
+        held[0].len(),
+        held[0].iter().take(5).collect::<Vec<_>>(),
+        held[1].len()
+    ))
+}
+
 /// RFC 4475 sections 3.1.2.x: invalid messages.
 const RFC4475_INVALID: &[&str] = &[
     "badinv01",
@@ -794,11 +899,10 @@ fn leak_check(lab: &mut Lab) -> R<()> {
     .map(|s| s.to_string())
     .collect();
     needles.extend(registry::all());
-    let heads: Vec<(String, Vec<u8>)> = pcap::streams(&pkts)
-        .into_iter()
-        .map(|(name, data)| (name, pcap::sip_heads(&data)))
-        .collect();
-    let hits = pcap::find_leaks(&heads, &needles);
+    // The whole of every message, SDP included: the TrGW anchors every stream on the border.
+    let streams = pcap::streams(&pkts);
+    let mut hits = pcap::find_leaks(&streams, &needles);
+    hits.extend(sdp_not_anchored(&streams));
     ensure(hits.is_empty(), || {
         format!(
             "{} leak(s) on the interconnect ({} SIP packets):\n    {}",
@@ -828,6 +932,7 @@ fn scenarios() -> Vec<Scenario> {
         ("malformed_inputs", malformed_inputs),
         ("lossy_retransmissions", |_| lossy_call()),
         ("sipp_200_calls", |_| sipp_load()),
+        ("sipp_1000_calls_release_everything", sipp_1000_calls_release_everything),
         ("rfc4475_corpus", rfc4475),
         ("interconnect_leak_check", leak_check),
     ]

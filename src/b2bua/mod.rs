@@ -8,6 +8,7 @@
 //! [`crate::routing`] for new requests and [`hiding`] for what may cross.
 
 pub mod hiding;
+pub mod media;
 mod session;
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
@@ -30,6 +31,8 @@ use crate::transaction::{
 };
 
 use hiding::{copy_body, copy_screened, map_status, reason_phrase, Crossing};
+use media::{AnchorError, Anchoring, CallMedia, LegRealm, MediaCommand};
+use crate::media::FlowId;
 use session::{AwaitAck, Kind, Leg, Pending, PendingKind, Session, State};
 
 /// One message as received by a transport.
@@ -86,6 +89,7 @@ pub struct Border {
     pending: HashMap<ClientTxId, Pending>,
     timers: BTreeSet<(Instant, u64, SessTimer)>,
     transmits: VecDeque<Transmit>,
+    anchoring: Anchoring,
     stats: Stats,
 }
 
@@ -136,6 +140,7 @@ impl Border {
             max_message_size: cfg.sip.max_message_size,
             max_headers: cfg.sip.max_headers,
         };
+        let anchoring = Anchoring::new(&cfg);
         Border {
             cfg,
             router,
@@ -149,6 +154,7 @@ impl Border {
             pending: HashMap::new(),
             timers: BTreeSet::new(),
             transmits: VecDeque::new(),
+            anchoring,
             stats: Stats::default(),
         }
     }
@@ -179,6 +185,32 @@ impl Border {
             self.pending.len(),
             c + s,
         )
+    }
+
+    /// The next command for the TrGW (open, update, gate, close a relay flow).
+    pub fn poll_media(&mut self) -> Option<MediaCommand> {
+        self.anchoring.poll_command()
+    }
+
+    /// Free relay port pairs of a realm.
+    pub fn free_media_ports(&self, realm: usize) -> usize {
+        self.anchoring.pools.available(realm)
+    }
+
+    /// The TrGW reports the flows that carried no packet for the inactivity timeout. A call all
+    /// of whose flows are idle is dead (a lost BYE, a crashed endpoint): it is hung up on both
+    /// legs. A call with an idle RTCP flow but live RTP (rtcp-mux) is not.
+    pub fn media_idle(&mut self, now: Instant, idle: &std::collections::HashSet<FlowId>) {
+        let dead: Vec<u64> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| s.state == State::Confirmed && !s.media.is_empty())
+            .filter(|(_, s)| s.media.flows().all(|f| idle.contains(&f)))
+            .map(|(id, _)| *id)
+            .collect();
+        for sid in dead {
+            self.teardown(now, sid);
+        }
     }
 
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
@@ -525,8 +557,15 @@ impl Border {
             timer_c_at: None,
             last_activity: now,
             icid: self.token(16),
+            media: CallMedia::default(),
         };
-        let req = self.build_request(&mut sess, 1, method, Some(out_uri), None);
+        let mut req = self.build_request(&mut sess, 1, method, Some(out_uri), None);
+        if let Err(e) = self.anchor_msg(&mut sess, 0, &mut req) {
+            let initial = sess.initial.clone();
+            let legs = self.leg_realms(&sess);
+            self.anchoring.release(&mut sess.media, legs);
+            return self.reply(now, stx, &initial, anchor_status(&e), None);
+        }
         let dest = sess.legs[1].flow;
         self.dialogs.insert(
             (sess.legs[0].call_id.clone(), sess.legs[0].local_tag.clone()),
@@ -622,10 +661,15 @@ impl Border {
         if method == Method::Bye {
             sess.state = State::Terminating;
         }
-        let Some(mut req) = self.with_session(sid, |this, sess| {
-            this.build_request(sess, other, method.clone(), None, Some(&msg))
+        let Some(built) = self.with_session(sid, |this, sess| {
+            let mut req = this.build_request(sess, other, method.clone(), None, Some(&msg));
+            this.anchor_msg(sess, side, &mut req).map(|()| req)
         }) else {
             return;
+        };
+        let mut req = match built {
+            Ok(req) => req,
+            Err(e) => return self.reply(now, stx, &msg, anchor_status(&e), None),
         };
         if let Some(r) = rack {
             req.headers.set("RAck", r);
@@ -749,7 +793,12 @@ impl Border {
         self.tx.confirm_2xx(now, wait.stx);
         let out = 1 - side;
         self.with_session(sid, |this, sess| {
-            let ack = this.build_ack(sess, out, wait.out_cseq, msg);
+            let mut ack = this.build_ack(sess, out, wait.out_cseq, msg);
+            if this.anchor_msg(sess, side, &mut ack).is_err() {
+                ack.body.clear();
+                ack.headers.remove("Content-Type");
+            }
+            this.anchoring.open_gates(&mut sess.media);
             let dest = this.leg_dest(&sess.legs[out]);
             this.tx.send_stateless(&ack, dest);
             sess.last_ack = Some((wait.ctx, ack, dest));
@@ -863,6 +912,7 @@ impl Border {
             200..=299 => {
                 sess.state = State::Confirmed;
                 sess.timer_c_at = None;
+                self.anchoring.open_gates(&mut sess.media);
                 if sess.kind == Kind::Invite {
                     self.stats.calls_answered += 1;
                     sess.awaiting_ack = Some(AwaitAck {
@@ -1058,6 +1108,11 @@ impl Border {
         if let Some(sess) = self.sessions.get_mut(&sid) {
             if sess.state != State::Ended {
                 sess.state = State::Ended;
+                let legs = [0, 1].map(|i| LegRealm {
+                    realm: sess.legs[i].realm,
+                    addr: self.cfg.realms[sess.legs[i].realm].media_address,
+                });
+                self.anchoring.release(&mut sess.media, legs);
                 let at = now + self.cfg.sip.t1 * 64;
                 self.timers.insert((at, sid, SessTimer::Reap));
             }
@@ -1097,6 +1152,40 @@ impl Border {
             self.send_cancel(now, sid);
         }
         self.end(now, sid);
+    }
+
+    fn leg_realms(&self, sess: &Session) -> [LegRealm; 2] {
+        [0, 1].map(|i| LegRealm {
+            realm: sess.legs[i].realm,
+            addr: self.cfg.realms[sess.legs[i].realm].media_address,
+        })
+    }
+
+    /// Anchors the SDP body of a message built for the leg opposite `from` on the relay.
+    fn anchor_msg(
+        &mut self,
+        sess: &mut Session,
+        from: usize,
+        msg: &mut Message,
+    ) -> Result<(), AnchorError> {
+        let is_sdp = msg
+            .headers
+            .get("Content-Type")
+            .is_some_and(|ct| ct.trim().to_ascii_lowercase().starts_with("application/sdp"));
+        // SDP offer/answer happens in INVITE, UPDATE, PRACK and ACK and their responses
+        // (RFC 3264, RFC 3311, RFC 3262); other bodies are not media descriptions.
+        let offer_answer = cseq_of(msg).is_some_and(|c| {
+            matches!(
+                c.method,
+                Method::Invite | Method::Update | Method::Prack | Method::Ack
+            )
+        });
+        if msg.body.is_empty() || !is_sdp || !offer_answer {
+            return Ok(());
+        }
+        let legs = self.leg_realms(sess);
+        msg.body = self.anchoring.anchor(&mut sess.media, legs, from, &msg.body)?;
+        Ok(())
     }
 
     /// Runs `f` with a session taken out of the table, so it can call `&mut self` builders.
@@ -1395,6 +1484,17 @@ impl Border {
         }
         copy_screened(src, &mut resp.headers, crossing);
         resp.body = copy_body(src, &mut resp.headers);
+        let answered = (101..300).contains(&status);
+        self.with_session(sid, |this, sess| {
+            if this.anchor_msg(sess, 1 - side, &mut resp).is_err() {
+                // An answer that cannot be anchored is not passed on: its addresses would leak.
+                resp.body.clear();
+                resp.headers.remove("Content-Type");
+            } else if answered && !resp.body.is_empty() {
+                this.anchoring.open_gates(&mut sess.media);
+            }
+        });
+        let sess = self.sessions.get(&sid).expect("caller checked");
         if request.method() == Some(&Method::Invite) {
             let pcv = self.charging_for(sess, src, side, false);
             resp.headers.push("P-Charging-Vector", pcv);
@@ -1478,6 +1578,14 @@ impl Border {
         resp.headers.push("Accept", "application/sdp");
         resp.headers.push("Supported", "100rel, timer");
         self.tx.respond(now, stx, &resp);
+    }
+}
+
+/// The answer to a request whose SDP could not be anchored.
+fn anchor_status(e: &AnchorError) -> u16 {
+    match e {
+        AnchorError::BadSdp(_) => 488,
+        AnchorError::NoPorts => 503,
     }
 }
 

@@ -109,4 +109,6 @@ pub(super) struct Session {
     pub last_activity: Instant,
     /// Charging identifier used when the originating side sent none we may keep.
     pub icid: String,
+    /// The call's anchored streams.
+    pub media: super::media::CallMedia,
 }

@@ -258,12 +258,8 @@ fn assert_no_leak(sim: &Sim, secrets: &[&str]) {
         "nothing crossed the interconnect"
     );
     for bytes in &sim.interconnect {
-        // SDP crosses unchanged until the TrGW anchors media: only the SIP part is checked here.
-        let head = match bytes.windows(4).position(|w| w == b"\r\n\r\n") {
-            Some(end) => &bytes[..end],
-            None => &bytes[..],
-        };
-        let text = String::from_utf8_lossy(head);
+        // The whole message, SDP included: the TrGW anchors every stream on the border.
+        let text = String::from_utf8_lossy(bytes);
         for s in secrets {
             assert!(
                 !text.contains(s),
@@ -571,4 +567,185 @@ fn unanswered_invite_times_out_with_408() {
     assert_eq!(sim.borders[0].held_state(), (0, 0, 0, 0));
     assert_eq!(sim.borders[1].held_state(), (0, 0, 0, 0));
     assert!(sim.quiet(0) || !sim.core[0].is_empty());
+}
+
+fn media_of(b: &mut Border) -> Vec<super::MediaCommand> {
+    std::iter::from_fn(|| b.poll_media()).collect()
+}
+
+#[test]
+fn media_is_anchored_on_each_realm_and_released() {
+    use super::MediaCommand;
+    let mut sim = Sim::new();
+    let free = [0, 1].map(|r| sim.borders[0].free_media_ports(r));
+    sim.send_from_core(0, &invite_from_a("med@127.0.10.1", "z9hG4bKalicemed"));
+    let inv = sim.take(1);
+    let offer = String::from_utf8_lossy(&inv.body).to_string();
+    assert!(offer.contains("c=IN IP4 127.0.40.2"), "{offer}");
+    assert!(offer.contains("o=alice 1 1 IN IP4 127.0.40.2"), "{offer}");
+    assert!(!offer.contains("m=audio 4000"), "{offer}");
+    let cmds = media_of(&mut sim.borders[0]);
+    let opened: Vec<_> = cmds
+        .iter()
+        .filter_map(|c| match c {
+            MediaCommand::Open(spec) => Some(*spec),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(opened.len(), 2, "RTP and RTCP flows: {cmds:?}");
+    assert_eq!(opened[0].sides[0].local.ip().to_string(), "127.0.10.2");
+    assert_eq!(opened[0].sides[1].local.ip().to_string(), "127.0.20.2");
+    assert!(cmds.contains(&MediaCommand::SetRemote {
+        id: opened[0].id,
+        side: 0,
+        remote: Some(addr("127.0.10.1:4000")),
+    }));
+    assert!(!cmds.iter().any(|c| matches!(c, MediaCommand::Gate { .. })), "gates wait for the answer");
+
+    let sdp = "v=0\no=cindy 1 1 IN IP4 127.0.40.1\ns=-\nc=IN IP4 127.0.40.1\nt=0 0\nm=audio 5000 RTP/AVP 0\na=rtcp:5001\n";
+    sim.send_from_core(1, &answer(&inv, 200, "mtag", "sip:cindy@127.0.40.1:5060", sdp));
+    let ok = sim.take(0);
+    let ans = String::from_utf8_lossy(&ok.body).to_string();
+    assert!(ans.contains("c=IN IP4 127.0.10.2"), "{ans}");
+    assert!(ans.contains(&format!("a=rtcp:{} IN IP4 127.0.10.2", opened[1].sides[0].local.port())), "{ans}");
+    let cmds = media_of(&mut sim.borders[0]);
+    assert!(cmds.contains(&MediaCommand::Gate { id: opened[0].id, open: true }), "{cmds:?}");
+    assert!(cmds.iter().any(|c| matches!(c, MediaCommand::SetRemote { id, side: 1, remote: Some(r) } if *id == opened[0].id && r.ip().to_string() == "127.0.30.2")), "{cmds:?}");
+
+    sim.send_from_core(0, &in_dialog("ACK", 1, true, &ok, "z9hG4bKmedack"));
+    sim.send_from_core(0, &in_dialog("BYE", 2, true, &ok, "z9hG4bKmedbye"));
+    let bye = sim.take(1);
+    let bye = if bye.method().is_some() { bye } else { sim.take(1) };
+    sim.send_from_core(1, &answer(&bye, 200, "", "", ""));
+    let cmds = media_of(&mut sim.borders[0]);
+    assert!(cmds.contains(&MediaCommand::Close(opened[0].id)));
+    assert!(cmds.contains(&MediaCommand::Close(opened[1].id)));
+    assert_eq!([0, 1].map(|r| sim.borders[0].free_media_ports(r)), free, "ports returned");
+    assert_no_leak(&sim, SECRETS);
+    assert_no_leak(&sim, &["4000", "5000", "5001"]);
+}
+
+#[test]
+fn idle_media_ends_the_call_on_both_legs() {
+    let mut sim = Sim::new();
+    sim.send_from_core(0, &invite_from_a("idle@127.0.10.1", "z9hG4bKaliceidle"));
+    let inv = sim.take(1);
+    let sdp = "v=0\no=c 1 1 IN IP4 127.0.40.1\ns=-\nc=IN IP4 127.0.40.1\nt=0 0\nm=audio 5000 RTP/AVP 0\n";
+    sim.send_from_core(1, &answer(&inv, 200, "itag", "sip:cindy@127.0.40.1:5060", sdp));
+    let ok = sim.take(0);
+    sim.send_from_core(0, &in_dialog("ACK", 1, true, &ok, "z9hG4bKidleack"));
+    let _ack = sim.take(1);
+    let flows: std::collections::HashSet<_> = media_of(&mut sim.borders[1])
+        .into_iter()
+        .filter_map(|c| match c {
+            super::MediaCommand::Open(s) => Some(s.id),
+            _ => None,
+        })
+        .collect();
+    let now = sim.now;
+    sim.borders[1].media_idle(now, &flows);
+    sim.settle();
+    let bye_b = sim.take(1);
+    assert_eq!(bye_b.method().map(|m| m.as_str()), Some("BYE"));
+    let bye_a = sim.take(0);
+    assert_eq!(bye_a.method().map(|m| m.as_str()), Some("BYE"), "the BYE crossed to A too");
+}
+
+#[test]
+fn bad_sdp_in_an_offer_is_refused_with_488() {
+    let mut sim = Sim::new();
+    let inv = invite_from_a("bad-sdp@127.0.10.1", "z9hG4bKbadsdp").replace("v=0\n", "v=9\nzz\n");
+    let inv = inv.replace("Content-Length: 93", &format!("Content-Length: {}", 93 + 3));
+    sim.send_from_core(0, &inv);
+    assert_eq!(sim.take(0).status(), Some(488));
+    assert!(sim.interconnect.is_empty());
+}
+
+#[test]
+fn prack_update_message_and_notify_cross_within_dialogs() {
+    let mut sim = Sim::new();
+    let inv = invite_from_a("rel@127.0.10.1", "z9hG4bKalicerel").replace("Supported: timer", "Supported: 100rel, timer");
+    sim.send_from_core(0, &inv);
+    let inv_b = sim.take(1);
+    assert!(h(&inv_b, "Supported").contains("100rel"));
+    // A reliable 183 from B's core with RSeq 77.
+    let early = answer(&inv_b, 183, "rtag", "sip:cindy@127.0.40.1:5060", "")
+        .replace("Content-Length: 0", "Require: 100rel\nRSeq: 77\nContent-Length: 0");
+    sim.send_from_core(1, &early);
+    let p183 = sim.take(0);
+    assert_eq!(p183.status(), Some(183));
+    assert!(h(&p183, "Require").contains("100rel"));
+    let rseq = h(&p183, "RSeq").to_string();
+    assert_ne!(rseq, "77", "each leg has its own RSeq");
+    let prack = in_dialog("PRACK", 2, true, &p183, "z9hG4bKprack")
+        .replace("Content-Length: 0", &format!("RAck: {rseq} 1 INVITE\nContent-Length: 0"));
+    sim.send_from_core(0, &prack);
+    let prack_b = sim.take(1);
+    assert_eq!(prack_b.method().map(|m| m.as_str()), Some("PRACK"));
+    assert!(h(&prack_b, "RAck").starts_with("77 "), "{}", h(&prack_b, "RAck"));
+    sim.send_from_core(1, &answer(&prack_b, 200, "rtag", "", ""));
+    assert_eq!(sim.take(0).status(), Some(200));
+    // UPDATE in the early dialog, from the callee.
+    let update = in_dialog("UPDATE", 1, false, &prack_b, "z9hG4bKupd");
+    sim.send_from_core(1, &update);
+    let upd_a = sim.take(0);
+    assert_eq!(upd_a.method().map(|m| m.as_str()), Some("UPDATE"));
+    sim.send_from_core(0, &answer(&upd_a, 200, "", "", ""));
+    assert_eq!(sim.take(1).status(), Some(200));
+    sim.send_from_core(1, &answer(&inv_b, 200, "rtag", "sip:cindy@127.0.40.1:5060", ""));
+    let ok = sim.take(0);
+    assert_eq!(ok.status(), Some(200));
+    sim.send_from_core(0, &in_dialog("ACK", 1, true, &ok, "z9hG4bKrelack"));
+    let _ = sim.take(1);
+    // INFO and MESSAGE inside the dialog, then a NOTIFY.
+    for (i, method) in ["INFO", "MESSAGE", "NOTIFY"].iter().enumerate() {
+        let req = in_dialog(method, 3 + i as u32, true, &ok, &format!("z9hG4bKm{i}"));
+        sim.send_from_core(0, &req);
+        let got = sim.take(1);
+        assert_eq!(got.method().map(|m| m.as_str()), Some(*method));
+        sim.send_from_core(1, &answer(&got, 200, "", "", ""));
+        assert_eq!(sim.take(0).status(), Some(200));
+    }
+    // An out-of-order CSeq in the dialog gets 500 and does not cross.
+    sim.send_from_core(0, &in_dialog("INFO", 2, true, &ok, "z9hG4bKold"));
+    assert_eq!(sim.take(0).status(), Some(500));
+    assert_no_leak(&sim, SECRETS);
+}
+
+#[test]
+fn subscribe_and_out_of_dialog_message_cross() {
+    let mut sim = Sim::new();
+    let full = invite_from_a("sub@127.0.10.1", "z9hG4bKsub");
+    let head = &full[..full.find("Content-Type").expect("template has a body")];
+    let sub = format!("{head}Content-Length: 0\n\n")
+        .replace("INVITE sip:", "SUBSCRIBE sip:")
+        .replace("CSeq: 1 INVITE", "CSeq: 1 SUBSCRIBE\nEvent: conference\nExpires: 600");
+    sim.send_from_core(0, &sub);
+    let sub_b = sim.take(1);
+    assert_eq!(sub_b.method().map(|m| m.as_str()), Some("SUBSCRIBE"));
+    assert_eq!(h(&sub_b, "Event"), "conference");
+    // NOTIFY from the notifier (B's side) may arrive before the 2xx.
+    let notify = in_dialog("NOTIFY", 1, false, &sub_b, "z9hG4bKnot")
+        .replace("From: ", "From: ")
+        .replace("Content-Length: 0", "Event: conference\nSubscription-State: active;expires=600\nContact: <sip:conf@127.0.40.1:5060>\nContent-Length: 0");
+    // The notifier's From carries its tag, To our From tag.
+    let notify = notify.replacen(&format!("From: {}", h(&sub_b, "To")), &format!("From: {};tag=ntag", h(&sub_b, "To")), 1);
+    sim.send_from_core(1, &notify);
+    let not_a = sim.take(0);
+    assert_eq!(not_a.method().map(|m| m.as_str()), Some("NOTIFY"));
+    sim.send_from_core(0, &answer(&not_a, 200, "", "", ""));
+    assert_eq!(sim.take(1).status(), Some(200));
+    sim.send_from_core(1, &answer(&sub_b, 200, "ntag", "sip:conf@127.0.40.1:5060", ""));
+    assert_eq!(sim.take(0).status(), Some(200));
+    assert_no_leak(&sim, SECRETS);
+
+    let msg = invite_from_a("msg@127.0.10.1", "z9hG4bKmsg")
+        .replace("INVITE sip:", "MESSAGE sip:")
+        .replace("CSeq: 1 INVITE", "CSeq: 1 MESSAGE")
+        .replace("application/sdp", "text/plain");
+    sim.send_from_core(0, &msg);
+    let msg_b = sim.take(1);
+    assert_eq!(msg_b.method().map(|m| m.as_str()), Some("MESSAGE"));
+    sim.send_from_core(1, &answer(&msg_b, 202, "mtag", "", ""));
+    assert_eq!(sim.take(0).status(), Some(202));
 }

@@ -1,8 +1,11 @@
-//! The running service: binds the transports, owns the clock, and drives the sans-IO
-//! [`Border`] engine — feeding it what arrives and the time, performing the transmits it returns.
+//! The running service: binds the transports, starts the media plane, owns the clock, and drives
+//! the sans-IO [`Border`] engine — feeding it what arrives and the time, performing the
+//! transmits and media commands it returns.
+
+mod media;
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
@@ -10,16 +13,26 @@ use crate::b2bua::{Border, Inbound};
 use crate::config::Config;
 use crate::transport::{Received, Transports};
 
+/// How often relay events (a flow latched both ways) are collected; the kernel install that
+/// follows is batched anyway.
+const MEDIA_POLL: Duration = Duration::from_millis(50);
+/// How often flows are checked for media inactivity.
+const IDLE_CHECK: Duration = Duration::from_secs(1);
+
 /// Runs one border instance until SIGINT or SIGTERM.
 pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let cfg = Arc::new(cfg);
     let (ev_tx, mut ev_rx) = mpsc::channel::<Received>(4096);
     let mut transports = Transports::bind(&cfg, ev_tx).await?;
+    let mut media = media::MediaPlane::start(&cfg)?;
     let seed = rand::random::<u64>();
     let mut border = Border::new(cfg.clone(), seed);
     tracing::info!(name = %cfg.name, "palisade ready");
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut media_tick = tokio::time::interval(MEDIA_POLL);
+    media_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut last_idle_check = Instant::now();
     loop {
         let deadline = border.poll_timeout();
         let sleep = async {
@@ -44,12 +57,27 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
                 }
             }
             _ = sleep => border.handle_timeout(Instant::now()),
+            _ = media_tick.tick() => {
+                let now = Instant::now();
+                media.poll(now);
+                if now.duration_since(last_idle_check) >= IDLE_CHECK {
+                    last_idle_check = now;
+                    let idle = media.idle_flows(now);
+                    if !idle.is_empty() {
+                        border.media_idle(now, &idle);
+                    }
+                }
+            }
             _ = tokio::signal::ctrl_c() => { tracing::info!("SIGINT: stopping"); break }
             _ = term.recv() => { tracing::info!("SIGTERM: stopping"); break }
+        }
+        while let Some(cmd) = border.poll_media() {
+            media.apply(cmd);
         }
         while let Some(t) = border.poll_transmit() {
             transports.send(t);
         }
     }
+    media.shutdown();
     Ok(())
 }

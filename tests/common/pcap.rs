@@ -219,37 +219,3 @@ pub fn write_test_pcap(packets: &[TestPacket]) -> Vec<u8> {
     v
 }
 
-/// The SIP header sections of a byte stream, bodies removed (framed by Content-Length).
-///
-/// SDP crosses the border unchanged until the TrGW anchors media (its own issue, which extends
-/// the leak check to `o=`, `c=`, `m=`, `a=rtcp` and `a=candidate`); until then the leak checks
-/// examine the SIP part of each message only.
-pub fn sip_heads(data: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut rest = data;
-    for _ in 0..100_000 {
-        let Some(end) = rest.windows(4).position(|w| w == b"\r\n\r\n") else {
-            out.extend_from_slice(rest);
-            break;
-        };
-        let head = &rest[..end + 4];
-        out.extend_from_slice(head);
-        let text = String::from_utf8_lossy(head);
-        let len = text
-            .lines()
-            .find_map(|l| {
-                let (name, value) = l.split_once(':')?;
-                let name = name.trim();
-                (name.eq_ignore_ascii_case("content-length") || name.eq_ignore_ascii_case("l"))
-                    .then(|| value.trim().parse::<usize>().ok())
-                    .flatten()
-            })
-            .unwrap_or(0);
-        let skip = (end + 4 + len).min(rest.len());
-        rest = &rest[skip..];
-        if rest.is_empty() {
-            break;
-        }
-    }
-    out
-}

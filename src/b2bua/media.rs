@@ -1,0 +1,268 @@
+//! Media anchoring decisions (TS 24.229 §5.10.5, the IBCF's ALG role), sans-IO: which relay
+//! ports a call's streams get in each realm, how each SDP is rewritten toward the other leg, and
+//! the commands the TrGW must perform. The relay itself lives in [`crate::media`].
+
+use std::collections::VecDeque;
+use std::net::{IpAddr, SocketAddr};
+
+use crate::config::Config;
+use crate::media::{FlowId, FlowSpec, SideSpec};
+use crate::sdp::{self, Anchor};
+
+/// What the TrGW must do, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MediaCommand {
+    /// Bind both local endpoints and start relaying (gate closed).
+    Open(FlowSpec),
+    /// The far end of one side changed (SDP offer/answer): latch afresh.
+    SetRemote {
+        id: FlowId,
+        side: usize,
+        remote: Option<SocketAddr>,
+    },
+    /// Open the gate once the stream has been answered.
+    Gate { id: FlowId, open: bool },
+    /// Release the flow and its ports.
+    Close(FlowId),
+}
+
+/// Why an SDP could not be anchored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AnchorError {
+    /// The body is not valid SDP: answered 488 (a request) or dropped (a response).
+    BadSdp(String),
+    /// No relay ports left in a realm: answered 503.
+    NoPorts,
+}
+
+/// Free relay port pairs (even RTP port, RTCP on the next) of each realm.
+#[derive(Debug, Clone)]
+pub struct PortPools {
+    free: Vec<VecDeque<u16>>,
+}
+
+impl PortPools {
+    pub fn new(cfg: &Config) -> PortPools {
+        let free = cfg
+            .realms
+            .iter()
+            .map(|r| {
+                let (lo, hi) = r.media_ports;
+                (lo..hi).step_by(2).collect()
+            })
+            .collect();
+        PortPools { free }
+    }
+
+    fn take(&mut self, realm: usize) -> Option<u16> {
+        self.free.get_mut(realm)?.pop_front()
+    }
+
+    fn give(&mut self, realm: usize, port: u16) {
+        if let Some(f) = self.free.get_mut(realm) {
+            // Reused last, so a late packet of an ended call does not reach the next one.
+            f.push_back(port);
+        }
+    }
+
+    /// Free port pairs in a realm (leak checks and metrics).
+    pub fn available(&self, realm: usize) -> usize {
+        self.free.get(realm).map_or(0, VecDeque::len)
+    }
+}
+
+/// One anchored stream (an m-line, or a BUNDLE group sharing one transport).
+#[derive(Debug, Clone)]
+struct Slot {
+    /// m-line index of the stream in the SDPs (the first m-line of a bundle group).
+    mline: usize,
+    /// Even RTP port per side (leg); RTCP is `port + 1`.
+    ports: [u16; 2],
+    rtp: FlowId,
+    rtcp: FlowId,
+    remote: [Option<SocketAddr>; 2],
+    remote_rtcp: [Option<SocketAddr>; 2],
+    gate_open: bool,
+}
+
+/// The media of one call: its slots and the realms of its two legs.
+#[derive(Debug, Clone, Default)]
+pub struct CallMedia {
+    slots: Vec<Slot>,
+}
+
+impl CallMedia {
+    /// Every flow of the call (for inactivity lookups).
+    pub fn flows(&self) -> impl Iterator<Item = FlowId> + '_ {
+        self.slots.iter().flat_map(|s| [s.rtp, s.rtcp])
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+}
+
+/// Per-leg facts the anchoring needs: realm index and its relay address.
+#[derive(Debug, Clone, Copy)]
+pub struct LegRealm {
+    pub realm: usize,
+    pub addr: IpAddr,
+}
+
+/// The anchoring engine of one border: port pools, flow ids and pending commands.
+#[derive(Debug)]
+pub struct Anchoring {
+    pub pools: PortPools,
+    next_flow: u64,
+    commands: VecDeque<MediaCommand>,
+}
+
+impl Anchoring {
+    pub fn new(cfg: &Config) -> Anchoring {
+        Anchoring {
+            pools: PortPools::new(cfg),
+            next_flow: 0,
+            commands: VecDeque::new(),
+        }
+    }
+
+    pub fn poll_command(&mut self) -> Option<MediaCommand> {
+        self.commands.pop_front()
+    }
+
+    fn flow_id(&mut self) -> FlowId {
+        self.next_flow += 1;
+        FlowId(self.next_flow)
+    }
+
+    /// Anchors an SDP that arrived on leg `from` and is about to be sent on the other leg:
+    /// allocates relay ports for new streams, records the far end of `from`, and returns the SDP
+    /// rewritten with the other leg's relay address. `answer` opens the gates of streams whose
+    /// two far ends are now known.
+    pub fn anchor(
+        &mut self,
+        call: &mut CallMedia,
+        legs: [LegRealm; 2],
+        from: usize,
+        body: &[u8],
+    ) -> Result<Vec<u8>, AnchorError> {
+        let parsed = sdp::parse(body).map_err(|e| AnchorError::BadSdp(e.to_string()))?;
+        let to = 1 - from;
+        let media = parsed.media();
+        let groups = parsed.bundle_groups();
+        let mut anchors: Vec<Option<Anchor>> = Vec::with_capacity(media.len());
+        for m in &media {
+            if m.is_rejected() {
+                // Port 0: the stream is refused or bundle-only; its slot (if any) stays until
+                // the call ends, in case it is offered again.
+                anchors.push(None);
+                continue;
+            }
+            // Bundled m-lines share the transport of the group's first live m-line.
+            let owner = m
+                .mid
+                .as_ref()
+                .and_then(|mid| groups.iter().find(|g| g.contains(mid)))
+                .and_then(|g| {
+                    media
+                        .iter()
+                        .find(|o| !o.is_rejected() && o.mid.as_ref().is_some_and(|x| g.contains(x)))
+                        .map(|o| o.index)
+                })
+                .unwrap_or(m.index);
+            let slot = match call.slots.iter().position(|s| s.mline == owner) {
+                Some(i) => i,
+                None => {
+                    let i = call.slots.len();
+                    let slot = self.open_slot(owner, legs)?;
+                    call.slots.push(slot);
+                    i
+                }
+            };
+            let s = &mut call.slots[slot];
+            if owner == m.index {
+                let (rtp, rtcp) = (m.rtp_remote(), m.rtcp_remote());
+                if s.remote[from] != rtp {
+                    s.remote[from] = rtp;
+                    self.commands.push_back(MediaCommand::SetRemote {
+                        id: s.rtp,
+                        side: from,
+                        remote: rtp,
+                    });
+                }
+                if s.remote_rtcp[from] != rtcp {
+                    s.remote_rtcp[from] = rtcp;
+                    self.commands.push_back(MediaCommand::SetRemote {
+                        id: s.rtcp,
+                        side: from,
+                        remote: rtcp,
+                    });
+                }
+            }
+            let port = s.ports[to];
+            anchors.push(Some(Anchor {
+                addr: legs[to].addr,
+                rtp_port: port,
+                rtcp_port: (!m.rtcp_mux).then_some(port + 1),
+            }));
+        }
+        Ok(parsed.rewrite(&anchors, legs[to].addr).to_bytes())
+    }
+
+    /// Opens the gates of every stream once the SDP answer has been seen (or 183 early media).
+    pub fn open_gates(&mut self, call: &mut CallMedia) {
+        for s in &mut call.slots {
+            if !s.gate_open {
+                s.gate_open = true;
+                self.commands.push_back(MediaCommand::Gate {
+                    id: s.rtp,
+                    open: true,
+                });
+                self.commands.push_back(MediaCommand::Gate {
+                    id: s.rtcp,
+                    open: true,
+                });
+            }
+        }
+    }
+
+    fn open_slot(&mut self, mline: usize, legs: [LegRealm; 2]) -> Result<Slot, AnchorError> {
+        let p0 = self.pools.take(legs[0].realm).ok_or(AnchorError::NoPorts)?;
+        let Some(p1) = self.pools.take(legs[1].realm) else {
+            self.pools.give(legs[0].realm, p0);
+            return Err(AnchorError::NoPorts);
+        };
+        let ports = [p0, p1];
+        let (rtp, rtcp) = (self.flow_id(), self.flow_id());
+        for (id, offset) in [(rtp, 0u16), (rtcp, 1)] {
+            let side = |i: usize| SideSpec {
+                local: SocketAddr::new(legs[i].addr, ports[i] + offset),
+                remote: None,
+            };
+            self.commands.push_back(MediaCommand::Open(FlowSpec {
+                id,
+                sides: [side(0), side(1)],
+            }));
+        }
+        Ok(Slot {
+            mline,
+            ports,
+            rtp,
+            rtcp,
+            remote: [None, None],
+            remote_rtcp: [None, None],
+            gate_open: false,
+        })
+    }
+
+    /// Closes every flow of a call and returns its ports to the pools.
+    pub fn release(&mut self, call: &mut CallMedia, legs: [LegRealm; 2]) {
+        for s in call.slots.drain(..) {
+            self.commands.push_back(MediaCommand::Close(s.rtp));
+            self.commands.push_back(MediaCommand::Close(s.rtcp));
+            for (side, leg) in legs.iter().enumerate() {
+                self.pools.give(leg.realm, s.ports[side]);
+            }
+        }
+    }
+}
