@@ -252,18 +252,40 @@ fn flow_moves_to_kernel_and_back() {
     let a = bind(&na, "10.201.1.2:5000");
     let b = bind(&nb, "10.201.2.2:6000");
 
+    // The table exists before any traffic (as in the service, which starts it at start-up), so
+    // conntrack is active and phase 1 leaves entries that the install must delete.
+    let kp = KernelPath::start_in_netns("palisade_test", Some(&nx)).expect("start");
+
     // 1. User space relays.
     exchange(1, 20, &a, &b, &flow);
     let (sa, sb) = relay.seen();
     assert!(sa >= 20 && sb >= 20, "user space saw {sa}/{sb}");
+    // An unrelated forwarded conntrack that the install must not touch.
+    let other_a = bind(&na, "10.201.1.2:5001");
+    let other_b = bind(&nb, "10.201.2.2:6001");
+    other_a.send_to(b"x", "10.201.2.2:6001").unwrap();
+    let mut buf = [0u8; 16];
+    assert!(
+        other_b.recv_from(&mut buf).is_ok(),
+        "plain forwarding broken"
+    );
+    let unrelated = |nx: &str| {
+        conntrack(nx)
+            .iter()
+            .any(|l| l.contains("sport=5001 dport=6001"))
+    };
+    assert!(unrelated(&nx), "{:?}", conntrack(&nx));
 
     // 2. Installed: the kernel forwards, user space sees nothing, nft counts.
-    let kp = KernelPath::start_in_netns("palisade_test", Some(&nx)).expect("start");
     let id = FlowId(7);
     kp.install(id, flow);
     kp.flush().expect("flush");
     assert_eq!(kp.installed(), 1);
     assert_eq!(kp.kernel_elements().unwrap(), 6);
+    assert!(
+        unrelated(&nx),
+        "install deleted an unrelated conntrack entry"
+    );
     let before = relay.seen();
     exchange(2, 50, &a, &b, &flow);
     std::thread::sleep(Duration::from_millis(100));
@@ -298,6 +320,17 @@ fn flow_moves_to_kernel_and_back() {
         .output()
         .unwrap();
     assert!(!String::from_utf8_lossy(&out.stdout).contains("palisade_test"));
+}
+
+fn conntrack(ns: &str) -> Vec<String> {
+    let out = Command::new("ip")
+        .args(["netns", "exec", ns, "cat", "/proc/net/nf_conntrack"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
 }
 
 fn flow_n(i: u32) -> KernelFlow {
