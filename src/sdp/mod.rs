@@ -379,7 +379,7 @@ impl Sdp {
             .collect()
     }
 
-    /// True if `a=ice-ufrag` appears at session level or in m-line section `range`.
+    /// True if `a=ice-ufrag` appears in the `session` lines or the `media` section.
     fn uses_ice(&self, session: &[String], media: &[String]) -> bool {
         attrs(session)
             .chain(attrs(media))

@@ -34,10 +34,12 @@ impl Sdp {
     ///   dropped on rewritten lines.
     /// - `a=rtcp`: `<rtcp_port or, when muxed, rtp_port> IN IP4|IP6 <anchor>`; dropped on
     ///   m-lines without an active anchor, and when not muxed with `rtcp_port` `None`.
-    /// - `a=candidate`: all removed (session level too); an accepted m-line gets one host
-    ///   candidate per component on its anchor, at the place of the first removed one, or —
-    ///   if it had none but ICE is in use — before `a=end-of-candidates` or at the end of the
-    ///   section. `a=remote-candidates` is dropped.
+    /// - `a=candidate`: all removed; an accepted m-line gets one host candidate per component
+    ///   on its anchor, at the place of the first removed one, or — if it had none but ICE is
+    ///   in use (`a=ice-ufrag` at session or media level) — before `a=end-of-candidates` or at
+    ///   the end of the section. `a=remote-candidates` is dropped.
+    /// - At session level, where they are invalid, `a=candidate`, `a=remote-candidates` and
+    ///   `a=rtcp` are dropped so that no address slips through.
     /// - Everything else is kept verbatim and in order.
     pub fn rewrite(&self, anchors: &[Option<Anchor>], origin: IpAddr) -> Sdp {
         let (session_range, media_ranges) = self.sections();
@@ -58,7 +60,10 @@ impl Sdp {
                 out.push(rewrite_origin(v, origin).unwrap_or_else(|| line.clone()));
             } else if line.starts_with("c=") {
                 out.push(format!("c={}", net_addr(default_addr)));
-            } else if is_attr(line, "candidate") || is_attr(line, "remote-candidates") {
+            } else if is_attr(line, "candidate")
+                || is_attr(line, "remote-candidates")
+                || is_attr(line, "rtcp")
+            {
                 // Not valid at session level; never let an address through.
             } else {
                 out.push(line.clone());

@@ -170,3 +170,17 @@ fn bundle_groups_parsed() {
         vec![vec!["0".to_string(), "1".to_string()]]
     );
 }
+
+#[test]
+fn session_level_address_attributes_dropped() {
+    let body = "v=0\no=- 1 2 IN IP4 192.0.2.10\ns=-\na=rtcp:5001 IN IP4 192.0.2.11\na=candidate:1 1 udp 1 192.0.2.12 5000 typ host\na=remote-candidates:1 192.0.2.13 5000\nc=IN IP4 192.0.2.10\nt=0 0\nm=audio 49170 RTP/AVP 0\n";
+    let a = Anchor {
+        addr: "10.0.0.1".parse().unwrap(),
+        rtp_port: 1000,
+        rtcp_port: Some(1001),
+    };
+    let out = sdp(body).rewrite(&[Some(a)], "10.0.0.9".parse().unwrap());
+    let text = String::from_utf8(out.to_bytes()).unwrap();
+    assert!(!text.contains("192.0.2."), "{text}");
+    assert!(!text.contains("a=candidate"), "{text}");
+}
