@@ -9,6 +9,8 @@
 //! - `tone_mulaw_goertzel_unit`: unit checks of the µ-law codec and the Goertzel detector.
 //! - `webrtc_direct_selfcheck`: Alice and Cindy exchange SDP directly (no SIP, no
 //!   borders); proves the client and tone code independently of Palisade.
+//! - `webrtc_mock_relay_selfcheck`: the same through in-process stand-ins for the two
+//!   borders (candidate rewrite + byte-for-byte relay): proves the lab checks can be met.
 //! - `webrtc_case1_userspace`: Case 1 call A → B through the lab as shipped; the SDP
 //!   each side receives must name only its own border, media must arrive from the
 //!   border's relay address, and a 440 Hz / 880 Hz tone must be heard both ways.
@@ -20,6 +22,8 @@ mod client;
 mod common;
 #[path = "webrtc/lab.rs"]
 mod lab;
+#[path = "webrtc/mockborder.rs"]
+mod mockborder;
 #[path = "webrtc/sdp.rs"]
 mod sdp;
 #[path = "webrtc/tone.rs"]
@@ -139,6 +143,50 @@ fn media(alice: Peer, cindy: Peer, relays: Option<(&str, &str)>) -> R<Vec<String
 
 // ---------------------------------------------------------------- scenarios
 
+/// The leak check on SDP, both ways, and the WebRTC attributes a border must keep.
+/// `offer` = (as Alice made it, as Cindy got it, Alice's port); `answer` likewise.
+fn sdp_checks(offer: (&str, &str, u16), answer: (&str, &str, u16)) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (what, (original, seen, port), prefix, ip) in [
+        ("SDP offer at Cindy", offer, "127.0.10.", ALICE_IP),
+        ("SDP answer at Alice", answer, "127.0.40.", CINDY_IP),
+    ] {
+        for l in sdp::leaks(seen, prefix, ip, port) {
+            problems.push(format!("{what} {l}"));
+        }
+        for l in sdp::webrtc_attributes_kept(original, seen) {
+            problems.push(format!("{what}: {l}"));
+        }
+    }
+    problems
+}
+
+/// Like the lab variants, but through in-process stand-ins for the borders
+/// (SDP rewrite + byte-for-byte relay): proves the lab checks can be met.
+fn relay_selfcheck() -> R<()> {
+    let mut borders = mockborder::MockBorders::new()?;
+    let mut alice = Peer::new("alice", ALICE_IP)?;
+    let mut cindy = Peer::new("cindy", CINDY_IP)?;
+    let (offer, pending) = alice.offer()?;
+    let offer_at_cindy = mockborder::rewrite(&offer, borders.b_home);
+    let answer = cindy.answer(&offer_at_cindy)?;
+    let answer_at_alice = mockborder::rewrite(&answer, borders.a_home);
+    alice.accept_answer(pending, &answer_at_alice)?;
+    let problems = sdp_checks(
+        (&offer, &offer_at_cindy, alice.addr.port()),
+        (&answer, &answer_at_alice, cindy.addr.port()),
+    );
+    if !problems.is_empty() {
+        return Err(problems.join("\n    "));
+    }
+    borders.start(alice.addr, cindy.addr, MEDIA_LIMIT + Duration::from_secs(1));
+    let info = media(alice, cindy, Some((A_RELAY, B_RELAY)))?;
+    for l in info {
+        println!("    {l}");
+    }
+    Ok(())
+}
+
 fn direct_selfcheck() -> R<()> {
     let mut alice = Peer::new("alice", ALICE_IP)?;
     let mut cindy = Peer::new("cindy", CINDY_IP)?;
@@ -228,33 +276,10 @@ fn case1_call() -> R<()> {
     a.ack_2xx(&mut da, &ok)?;
     b.wait_ack(&db)?;
 
-    let mut problems = Vec::new();
-    // the leak check on SDP, both ways
-    for (what, seen, prefix, ip, port, original) in [
-        (
-            "SDP offer at Cindy",
-            &offer_at_cindy,
-            "127.0.10.",
-            ALICE_IP,
-            alice.addr.port(),
-            &offer,
-        ),
-        (
-            "SDP answer at Alice",
-            &answer_at_alice,
-            "127.0.40.",
-            CINDY_IP,
-            cindy.addr.port(),
-            &answer,
-        ),
-    ] {
-        for l in sdp::leaks(seen, prefix, ip, port) {
-            problems.push(format!("{what} {l}"));
-        }
-        for l in sdp::webrtc_attributes_kept(original, seen) {
-            problems.push(format!("{what}: {l}"));
-        }
-    }
+    let mut problems = sdp_checks(
+        (&offer, &offer_at_cindy, alice.addr.port()),
+        (&answer, &answer_at_alice, cindy.addr.port()),
+    );
     let answer_ok = alice.accept_answer(pending, &answer_at_alice);
     match answer_ok {
         Ok(()) => match media(alice, cindy, Some((A_RELAY, B_RELAY))) {
@@ -319,6 +344,7 @@ fn scenarios() -> Vec<Scenario> {
         ("tone_mulaw_goertzel_unit", tone::self_test),
         ("kernel_switch_unit", kernel_switch_unit),
         ("webrtc_direct_selfcheck", direct_selfcheck),
+        ("webrtc_mock_relay_selfcheck", relay_selfcheck),
         ("webrtc_case1_userspace", case1_userspace),
         ("webrtc_case1_kernel", case1_kernel),
     ]
