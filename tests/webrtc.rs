@@ -147,11 +147,11 @@ fn media(alice: Peer, cindy: Peer, relays: Option<(&str, &str)>) -> R<Vec<String
 /// `offer` = (as Alice made it, as Cindy got it, Alice's port); `answer` likewise.
 fn sdp_checks(offer: (&str, &str, u16), answer: (&str, &str, u16)) -> Vec<String> {
     let mut problems = Vec::new();
-    for (what, (original, seen, port), prefix, ip) in [
-        ("SDP offer at Cindy", offer, "127.0.10.", ALICE_IP),
-        ("SDP answer at Alice", answer, "127.0.40.", CINDY_IP),
+    for (what, (original, seen, port), prefix, who) in [
+        ("SDP offer at Cindy", offer, "127.0.10.", "Alice"),
+        ("SDP answer at Alice", answer, "127.0.40.", "Cindy"),
     ] {
-        for l in sdp::leaks(seen, prefix, ip, port) {
+        for l in sdp::leaks(seen, prefix, who, port) {
             problems.push(format!("{what} {l}"));
         }
         for l in sdp::webrtc_attributes_kept(original, seen) {
@@ -235,17 +235,17 @@ fn wait_lab_addresses_free() -> R<()> {
     }
 }
 
-fn case1(dir: &Path, tag: &str) -> R<()> {
+fn case1(dir: &Path, tag: &str, kernel: bool) -> R<()> {
     wait_lab_addresses_free()?;
     let mut lab = Lab::start(dir, tag).map_err(|e| format!("lab did not start: {e}"))?;
-    let res = case1_call();
+    let res = case1_call(tag, kernel);
     let alive = lab.alive();
     drop(lab);
     res.and(alive)
 }
 
 /// The Case-1 call through the running lab; every problem found is reported.
-fn case1_call() -> R<()> {
+fn case1_call(label: &str, kernel: bool) -> R<()> {
     let a = Ua::new(UaConfig::a_core("alice"))?;
     let b = Ua::new(UaConfig::b_core("cindy"))?;
     let mut alice = Peer::new("alice", ALICE_IP)?;
@@ -276,6 +276,14 @@ fn case1_call() -> R<()> {
     a.ack_2xx(&mut da, &ok)?;
     b.wait_ack(&db)?;
 
+    for (name, text) in [
+        ("offer-by-alice", &offer),
+        ("offer-at-cindy", &offer_at_cindy),
+        ("answer-by-cindy", &answer),
+        ("answer-at-alice", &answer_at_alice),
+    ] {
+        let _ = std::fs::write(lab::work_dir().join(format!("{label}-{name}.sdp")), text);
+    }
     let mut problems = sdp_checks(
         (&offer, &offer_at_cindy, alice.addr.port()),
         (&answer, &answer_at_alice, cindy.addr.port()),
@@ -294,8 +302,53 @@ fn case1_call() -> R<()> {
             "Alice's WebRTC stack rejected the answer it received: {e}"
         )),
     }
+    // kernel mode: the latched flows are in nftables while the call is up, and gone after BYE
+    let relay_ports: Vec<u16> = [(&answer_at_alice, A_RELAY), (&offer_at_cindy, B_RELAY)]
+        .iter()
+        .filter_map(|(sdp, relay)| sdp::media_endpoint(sdp).filter(|(ip, _)| ip == relay))
+        .map(|(_, port)| port)
+        .collect();
+    if kernel {
+        if relay_ports.len() == 2 {
+            match nft_mentions(&relay_ports) {
+                Ok(missing) if missing.is_empty() => {}
+                Ok(missing) => problems.push(format!(
+                    "kernel mode: `nft list ruleset` during the call does not mention relay port(s) {missing:?}"
+                )),
+                Err(e) => problems.push(format!("kernel mode: {e}")),
+            }
+        } else {
+            problems
+                .push("kernel mode: nftables not checked (the SDPs do not name the relays)".into());
+        }
+    }
     if let Err(e) = flows::bye(&a, &mut da, &b, &db) {
         problems.push(format!("BYE: {e}"));
+    }
+    if kernel && relay_ports.len() == 2 {
+        // bounded wait for the rules to go
+        let end = Instant::now() + Duration::from_secs(3);
+        loop {
+            match nft_mentions(&relay_ports) {
+                Ok(missing) if missing.len() == relay_ports.len() => break,
+                Ok(missing) if Instant::now() > end => {
+                    let left: Vec<u16> = relay_ports
+                        .iter()
+                        .filter(|p| !missing.contains(p))
+                        .copied()
+                        .collect();
+                    problems.push(format!(
+                        "kernel mode: nftables still mentions relay port(s) {left:?} 3 s after BYE"
+                    ));
+                    break;
+                }
+                Ok(_) => std::thread::sleep(Duration::from_millis(100)),
+                Err(e) => {
+                    problems.push(format!("kernel mode: {e}"));
+                    break;
+                }
+            }
+        }
     }
     if problems.is_empty() {
         Ok(())
@@ -309,8 +362,32 @@ fn case1_call() -> R<()> {
     }
 }
 
+/// Which of `ports` the current nftables ruleset does not mention.
+fn nft_mentions(ports: &[u16]) -> R<Vec<u16>> {
+    let out = std::process::Command::new("nft")
+        .args(["list", "ruleset"])
+        .output()
+        .map_err(|e| format!("cannot run `nft list ruleset` (package nftables): {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "`nft list ruleset` failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let words: Vec<&str> = text
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|w| !w.is_empty())
+        .collect();
+    Ok(ports
+        .iter()
+        .filter(|p| !words.contains(&p.to_string().as_str()))
+        .copied()
+        .collect())
+}
+
 fn case1_userspace() -> R<()> {
-    case1(&lab::shipped_dir(), "userspace")
+    case1(&lab::shipped_dir(), "userspace", false)
 }
 
 fn case1_kernel() -> R<()> {
@@ -318,7 +395,7 @@ fn case1_kernel() -> R<()> {
         return skip("kernel media mode needs root (nftables)");
     }
     let dir = lab::kernel_dir()?;
-    case1(&dir, "kernel")
+    case1(&dir, "kernel", true)
 }
 
 fn kernel_switch_unit() -> R<()> {

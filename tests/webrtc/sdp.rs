@@ -3,13 +3,13 @@
 /// Every problem that makes `sdp` (received by one side) reveal the other side:
 /// an address with `foreign_prefix`, or the other side's media port `foreign_port`
 /// as a whitespace-delimited token.
-pub fn leaks(sdp: &str, foreign_prefix: &str, foreign_ip: &str, foreign_port: u16) -> Vec<String> {
+pub fn leaks(sdp: &str, foreign_prefix: &str, foreign: &str, foreign_port: u16) -> Vec<String> {
     let mut out = Vec::new();
     for l in sdp.lines() {
         let l = l.trim();
         if l.contains(foreign_prefix) {
             out.push(format!(
-                "still contains an address of {foreign_ip}'s side ({foreign_prefix}x): `{l}`"
+                "still contains an address of {foreign}'s side ({foreign_prefix}x): `{l}`"
             ));
             continue;
         }
@@ -18,7 +18,7 @@ pub fn leaks(sdp: &str, foreign_prefix: &str, foreign_ip: &str, foreign_port: u1
             l.starts_with("a=candidate:") || l.starts_with("m=") || l.starts_with("a=rtcp:");
         if addr_line && l.split_whitespace().any(|t| t == port) {
             out.push(format!(
-                "still contains {foreign_ip}'s media port {port}: `{l}`"
+                "still contains {foreign}'s media port {port}: `{l}`"
             ));
         }
     }
@@ -57,4 +57,31 @@ pub fn addr_lines(sdp: &str) -> String {
         .filter(|l| l.starts_with("c=") || l.starts_with("m=") || l.starts_with("a=candidate"))
         .collect::<Vec<_>>()
         .join(" | ")
+}
+
+/// The media endpoint `sdp` names: its first candidate's address, else c= and the m= port.
+pub fn media_endpoint(sdp: &str) -> Option<(String, u16)> {
+    let cand = sdp.lines().find_map(|l| {
+        let f: Vec<&str> = l
+            .trim()
+            .strip_prefix("a=candidate:")?
+            .split_whitespace()
+            .collect();
+        Some((f.get(4)?.to_string(), f.get(5)?.parse().ok()?))
+    });
+    cand.or_else(|| {
+        let c = sdp
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("c=IN IP4 "))?
+            .trim()
+            .to_string();
+        let m = sdp
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("m="))?
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()?;
+        Some((c, m))
+    })
 }
