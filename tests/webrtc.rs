@@ -147,12 +147,31 @@ fn media(alice: Peer, cindy: Peer, relays: Option<(&str, &str)>) -> R<Vec<String
 /// `offer` = (as Alice made it, as Cindy got it, Alice's port); `answer` likewise.
 fn sdp_checks(offer: (&str, &str, u16), answer: (&str, &str, u16)) -> Vec<String> {
     let mut problems = Vec::new();
-    for (what, (original, seen, port), prefix, who) in [
-        ("SDP offer at Cindy", offer, "127.0.10.", "Alice"),
-        ("SDP answer at Alice", answer, "127.0.40.", "Cindy"),
+    for (what, (original, seen, port), prefixes, who, relay) in [
+        (
+            "SDP offer at Cindy",
+            offer,
+            ["127.0.10.", "127.0.20."],
+            "Alice",
+            B_RELAY,
+        ),
+        (
+            "SDP answer at Alice",
+            answer,
+            ["127.0.40.", "127.0.30."],
+            "Cindy",
+            A_RELAY,
+        ),
     ] {
-        for l in sdp::leaks(seen, prefix, who, port) {
+        for l in sdp::leaks(seen, &prefixes, who, port) {
             problems.push(format!("{what} {l}"));
+        }
+        match sdp::media_endpoint(seen) {
+            Some((ip, _)) if ip == relay => {}
+            Some((ip, p)) => problems.push(format!(
+                "{what} names media endpoint {ip}:{p}, not its border's relay address {relay}"
+            )),
+            None => problems.push(format!("{what} names no media endpoint")),
         }
         for l in sdp::webrtc_attributes_kept(original, seen) {
             problems.push(format!("{what}: {l}"));

@@ -1,15 +1,20 @@
 //! SDP inspection for the leak checks and for failure messages.
 
-/// Every problem that makes `sdp` (received by one side) reveal the other side:
-/// an address with `foreign_prefix`, or the other side's media port `foreign_port`
-/// as a whitespace-delimited token.
-pub fn leaks(sdp: &str, foreign_prefix: &str, foreign: &str, foreign_port: u16) -> Vec<String> {
+/// Every problem that makes `sdp` (received by one side) reveal the other operator:
+/// an address starting with one of `foreign_prefixes`, or the far end's media port
+/// `foreign_port` as a whitespace-delimited token.
+pub fn leaks(
+    sdp: &str,
+    foreign_prefixes: &[&str],
+    foreign: &str,
+    foreign_port: u16,
+) -> Vec<String> {
     let mut out = Vec::new();
     for l in sdp.lines() {
         let l = l.trim();
-        if l.contains(foreign_prefix) {
+        if let Some(p) = foreign_prefixes.iter().find(|p| l.contains(*p)) {
             out.push(format!(
-                "still contains an address of {foreign}'s side ({foreign_prefix}x): `{l}`"
+                "still contains an address of {foreign}'s side ({p}x): `{l}`"
             ));
             continue;
         }
