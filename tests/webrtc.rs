@@ -330,7 +330,16 @@ fn case1_call(label: &str, kernel: bool) -> R<()> {
     if kernel {
         if relay_ports.len() == 2 {
             match nft_mentions(&relay_ports) {
-                Ok(missing) if missing.is_empty() => {}
+                Ok(missing) if missing.is_empty() => {
+                    let text = nft_ruleset().unwrap_or_default();
+                    for ip in [A_RELAY, B_RELAY] {
+                        if !text.contains(ip) {
+                            problems.push(format!(
+                                "kernel mode: `nft list ruleset` during the call does not mention relay address {ip}"
+                            ));
+                        }
+                    }
+                }
                 Ok(missing) => problems.push(format!(
                     "kernel mode: `nft list ruleset` during the call does not mention relay port(s) {missing:?}"
                 )),
@@ -381,8 +390,7 @@ fn case1_call(label: &str, kernel: bool) -> R<()> {
     }
 }
 
-/// Which of `ports` the current nftables ruleset does not mention.
-fn nft_mentions(ports: &[u16]) -> R<Vec<u16>> {
+fn nft_ruleset() -> R<String> {
     let out = std::process::Command::new("nft")
         .args(["list", "ruleset"])
         .output()
@@ -393,7 +401,12 @@ fn nft_mentions(ports: &[u16]) -> R<Vec<u16>> {
             String::from_utf8_lossy(&out.stderr).trim()
         ));
     }
-    let text = String::from_utf8_lossy(&out.stdout);
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Which of `ports` the current nftables ruleset does not mention.
+fn nft_mentions(ports: &[u16]) -> R<Vec<u16>> {
+    let text = nft_ruleset()?;
     let words: Vec<&str> = text
         .split(|c: char| !c.is_ascii_digit())
         .filter(|w| !w.is_empty())
