@@ -691,7 +691,10 @@ fn sipp_load() -> R<()> {
 /// `a=rtcp` port must be a relay port (20000-29999 in the lab) or 0, every `c=`, `o=` and
 /// `a=candidate` address an interconnect address of a border.
 fn sdp_not_anchored(streams: &[(String, Vec<u8>)]) -> Vec<String> {
-    let relay_port = |p: &str| p.parse::<u16>().is_ok_and(|p| p == 0 || (20_000..=29_999).contains(&p));
+    let relay_port = |p: &str| {
+        p.parse::<u16>()
+            .is_ok_and(|p| p == 0 || (20_000..=29_999).contains(&p))
+    };
     let border_ip = |a: &str| a == "127.0.20.2" || a == "127.0.30.2";
     let mut bad = Vec::new();
     for (name, data) in streams {
@@ -699,10 +702,13 @@ fn sdp_not_anchored(streams: &[(String, Vec<u8>)]) -> Vec<String> {
         for line in text.lines() {
             let f: Vec<&str> = line.split_whitespace().collect();
             let ok = if let Some(rest) = line.strip_prefix("m=") {
-                rest.split_whitespace().nth(1).is_some_and(|p| relay_port(p.split('/').next().unwrap_or("")))
+                rest.split_whitespace()
+                    .nth(1)
+                    .is_some_and(|p| relay_port(p.split('/').next().unwrap_or("")))
             } else if let Some(rest) = line.strip_prefix("a=rtcp:") {
                 let parts: Vec<&str> = rest.split_whitespace().collect();
-                parts.first().is_some_and(|p| relay_port(p)) && parts.get(2).is_none_or(|a| border_ip(a))
+                parts.first().is_some_and(|p| relay_port(p))
+                    && parts.get(2).is_none_or(|a| border_ip(a))
             } else if line.starts_with("c=") || line.starts_with("o=") {
                 f.last().is_some_and(|a| border_ip(a))
             } else if line.starts_with("a=candidate:") {
@@ -711,7 +717,9 @@ fn sdp_not_anchored(streams: &[(String, Vec<u8>)]) -> Vec<String> {
                 true
             };
             if !ok {
-                bad.push(format!("{name}: SDP line not anchored on the border: {line}"));
+                bad.push(format!(
+                    "{name}: SDP line not anchored on the border: {line}"
+                ));
             }
         }
     }
@@ -722,7 +730,8 @@ fn sdp_not_anchored(streams: &[(String, Vec<u8>)]) -> Vec<String> {
 /// its socket descriptors, matched against /proc/net/udp of the shared network namespace).
 fn relay_ports_held(pid: u32) -> R<Vec<u16>> {
     let mut inodes = std::collections::HashSet::new();
-    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).map_err(|e| format!("fds of {pid}: {e}"))?;
+    let fds =
+        std::fs::read_dir(format!("/proc/{pid}/fd")).map_err(|e| format!("fds of {pid}: {e}"))?;
     for fd in fds.flatten() {
         if let Ok(target) = std::fs::read_link(fd.path()) {
             let t = target.to_string_lossy().to_string();
@@ -932,7 +941,10 @@ fn scenarios() -> Vec<Scenario> {
         ("malformed_inputs", malformed_inputs),
         ("lossy_retransmissions", |_| lossy_call()),
         ("sipp_200_calls", |_| sipp_load()),
-        ("sipp_1000_calls_release_everything", sipp_1000_calls_release_everything),
+        (
+            "sipp_1000_calls_release_everything",
+            sipp_1000_calls_release_everything,
+        ),
         ("rfc4475_corpus", rfc4475),
         ("interconnect_leak_check", leak_check),
     ]

@@ -30,9 +30,9 @@ use crate::transaction::{
     TransactionLayer, Transmit, TxEvent,
 };
 
+use crate::media::FlowId;
 use hiding::{copy_body, copy_screened, map_status, reason_phrase, Crossing};
 use media::{AnchorError, Anchoring, CallMedia, LegRealm, MediaCommand};
-use crate::media::FlowId;
 use session::{AwaitAck, Kind, Leg, Pending, PendingKind, Session, State};
 
 /// One message as received by a transport.
@@ -1168,10 +1168,11 @@ impl Border {
         from: usize,
         msg: &mut Message,
     ) -> Result<(), AnchorError> {
-        let is_sdp = msg
-            .headers
-            .get("Content-Type")
-            .is_some_and(|ct| ct.trim().to_ascii_lowercase().starts_with("application/sdp"));
+        let is_sdp = msg.headers.get("Content-Type").is_some_and(|ct| {
+            ct.trim()
+                .to_ascii_lowercase()
+                .starts_with("application/sdp")
+        });
         // SDP offer/answer happens in INVITE, UPDATE, PRACK and ACK and their responses
         // (RFC 3264, RFC 3311, RFC 3262); other bodies are not media descriptions.
         let offer_answer = cseq_of(msg).is_some_and(|c| {
@@ -1184,7 +1185,9 @@ impl Border {
             return Ok(());
         }
         let legs = self.leg_realms(sess);
-        msg.body = self.anchoring.anchor(&mut sess.media, legs, from, &msg.body)?;
+        msg.body = self
+            .anchoring
+            .anchor(&mut sess.media, legs, from, &msg.body)?;
         Ok(())
     }
 

@@ -601,16 +601,34 @@ fn media_is_anchored_on_each_realm_and_released() {
         side: 0,
         remote: Some(addr("127.0.10.1:4000")),
     }));
-    assert!(!cmds.iter().any(|c| matches!(c, MediaCommand::Gate { .. })), "gates wait for the answer");
+    assert!(
+        !cmds.iter().any(|c| matches!(c, MediaCommand::Gate { .. })),
+        "gates wait for the answer"
+    );
 
     let sdp = "v=0\no=cindy 1 1 IN IP4 127.0.40.1\ns=-\nc=IN IP4 127.0.40.1\nt=0 0\nm=audio 5000 RTP/AVP 0\na=rtcp:5001\n";
-    sim.send_from_core(1, &answer(&inv, 200, "mtag", "sip:cindy@127.0.40.1:5060", sdp));
+    sim.send_from_core(
+        1,
+        &answer(&inv, 200, "mtag", "sip:cindy@127.0.40.1:5060", sdp),
+    );
     let ok = sim.take(0);
     let ans = String::from_utf8_lossy(&ok.body).to_string();
     assert!(ans.contains("c=IN IP4 127.0.10.2"), "{ans}");
-    assert!(ans.contains(&format!("a=rtcp:{} IN IP4 127.0.10.2", opened[1].sides[0].local.port())), "{ans}");
+    assert!(
+        ans.contains(&format!(
+            "a=rtcp:{} IN IP4 127.0.10.2",
+            opened[1].sides[0].local.port()
+        )),
+        "{ans}"
+    );
     let cmds = media_of(&mut sim.borders[0]);
-    assert!(cmds.contains(&MediaCommand::Gate { id: opened[0].id, open: true }), "{cmds:?}");
+    assert!(
+        cmds.contains(&MediaCommand::Gate {
+            id: opened[0].id,
+            open: true
+        }),
+        "{cmds:?}"
+    );
     assert!(cmds.iter().any(|c| matches!(c, MediaCommand::SetRemote { id, side: 1, remote: Some(r) } if *id == opened[0].id && r.ip().to_string() == "127.0.30.2")), "{cmds:?}");
 
     sim.send_from_core(0, &in_dialog("ACK", 1, true, &ok, "z9hG4bKmedack"));
@@ -621,7 +639,11 @@ fn media_is_anchored_on_each_realm_and_released() {
     let cmds = media_of(&mut sim.borders[0]);
     assert!(cmds.contains(&MediaCommand::Close(opened[0].id)));
     assert!(cmds.contains(&MediaCommand::Close(opened[1].id)));
-    assert_eq!([0, 1].map(|r| sim.borders[0].free_media_ports(r)), free, "ports returned");
+    assert_eq!(
+        [0, 1].map(|r| sim.borders[0].free_media_ports(r)),
+        free,
+        "ports returned"
+    );
     assert_no_leak(&sim, SECRETS);
     assert_no_leak(&sim, &["4000", "5000", "5001"]);
 }
@@ -631,8 +653,12 @@ fn idle_media_ends_the_call_on_both_legs() {
     let mut sim = Sim::new();
     sim.send_from_core(0, &invite_from_a("idle@127.0.10.1", "z9hG4bKaliceidle"));
     let inv = sim.take(1);
-    let sdp = "v=0\no=c 1 1 IN IP4 127.0.40.1\ns=-\nc=IN IP4 127.0.40.1\nt=0 0\nm=audio 5000 RTP/AVP 0\n";
-    sim.send_from_core(1, &answer(&inv, 200, "itag", "sip:cindy@127.0.40.1:5060", sdp));
+    let sdp =
+        "v=0\no=c 1 1 IN IP4 127.0.40.1\ns=-\nc=IN IP4 127.0.40.1\nt=0 0\nm=audio 5000 RTP/AVP 0\n";
+    sim.send_from_core(
+        1,
+        &answer(&inv, 200, "itag", "sip:cindy@127.0.40.1:5060", sdp),
+    );
     let ok = sim.take(0);
     sim.send_from_core(0, &in_dialog("ACK", 1, true, &ok, "z9hG4bKidleack"));
     let _ack = sim.take(1);
@@ -649,7 +675,11 @@ fn idle_media_ends_the_call_on_both_legs() {
     let bye_b = sim.take(1);
     assert_eq!(bye_b.method().map(|m| m.as_str()), Some("BYE"));
     let bye_a = sim.take(0);
-    assert_eq!(bye_a.method().map(|m| m.as_str()), Some("BYE"), "the BYE crossed to A too");
+    assert_eq!(
+        bye_a.method().map(|m| m.as_str()),
+        Some("BYE"),
+        "the BYE crossed to A too"
+    );
 }
 
 #[test]
@@ -665,25 +695,34 @@ fn bad_sdp_in_an_offer_is_refused_with_488() {
 #[test]
 fn prack_update_message_and_notify_cross_within_dialogs() {
     let mut sim = Sim::new();
-    let inv = invite_from_a("rel@127.0.10.1", "z9hG4bKalicerel").replace("Supported: timer", "Supported: 100rel, timer");
+    let inv = invite_from_a("rel@127.0.10.1", "z9hG4bKalicerel")
+        .replace("Supported: timer", "Supported: 100rel, timer");
     sim.send_from_core(0, &inv);
     let inv_b = sim.take(1);
     assert!(h(&inv_b, "Supported").contains("100rel"));
     // A reliable 183 from B's core with RSeq 77.
-    let early = answer(&inv_b, 183, "rtag", "sip:cindy@127.0.40.1:5060", "")
-        .replace("Content-Length: 0", "Require: 100rel\nRSeq: 77\nContent-Length: 0");
+    let early = answer(&inv_b, 183, "rtag", "sip:cindy@127.0.40.1:5060", "").replace(
+        "Content-Length: 0",
+        "Require: 100rel\nRSeq: 77\nContent-Length: 0",
+    );
     sim.send_from_core(1, &early);
     let p183 = sim.take(0);
     assert_eq!(p183.status(), Some(183));
     assert!(h(&p183, "Require").contains("100rel"));
     let rseq = h(&p183, "RSeq").to_string();
     assert_ne!(rseq, "77", "each leg has its own RSeq");
-    let prack = in_dialog("PRACK", 2, true, &p183, "z9hG4bKprack")
-        .replace("Content-Length: 0", &format!("RAck: {rseq} 1 INVITE\nContent-Length: 0"));
+    let prack = in_dialog("PRACK", 2, true, &p183, "z9hG4bKprack").replace(
+        "Content-Length: 0",
+        &format!("RAck: {rseq} 1 INVITE\nContent-Length: 0"),
+    );
     sim.send_from_core(0, &prack);
     let prack_b = sim.take(1);
     assert_eq!(prack_b.method().map(|m| m.as_str()), Some("PRACK"));
-    assert!(h(&prack_b, "RAck").starts_with("77 "), "{}", h(&prack_b, "RAck"));
+    assert!(
+        h(&prack_b, "RAck").starts_with("77 "),
+        "{}",
+        h(&prack_b, "RAck")
+    );
     sim.send_from_core(1, &answer(&prack_b, 200, "rtag", "", ""));
     assert_eq!(sim.take(0).status(), Some(200));
     // UPDATE in the early dialog, from the callee.
@@ -693,7 +732,10 @@ fn prack_update_message_and_notify_cross_within_dialogs() {
     assert_eq!(upd_a.method().map(|m| m.as_str()), Some("UPDATE"));
     sim.send_from_core(0, &answer(&upd_a, 200, "", "", ""));
     assert_eq!(sim.take(1).status(), Some(200));
-    sim.send_from_core(1, &answer(&inv_b, 200, "rtag", "sip:cindy@127.0.40.1:5060", ""));
+    sim.send_from_core(
+        1,
+        &answer(&inv_b, 200, "rtag", "sip:cindy@127.0.40.1:5060", ""),
+    );
     let ok = sim.take(0);
     assert_eq!(ok.status(), Some(200));
     sim.send_from_core(0, &in_dialog("ACK", 1, true, &ok, "z9hG4bKrelack"));
@@ -720,7 +762,10 @@ fn subscribe_and_out_of_dialog_message_cross() {
     let head = &full[..full.find("Content-Type").expect("template has a body")];
     let sub = format!("{head}Content-Length: 0\n\n")
         .replace("INVITE sip:", "SUBSCRIBE sip:")
-        .replace("CSeq: 1 INVITE", "CSeq: 1 SUBSCRIBE\nEvent: conference\nExpires: 600");
+        .replace(
+            "CSeq: 1 INVITE",
+            "CSeq: 1 SUBSCRIBE\nEvent: conference\nExpires: 600",
+        );
     sim.send_from_core(0, &sub);
     let sub_b = sim.take(1);
     assert_eq!(sub_b.method().map(|m| m.as_str()), Some("SUBSCRIBE"));
@@ -730,13 +775,20 @@ fn subscribe_and_out_of_dialog_message_cross() {
         .replace("From: ", "From: ")
         .replace("Content-Length: 0", "Event: conference\nSubscription-State: active;expires=600\nContact: <sip:conf@127.0.40.1:5060>\nContent-Length: 0");
     // The notifier's From carries its tag, To our From tag.
-    let notify = notify.replacen(&format!("From: {}", h(&sub_b, "To")), &format!("From: {};tag=ntag", h(&sub_b, "To")), 1);
+    let notify = notify.replacen(
+        &format!("From: {}", h(&sub_b, "To")),
+        &format!("From: {};tag=ntag", h(&sub_b, "To")),
+        1,
+    );
     sim.send_from_core(1, &notify);
     let not_a = sim.take(0);
     assert_eq!(not_a.method().map(|m| m.as_str()), Some("NOTIFY"));
     sim.send_from_core(0, &answer(&not_a, 200, "", "", ""));
     assert_eq!(sim.take(1).status(), Some(200));
-    sim.send_from_core(1, &answer(&sub_b, 200, "ntag", "sip:conf@127.0.40.1:5060", ""));
+    sim.send_from_core(
+        1,
+        &answer(&sub_b, 200, "ntag", "sip:conf@127.0.40.1:5060", ""),
+    );
     assert_eq!(sim.take(0).status(), Some(200));
     assert_no_leak(&sim, SECRETS);
 

@@ -218,4 +218,3 @@ pub fn write_test_pcap(packets: &[TestPacket]) -> Vec<u8> {
     }
     v
 }
-
