@@ -405,7 +405,8 @@ impl Relay {
     }
 
     /// `f` is called (on a relay thread) each time an event is queued, e.g. to wake a task
-    /// (`tokio::sync::Notify::notify_one`) that then drains [`Relay::poll_event`]. Keep it short.
+    /// (`tokio::sync::Notify::notify_one`) that then drains [`Relay::poll_event`]. Keep it short,
+    /// and do not capture a `Relay` handle in it (that would keep the relay alive forever).
     pub fn set_notifier(&self, f: impl Fn() + Send + Sync + 'static) {
         *lock(&self.inner.events.notify) = Some(Box::new(f));
     }
@@ -563,16 +564,14 @@ struct Flow {
     /// address family.
     dest: [Option<SocketAddr>; 2],
     reported: bool,
+    /// Whether `socks[i]` is an IPv6 socket.
+    v6: [bool; 2],
     shared: Arc<FlowShared>,
 }
 
 impl Flow {
     fn update_dest(&mut self, side: usize) {
-        let local_v6 = self.socks[side]
-            .local_addr()
-            .ok()
-            .and_then(|a| a.as_socket())
-            .is_some_and(|a| a.is_ipv6());
+        let local_v6 = self.v6[side];
         self.dest[side] =
             self.latched[side]
                 .or(self.remote[side])
@@ -774,6 +773,12 @@ impl Worker {
             }
         };
         let gen = self.slots[slot].gen;
+        let v6 = socks.each_ref().map(|s| {
+            s.local_addr()
+                .ok()
+                .and_then(|a| a.as_socket())
+                .is_some_and(|a| a.is_ipv6())
+        });
         for (side, s) in socks.iter().enumerate() {
             if let Err(e) = epoll_add(self.epfd.as_raw_fd(), s.as_raw_fd(), token(slot, gen, side))
             {
@@ -787,6 +792,7 @@ impl Worker {
             latched: [None; 2],
             dest: [None; 2],
             reported: false,
+            v6,
             shared,
         };
         flow.update_dest(0);
