@@ -65,6 +65,14 @@
 //! `add element` (same data) + `delete element`, so deleting an element that has already timed
 //! out never fails the batch (nft 1.0.6 has no `destroy`).
 //!
+//! Measured (`cargo bench --bench kernel_install`, nft 1.0.6, kernel 6.18, private netns):
+//! install+flush of flow #1 6.6 ms, #1,000 3.1 ms, #10,000 5.1 ms (constant: one process spawn);
+//! 1,000 installs in one batch with 10 k present 92 ms (~10,800 flows/s, 0.11 ms/flow for 9 k);
+//! counter read-out of 11 k flows 0.6 s; removing one flow at 11 k present 28 ms and 1,000 in
+//! one batch 172 ms. Removal is the one cost that grows with the table: nft 1.0.6 loads the
+//! set's elements into its cache before `delete element` (one delete: 14 ms on an empty set,
+//! 21–24 ms with 20 k elements), so removals rely on coalescing (paid once per batch).
+//!
 //! # Stale conntrack entries
 //!
 //! Packets that went to user space before the install created conntrack entries with a null NAT
@@ -83,6 +91,18 @@
 //! IPv6); `start` enables it when [`KernelOptions::enable_ip_forward`] is set (the default) and
 //! fails clearly if it cannot; otherwise it only warns. Locally generated traffic (loopback lab)
 //! does not need it.
+//!
+//! # Loopback lab (all parties processes on one host, 127.0.x.y on `lo`)
+//!
+//! Locally generated packets are NAT-ed in the `out` chain and counted in `cnt_out`, so the same
+//! ruleset works without forwarding. Each border needs its own table name (e.g.
+//! `palisade_<instance>`). Conntrack NATs a connection once per hook: when two borders share
+//! one namespace, a packet DNAT-ed by border 1 towards border 2's local endpoint is not NAT-ed
+//! again; it reaches border 2's socket and border 2 relays it in user space (correct, just not
+//! offloaded); the reply direction matches border 1's conntrack and is un-NAT-ed by it. (This
+//! paragraph follows from the kernel's NAT code; it has not been exercised in the lab yet.)
+//! The user-space relay must keep its sockets bound while a flow is installed (the NAT reuses
+//! their ports).
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -151,7 +171,7 @@ impl KernelFlow {
         } else if all.iter().all(|a| a.is_ipv6()) {
             Ok(Family::V6)
         } else {
-            Err(KernelError::MixedFamily(*self))
+            Err(KernelError::MixedFamily(Box::new(*self)))
         }
     }
 
@@ -163,7 +183,7 @@ impl KernelFlow {
             .iter()
             .any(|a| a.port() == 0)
         {
-            return Err(KernelError::InvalidFlow(*self, "port 0"));
+            return Err(KernelError::InvalidFlow(Box::new(*self), "port 0"));
         }
         Ok(())
     }
@@ -215,9 +235,9 @@ pub enum KernelError {
     #[error("forwarding is off: {0}")]
     IpForward(String),
     #[error("flow mixes IPv4 and IPv6, which kernel NAT cannot translate: {0:?}")]
-    MixedFamily(KernelFlow),
+    MixedFamily(Box<KernelFlow>),
     #[error("invalid flow {0:?}: {1}")]
-    InvalidFlow(KernelFlow, &'static str),
+    InvalidFlow(Box<KernelFlow>, &'static str),
     #[error("cannot parse `nft -j` output: {0}")]
     Parse(String),
     #[error("conntrack netlink: {0}")]
