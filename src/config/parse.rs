@@ -1113,7 +1113,12 @@ fn media_overlaps(cx: &mut Ctx, realms: &[RawRealm]) {
             let Some((a2, (lo2, hi2))) = effective(earlier) else {
                 continue;
             };
-            if a2 == addr && lo <= hi2 && lo2 <= hi {
+            // Two realms on the same listen address are already reported as such.
+            let same_listen = later
+                .listen
+                .iter()
+                .any(|l| earlier.listen.iter().any(|e| e.v.addr == l.v.addr));
+            if a2 == addr && lo <= hi2 && lo2 <= hi && !same_listen {
                 let other = earlier.name.as_ref().map(|n| n.v.as_str()).unwrap_or("?");
                 let msg = format!(
                     "media ports {lo}-{hi} on {addr} overlap realm `{other}` ({lo2}-{hi2}); give each realm its own range or media_address"

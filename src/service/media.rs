@@ -23,6 +23,23 @@ pub struct MediaPlane {
     kernel: Option<KernelPath>,
     flows: HashMap<FlowId, Flow>,
     inactivity: Duration,
+    /// Kernel counters as last read (on the inactivity cycle), for metrics.
+    kernel_counters: HashMap<FlowId, u64>,
+    kernel_bytes: HashMap<FlowId, u64>,
+    /// (realm name, media address) of every realm, to attribute flows.
+    realms: Vec<(String, std::net::IpAddr)>,
+}
+
+/// Media figures of one realm, for the metrics endpoint: flows by forwarding path, and packets
+/// and bytes relayed through the realm's relay address (both directions; a packet crossing the
+/// border counts in both realms it touches).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RealmMedia {
+    pub realm: String,
+    pub flows_user: usize,
+    pub flows_kernel: usize,
+    pub packets: u64,
+    pub bytes: u64,
 }
 
 impl MediaPlane {
@@ -51,6 +68,13 @@ impl MediaPlane {
             kernel,
             flows: HashMap::new(),
             inactivity: cfg.media.inactivity_timeout,
+            kernel_counters: HashMap::new(),
+            kernel_bytes: HashMap::new(),
+            realms: cfg
+                .realms
+                .iter()
+                .map(|r| (r.name.clone(), r.media_address))
+                .collect(),
         })
     }
 
@@ -122,6 +146,8 @@ impl MediaPlane {
             }
             _ => HashMap::new(),
         };
+        self.kernel_counters = counters.iter().map(|(id, c)| (*id, c.packets)).collect();
+        self.kernel_bytes = counters.iter().map(|(id, c)| (*id, c.bytes)).collect();
         let mut idle = HashSet::new();
         for (id, f) in &mut self.flows {
             let idle_for = match &mut f.kernel_seen {
@@ -140,6 +166,61 @@ impl MediaPlane {
             }
         }
         idle
+    }
+
+    /// Whether latched flows are moved into the kernel (the fast path started).
+    pub fn kernel_enabled(&self) -> bool {
+        self.kernel.is_some()
+    }
+
+    /// Flows currently forwarded by the kernel.
+    pub fn kernel_flows(&self) -> usize {
+        self.flows
+            .values()
+            .filter(|f| f.kernel_seen.is_some())
+            .count()
+    }
+
+    /// Flows open in the relay (user space or kernel).
+    pub fn open_flows(&self) -> usize {
+        self.flows.len()
+    }
+
+    /// Per-realm figures for the metrics endpoint (kernel counters as of the last idle check).
+    pub fn snapshot(&self) -> Vec<RealmMedia> {
+        let mut out: Vec<RealmMedia> = self
+            .realms
+            .iter()
+            .map(|(name, _)| RealmMedia {
+                realm: name.clone(),
+                ..RealmMedia::default()
+            })
+            .collect();
+        for (id, f) in &self.flows {
+            let stats = self.relay.stats(*id);
+            let user_packets = stats.as_ref().map_or(0, |s| s.packets[0] + s.packets[1]);
+            let user_bytes = stats.as_ref().map_or(0, |s| s.bytes[0] + s.bytes[1]);
+            let k_packets = self.kernel_counters.get(id).copied().unwrap_or(0);
+            let k_bytes = self.kernel_bytes.get(id).copied().unwrap_or(0);
+            for side in &f.spec.sides {
+                let Some(r) = self
+                    .realms
+                    .iter()
+                    .position(|(_, addr)| *addr == side.local.ip())
+                else {
+                    continue;
+                };
+                let m = &mut out[r];
+                if f.kernel_seen.is_some() {
+                    m.flows_kernel += 1;
+                } else {
+                    m.flows_user += 1;
+                }
+                m.packets += user_packets + k_packets;
+                m.bytes += user_bytes + k_bytes;
+            }
+        }
+        out
     }
 
     pub fn shutdown(self) {

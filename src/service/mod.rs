@@ -2,7 +2,7 @@
 //! the sans-IO [`Border`] engine — feeding it what arrives and the time, performing the
 //! transmits and media commands it returns.
 
-mod media;
+pub mod media;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
