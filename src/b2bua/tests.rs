@@ -801,3 +801,37 @@ fn subscribe_and_out_of_dialog_message_cross() {
     sim.send_from_core(1, &answer(&msg_b, 202, "mtag", "", ""));
     assert_eq!(sim.take(0).status(), Some(202));
 }
+
+#[test]
+fn ipv4_home_and_ipv6_interconnect_interwork() {
+    // The TrGW's IP version interworking: A's interconnect relays on IPv6.
+    let mut cfg = (*lab("operator-a.toml")).clone();
+    cfg.realms[1].media_address = "::1".parse().expect("v6");
+    let mut a = Border::new(Arc::new(cfg), 9);
+    let now = Instant::now();
+    let inv = invite_from_a("v6@127.0.10.1", "z9hG4bKv6").replace('\n', "\r\n");
+    a.handle_input(
+        now,
+        Inbound {
+            realm: 0,
+            transport: Transport::Udp,
+            remote: addr(CORE_A),
+            bytes: inv.as_bytes(),
+        },
+    );
+    let out = std::iter::from_fn(|| a.poll_transmit())
+        .find(|t| t.flow.realm == 1)
+        .expect("INVITE sent to the peer");
+    let m = parse_message(&out.bytes, &Limits::default()).expect("parses");
+    let sdp = String::from_utf8_lossy(&m.body).to_string();
+    assert!(sdp.contains("c=IN IP6 ::1"), "{sdp}");
+    assert!(sdp.contains("o=alice 1 1 IN IP6 ::1"), "{sdp}");
+    assert!(!sdp.contains("IP4"), "{sdp}");
+    let open = std::iter::from_fn(|| a.poll_media())
+        .find_map(|c| match c {
+            super::MediaCommand::Open(s) => Some(s),
+            _ => None,
+        })
+        .expect("a flow is opened");
+    assert!(open.sides[0].local.is_ipv4() && open.sides[1].local.is_ipv6());
+}

@@ -19,8 +19,27 @@ const MEDIA_POLL: Duration = Duration::from_millis(50);
 /// How often flows are checked for media inactivity.
 const IDLE_CHECK: Duration = Duration::from_secs(1);
 
+/// Every relayed stream holds two sockets per component: lift the soft descriptor limit to the
+/// hard one so a busy border is not capped at the usual 1,024.
+fn raise_fd_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed by pointer.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                tracing::warn!("cannot raise the open-files limit");
+            }
+        }
+    }
+}
+
 /// Runs one border instance until SIGINT or SIGTERM.
 pub async fn run(cfg: Config) -> anyhow::Result<()> {
+    raise_fd_limit();
     let cfg = Arc::new(cfg);
     let (ev_tx, mut ev_rx) = mpsc::channel::<Received>(4096);
     let mut transports = Transports::bind(&cfg, ev_tx).await?;
