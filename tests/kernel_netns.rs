@@ -1,7 +1,9 @@
 //! Kernel fast path in private network namespaces (root only; skipped otherwise unless
 //! `PALISADE_REQUIRE_ROOT_TESTS=1`). Each test creates its own namespaces (names carry the pid
 //! and a tag), with 10.201.x.0/24 addresses that exist only inside them, and removes them on
-//! drop, also on panic.
+//! drop, also on panic. The first tests drive `KernelPath` directly under a test-local relay;
+//! `media_plane_moves_latched_call_into_the_kernel` drives the service's own `MediaPlane`
+//! (relay + kernel path) started inside the border namespace.
 
 use std::collections::BTreeSet;
 use std::net::{SocketAddr, UdpSocket};
@@ -11,8 +13,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use palisade::b2bua::media::MediaCommand;
 use palisade::media::kernel::{KernelFlow, KernelPath};
-use palisade::media::FlowId;
+use palisade::media::{FlowId, FlowSpec, SideSpec};
+use palisade::service::media::MediaPlane;
 
 fn root_or_skip(test: &str) -> bool {
     // SAFETY: geteuid has no preconditions.
@@ -186,56 +190,12 @@ fn flow_moves_to_kernel_and_back() {
     if !root_or_skip("flow_moves_to_kernel_and_back") {
         return;
     }
-    let ns = Netns::new("fl", &["a", "border", "b"]);
+    let ns = three_namespaces("fl", 1, 2);
     let (na, nb, nx) = (
         ns.name("a").to_owned(),
         ns.name("b").to_owned(),
         ns.name("border").to_owned(),
     );
-    sh(&[
-        "ip", "-n", &nx, "link", "add", "va", "type", "veth", "peer", "name", "va0", "netns", &na,
-    ]);
-    sh(&[
-        "ip", "-n", &nx, "link", "add", "vb", "type", "veth", "peer", "name", "vb0", "netns", &nb,
-    ]);
-    for (n, dev, addr) in [
-        (&nx, "va", "10.201.1.1/24"),
-        (&na, "va0", "10.201.1.2/24"),
-        (&nx, "vb", "10.201.2.1/24"),
-        (&nb, "vb0", "10.201.2.2/24"),
-    ] {
-        sh(&["ip", "-n", n, "addr", "add", addr, "dev", dev]);
-        sh(&["ip", "-n", n, "link", "set", dev, "up"]);
-    }
-    sh(&[
-        "ip",
-        "-n",
-        &na,
-        "route",
-        "add",
-        "default",
-        "via",
-        "10.201.1.1",
-    ]);
-    sh(&[
-        "ip",
-        "-n",
-        &nb,
-        "route",
-        "add",
-        "default",
-        "via",
-        "10.201.2.1",
-    ]);
-    sh(&[
-        "ip",
-        "netns",
-        "exec",
-        &nx,
-        "sysctl",
-        "-qw",
-        "net.ipv4.ip_forward=1",
-    ]);
 
     let flow = KernelFlow {
         a_local: "10.201.1.1:30000".parse().unwrap(),
@@ -403,4 +363,499 @@ fn restart_after_crash_leaves_one_clean_table() {
     assert_eq!(second.installed(), 1);
     second.shutdown().unwrap();
     assert!(tables(nx).is_empty());
+}
+
+// ---------------------------------------------------------------------------------------------
+// The service's media plane (relay + kernel fast path, exactly as the running instance glues
+// them) moving a latched call into the kernel.
+// ---------------------------------------------------------------------------------------------
+
+/// Three namespaces `a` — `border` — `b` joined by veth pairs: A is 10.201.`sa`.2 (border side
+/// .1), B is 10.201.`sb`.2 (border side .1); the far ends route via the border, which forwards.
+fn three_namespaces(tag: &str, sa: u8, sb: u8) -> Netns {
+    let ns = Netns::new(tag, &["a", "border", "b"]);
+    let (na, nb, nx) = (ns.name("a"), ns.name("b"), ns.name("border"));
+    sh(&[
+        "ip", "-n", nx, "link", "add", "va", "type", "veth", "peer", "name", "va0", "netns", na,
+    ]);
+    sh(&[
+        "ip", "-n", nx, "link", "add", "vb", "type", "veth", "peer", "name", "vb0", "netns", nb,
+    ]);
+    for (n, dev, addr) in [
+        (nx, "va", format!("10.201.{sa}.1/24")),
+        (na, "va0", format!("10.201.{sa}.2/24")),
+        (nx, "vb", format!("10.201.{sb}.1/24")),
+        (nb, "vb0", format!("10.201.{sb}.2/24")),
+    ] {
+        sh(&["ip", "-n", n, "addr", "add", &addr, "dev", dev]);
+        sh(&["ip", "-n", n, "link", "set", dev, "up"]);
+    }
+    for (n, gw) in [
+        (na, format!("10.201.{sa}.1")),
+        (nb, format!("10.201.{sb}.1")),
+    ] {
+        sh(&["ip", "-n", n, "route", "add", "default", "via", &gw]);
+    }
+    sh(&[
+        "ip",
+        "netns",
+        "exec",
+        nx,
+        "sysctl",
+        "-qw",
+        "net.ipv4.ip_forward=1",
+    ]);
+    ns
+}
+
+/// `nft -j ARGS` run inside namespace `ns`.
+fn nft_json(ns: &str, args: &[&str]) -> serde_json::Value {
+    let out = Command::new("ip")
+        .args(["netns", "exec", ns, "nft", "-j"])
+        .args(args)
+        .output()
+        .expect("spawn nft");
+    assert!(
+        out.status.success(),
+        "nft -j {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("nft json")
+}
+
+/// Elements in all maps and sets of `inet table` (what the kernel holds for the flows).
+fn nft_elements(ns: &str, table: &str) -> usize {
+    let v = nft_json(ns, &["list", "table", "inet", table]);
+    let mut n = 0;
+    for obj in v["nftables"].as_array().into_iter().flatten() {
+        for kind in ["set", "map"] {
+            n += obj[kind]["elem"].as_array().map_or(0, Vec::len);
+        }
+    }
+    n
+}
+
+/// Packets counted by the kernel path (`cnt4` per-element counters, all flows, both directions),
+/// read straight from nftables, independently of Palisade.
+fn nft_packets(ns: &str, table: &str) -> u64 {
+    let v = nft_json(ns, &["list", "set", "inet", table, "cnt4"]);
+    let mut n = 0;
+    for obj in v["nftables"].as_array().into_iter().flatten() {
+        for e in obj["set"]["elem"].as_array().into_iter().flatten() {
+            n += e["elem"]["counter"]["packets"].as_u64().unwrap_or(0);
+        }
+    }
+    n
+}
+
+const RTP_LEN: usize = 172; // 12-byte RTP header + 160 bytes of G.711 (20 ms)
+
+/// A numbered RTP-like packet: version 2, PT 0, sequence, timestamp, SSRC = `ssrc`, payload a
+/// pattern derived from the sequence number (so corruption is detected).
+fn rtp_packet(ssrc: u32, seq: u32) -> [u8; RTP_LEN] {
+    let mut p = [0u8; RTP_LEN];
+    p[0] = 0x80;
+    p[2..4].copy_from_slice(&(seq as u16).to_be_bytes());
+    p[4..8].copy_from_slice(&seq.wrapping_mul(160).to_be_bytes());
+    p[8..12].copy_from_slice(&ssrc.to_be_bytes());
+    for (i, b) in p[12..].iter_mut().enumerate() {
+        *b = (seq as usize).wrapping_add(i) as u8;
+    }
+    p
+}
+
+fn rtp_ok(ssrc: u32, p: &[u8]) -> bool {
+    if p.len() != RTP_LEN || p[8..12] != ssrc.to_be_bytes() {
+        return false;
+    }
+    let seq = u16::from_be_bytes([p[2], p[3]]);
+    p[12..]
+        .iter()
+        .enumerate()
+        .all(|(i, b)| *b == (seq as usize).wrapping_add(i) as u8)
+}
+
+/// One direction of a call: a far end sending a packet every 5 ms (while `enabled`) toward the
+/// border, and the other far end counting what arrives.
+#[derive(Default)]
+struct Stream {
+    enabled: AtomicBool,
+    sent: AtomicU64,
+    /// Intact packets of this stream from the expected border endpoint.
+    got: AtomicU64,
+    /// Packets of this stream from any other source, or damaged.
+    bad: AtomicU64,
+}
+
+/// Two streams (A→B and B→A); threads stop and are joined on drop, also on panic.
+struct Call {
+    streams: [Arc<Stream>; 2],
+    stop: Arc<AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Call {
+    /// `far[i]` is side i's far-end socket, `border[i]` the border's endpoint on side i.
+    fn start(far: [UdpSocket; 2], border: [SocketAddr; 2]) -> Call {
+        let stop = Arc::new(AtomicBool::new(false));
+        let streams = [Arc::new(Stream::default()), Arc::new(Stream::default())];
+        let far = far.map(Arc::new);
+        let mut threads = Vec::new();
+        for i in 0..2 {
+            let ssrc = 0x5a5a_0000 + i as u32;
+            // Sender at side i's far end, toward the border's side-i endpoint.
+            let (tx, to, s, stop_s) = (far[i].clone(), border[i], streams[i].clone(), stop.clone());
+            threads.push(std::thread::spawn(move || {
+                let mut seq = 0u32;
+                while !stop_s.load(Ordering::Relaxed) {
+                    if s.enabled.load(Ordering::Relaxed) {
+                        if tx.send_to(&rtp_packet(ssrc, seq), to).is_ok() {
+                            s.sent.fetch_add(1, Ordering::Relaxed);
+                        }
+                        seq += 1;
+                    }
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }));
+            // Receiver at the other far end: must come from the border's endpoint on that side.
+            let (rx, from, s, stop_r) = (
+                far[1 - i].clone(),
+                border[1 - i],
+                streams[i].clone(),
+                stop.clone(),
+            );
+            threads.push(std::thread::spawn(move || {
+                let mut buf = [0u8; 2048];
+                while !stop_r.load(Ordering::Relaxed) {
+                    let Ok((n, src)) = rx.recv_from(&mut buf) else {
+                        continue; // 50 ms read timeout
+                    };
+                    if n >= 12 && buf[8..12] != ssrc.to_be_bytes() {
+                        continue; // the other stream's packet (never expected here)
+                    }
+                    if src == from && rtp_ok(ssrc, &buf[..n]) {
+                        s.got.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        s.bad.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }));
+        }
+        Call {
+            streams,
+            stop,
+            threads,
+        }
+    }
+
+    fn enable(&self, i: usize, on: bool) {
+        self.streams[i].enabled.store(on, Ordering::Relaxed);
+    }
+
+    /// Packets received intact from the right source, per direction (A→B, B→A).
+    fn got(&self) -> [u64; 2] {
+        [0, 1].map(|i| self.streams[i].got.load(Ordering::Relaxed))
+    }
+
+    fn bad(&self) -> [u64; 2] {
+        [0, 1].map(|i| self.streams[i].bad.load(Ordering::Relaxed))
+    }
+}
+
+impl Drop for Call {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Keeps the plane's control loop turning (as the service does) for `d`: `poll` every 20 ms.
+fn run_plane(plane: &mut MediaPlane, d: Duration) {
+    let end = Instant::now() + d;
+    loop {
+        plane.poll(Instant::now());
+        let left = end.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        std::thread::sleep(left.min(Duration::from_millis(20)));
+    }
+}
+
+/// Polls the plane every 20 ms until `cond` holds or `timeout` passes; whether it held.
+fn plane_until(
+    plane: &mut MediaPlane,
+    timeout: Duration,
+    mut cond: impl FnMut(&mut MediaPlane) -> bool,
+) -> bool {
+    let end = Instant::now() + timeout;
+    loop {
+        plane.poll(Instant::now());
+        if cond(plane) {
+            return true;
+        }
+        if Instant::now() >= end {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Packets of the realm as the plane reports them: user-space relay counters plus the kernel
+/// counters *cached at the last `idle_flows` call*. The difference of two readings with no
+/// `idle_flows` call in between is therefore exactly what the user-space relay forwarded in that
+/// interval (the cached kernel part cannot change), which is how user-space packets are measured.
+fn realm_packets(plane: &MediaPlane, realm: &str) -> u64 {
+    plane
+        .snapshot()
+        .iter()
+        .find(|r| r.realm == realm)
+        .expect("realm in snapshot")
+        .packets
+}
+
+const PLANE_NODE: &str = r#"
+name = "kn"
+home_domains = ["a.example"]
+[media]
+kernel = true
+nft_table = "palisade_mplane"
+inactivity_timeout_s = 2
+[[realm]]
+name = "home"
+kind = "home"
+listen = ["udp:10.201.3.1:15060"]
+core = "udp:10.201.3.2:5060"
+media_address = "10.201.3.1"
+media_ports = "40000-40099"
+[[realm]]
+name = "interconnect"
+kind = "peer"
+listen = ["udp:10.201.4.1:15060"]
+media_address = "10.201.4.1"
+media_ports = "40000-40099"
+[[realm.peer]]
+name = "b"
+domains = ["b.example"]
+sources = ["10.201.4.2"]
+next_hop = "udp:10.201.4.2:5060"
+"#;
+
+#[test]
+fn media_plane_moves_latched_call_into_the_kernel() {
+    if !root_or_skip("media_plane_moves_latched_call_into_the_kernel") {
+        return;
+    }
+    let ns = three_namespaces("mp", 3, 4);
+    let (na, nb, nx) = (
+        ns.name("a").to_owned(),
+        ns.name("b").to_owned(),
+        ns.name("border").to_owned(),
+    );
+    let table = "palisade_mplane";
+    let far = [bind(&na, "10.201.3.2:5004"), bind(&nb, "10.201.4.2:6004")];
+    let far_addrs = [0, 1].map(|i| far[i].local_addr().unwrap());
+    let border: [SocketAddr; 2] = [
+        "10.201.3.1:40000".parse().unwrap(),
+        "10.201.4.1:40000".parse().unwrap(),
+    ];
+    let nx_in = nx.clone();
+    // Everything the service would do runs on one thread inside BORDER: the relay threads and
+    // the kernel programmer thread it spawns, their sockets, the `nft` children and the
+    // conntrack netlink socket all inherit that namespace.
+    in_ns(&nx.clone(), move || {
+        let nx = nx_in;
+        let cfg = palisade::config::parse(PLANE_NODE, std::path::Path::new("kn.toml"), &|p| {
+            std::fs::read_to_string(p)
+        })
+        .expect("config parses");
+        let mut plane = MediaPlane::start(&cfg).expect("media plane starts");
+        assert!(
+            plane.kernel_enabled(),
+            "the kernel fast path did not start inside the border namespace"
+        );
+        assert!(
+            tables(&nx).contains(&format!("table inet {table}")),
+            "{:?}",
+            tables(&nx)
+        );
+
+        // The call: offer/answer known, gate opened on the answer.
+        let id = FlowId(42);
+        plane.apply(MediaCommand::Open(FlowSpec {
+            id,
+            sides: [0, 1].map(|i| SideSpec {
+                local: border[i],
+                remote: None,
+            }),
+        }));
+        assert_eq!(plane.open_flows(), 1);
+        for (side, remote) in far_addrs.iter().enumerate() {
+            plane.apply(MediaCommand::SetRemote {
+                id,
+                side,
+                remote: Some(*remote),
+            });
+        }
+        plane.apply(MediaCommand::Gate { id, open: true });
+        let call = Call::start(far, border);
+
+        // 1. Only A talks: side 1 is not latched, so the relay forwards A→B in user space and
+        //    nothing is offloaded.
+        call.enable(0, true);
+        let u0 = realm_packets(&plane, "home");
+        let ok = plane_until(&mut plane, Duration::from_secs(3), |p| {
+            assert_eq!(p.kernel_flows(), 0, "offloaded before both sides latched");
+            call.got()[0] >= 40
+        });
+        assert!(ok, "A→B through user space: got {:?}", call.got());
+        let u1 = realm_packets(&plane, "home");
+        assert!(
+            u1 >= u0 + 40,
+            "user-space relay counters did not rise: {u0} → {u1}"
+        );
+        let snap = plane.snapshot();
+        assert!(
+            snap.iter()
+                .all(|r| r.flows_user == 1 && r.flows_kernel == 0),
+            "{snap:?}"
+        );
+        assert_eq!(nft_elements(&nx, table), 0, "nothing installed yet");
+
+        // 2. B talks too: both sides latch, `poll` installs the flow into the kernel.
+        call.enable(1, true);
+        let t_latch = Instant::now();
+        let ok = plane_until(&mut plane, Duration::from_secs(3), |p| {
+            p.kernel_flows() == 1
+        });
+        assert!(ok, "flow not installed after both sides latched");
+        let snap = plane.snapshot();
+        assert!(
+            snap.iter()
+                .all(|r| r.flows_user == 0 && r.flows_kernel == 1),
+            "{snap:?}"
+        );
+        // Settle: the programmer applies the batch (coalesced 15 ms, one `nft` run) and clears
+        // the stale conntrack entries; packets already queued still reach user space.
+        let mut settled = None;
+        let settle_end = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < settle_end {
+            let before = realm_packets(&plane, "home");
+            run_plane(&mut plane, Duration::from_millis(200));
+            if realm_packets(&plane, "home") == before {
+                settled = Some(t_latch.elapsed());
+                break;
+            }
+        }
+        let settled = settled.expect("user-space counters never stopped rising after install");
+        assert_eq!(nft_elements(&nx, table), 6, "one flow = 6 elements");
+
+        // Steady state for 1 s: user space sees nothing, both far ends keep receiving, the
+        // kernel counts.
+        let (u0, g0, k0) = (
+            realm_packets(&plane, "home"),
+            call.got(),
+            nft_packets(&nx, table),
+        );
+        run_plane(&mut plane, Duration::from_secs(1));
+        let (u1, g1, k1) = (
+            realm_packets(&plane, "home"),
+            call.got(),
+            nft_packets(&nx, table),
+        );
+        assert_eq!(
+            u1, u0,
+            "user-space relay still forwarding after install (settled after {settled:?})"
+        );
+        assert!(
+            g1[0] >= g0[0] + 100 && g1[1] >= g0[1] + 100,
+            "audio stopped arriving after install: {g0:?} → {g1:?}"
+        );
+        assert!(
+            k1 >= k0 + 200,
+            "nftables counters did not rise: {k0} → {k1}"
+        );
+        assert_eq!(call.bad(), [0, 0], "packets from a wrong source or damaged");
+        eprintln!(
+            "kernel path settled {settled:?} after B started; in 1 s: user {u0}→{u1}, \
+             nft {k0}→{k1}, received A→B {}→{}, B→A {}→{}",
+            g0[0], g1[0], g0[1], g1[1]
+        );
+        // The plane's own view: `idle_flows` refreshes its kernel counters, which the snapshot
+        // then adds to the (frozen) user-space ones.
+        let idle = plane.idle_flows(Instant::now());
+        assert!(!idle.contains(&id));
+        let total = realm_packets(&plane, "home");
+        assert!(
+            total >= u1 + k1,
+            "snapshot {total} < user {u1} + kernel {k1}"
+        );
+
+        // 3. Never idle while the kernel forwards (3 s > the 2 s inactivity timeout) ...
+        let end = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < end {
+            run_plane(&mut plane, Duration::from_millis(250));
+            let idle = plane.idle_flows(Instant::now());
+            assert!(
+                !idle.contains(&id),
+                "flow reported idle while the kernel forwards it"
+            );
+        }
+        // ... and user space still saw nothing (no `idle_flows` between these two readings).
+        let u2 = realm_packets(&plane, "home");
+        let g2 = call.got();
+        run_plane(&mut plane, Duration::from_millis(500));
+        assert_eq!(realm_packets(&plane, "home"), u2, "user space forwarding");
+        assert!(call.got()[0] > g2[0] && call.got()[1] > g2[1]);
+        // ... but idle once both ends fall silent (kernel counters stop).
+        call.enable(0, false);
+        call.enable(1, false);
+        let t_quiet = Instant::now();
+        let ok = plane_until(&mut plane, Duration::from_secs(6), |p| {
+            p.idle_flows(Instant::now()).contains(&id)
+        });
+        assert!(ok, "a silent kernel flow is never reported idle");
+        assert!(
+            t_quiet.elapsed() >= Duration::from_millis(1500),
+            "reported idle too early: {:?}",
+            t_quiet.elapsed()
+        );
+        call.enable(0, true);
+        call.enable(1, true);
+        let g3 = call.got();
+        let ok = plane_until(&mut plane, Duration::from_secs(3), |_| {
+            let g = call.got();
+            g[0] >= g3[0] + 20 && g[1] >= g3[1] + 20
+        });
+        assert!(ok, "audio did not resume: {g3:?} → {:?}", call.got());
+
+        // 4. The call ends (while the far ends still send): kernel state and relay flow gone.
+        plane.apply(MediaCommand::Close(id));
+        assert_eq!(plane.kernel_flows(), 0);
+        assert_eq!(plane.open_flows(), 0);
+        let ok = plane_until(&mut plane, Duration::from_secs(3), |_| {
+            nft_elements(&nx, table) == 0
+        });
+        assert!(
+            ok,
+            "nftables elements left after Close: {}",
+            nft_elements(&nx, table)
+        );
+        // No stale NAT or conntrack keeps forwarding the ended call.
+        run_plane(&mut plane, Duration::from_millis(300));
+        let g4 = call.got();
+        run_plane(&mut plane, Duration::from_millis(500));
+        assert_eq!(call.got(), g4, "media still forwarded after the call ended");
+        assert_eq!(call.bad(), [0, 0], "packets from a wrong source or damaged");
+        drop(call);
+
+        plane.shutdown();
+        let t = tables(&nx);
+        assert!(
+            !t.iter().any(|l| l.contains(table)),
+            "table left after shutdown: {t:?}"
+        );
+    });
 }
