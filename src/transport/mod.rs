@@ -47,7 +47,7 @@ pub struct Transports {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("cannot listen on {transport} {addr} (realm {realm}): {source}")]
+#[error("cannot listen on {transport} {addr} (realm {realm})")]
 pub struct BindError {
     pub transport: &'static str,
     pub addr: SocketAddr,
