@@ -1,0 +1,751 @@
+//! Palisade media inactivity timeout, end to end: the two lab instances (operator A and
+//! operator B) started from a copy of `policies/lab` with `[media] inactivity_timeout_s = 3`,
+//! driven by the test UAs on A's core (127.0.10.1) and B's core (127.0.40.1).
+//!
+//! harness = false: run with `cargo test --test media_timeout` (optionally followed by
+//! `-- NAME...` to run only scenarios whose name contains one of the words).
+//! Prints `test <name> ... ok|FAILED` and a final `N passed, N failed`.
+//!
+//! Scenarios (each with its own pair of instances):
+//! - `silent_call_is_hung_up_on_both_legs`: an answered call without any media is hung up by
+//!   the borders: both UAs receive a BYE for their dialog within a bounded time.
+//! - `call_with_media_is_not_hung_up`: RTP-sized packets flow both ways through both relays
+//!   for 8 s (more than twice the timeout): each side receives the other's packets from its
+//!   border's relay address and no BYE arrives; then the caller hangs up normally.
+//!
+//! The lab uses fixed loopback addresses, so only one lab can run on a machine at a time: when
+//! an instance or a UA cannot bind because the address is in use (another lab test running), the
+//! start is retried for a bounded time. Only processes started here are ever stopped.
+
+mod common;
+
+use common::flows;
+use common::ua::{sdp, Dialog, Ua, UaConfig, R};
+use std::io::{BufRead, BufReader, Write};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::panic::AssertUnwindSafe;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+const TO_CINDY: &str = "sip:cindy@operator-b.example";
+const A_CORE_IP: &str = "127.0.10.1";
+const B_CORE_IP: &str = "127.0.40.1";
+/// The border relay address each core must see in its SDP and receive media from.
+const A_RELAY_IP: &str = "127.0.10.2";
+const B_RELAY_IP: &str = "127.0.40.2";
+const INACTIVITY_S: u64 = 3;
+/// Bound on the wait for the inactivity BYE (timeout + 1 s idle check + slack).
+const BYE_LIMIT: Duration = Duration::from_secs(10);
+/// A BYE earlier than this after the ACK was not caused by the inactivity timeout.
+const BYE_NOT_BEFORE: Duration = Duration::from_millis(2500);
+const MEDIA_FOR: Duration = Duration::from_secs(8);
+const PTIME: Duration = Duration::from_millis(20);
+const PACKET_LEN: usize = 172;
+const LISTENERS_PER_INSTANCE: usize = 4;
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long to keep retrying when the lab addresses are held by another test.
+const BUSY_RETRY_FOR: Duration = Duration::from_secs(240);
+const GLOBAL_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+
+/// PIDs of every child we started, for the global watchdog.
+static CHILDREN: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+
+fn signal(pid: u32, sig: &str) {
+    let _ = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+}
+
+fn wait_child(c: &mut Child, limit: Duration) -> bool {
+    let end = Instant::now() + limit;
+    while Instant::now() < end {
+        if let Ok(Some(_)) = c.try_wait() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+fn work_dir() -> PathBuf {
+    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join("media_timeout");
+    let _ = std::fs::create_dir_all(&d);
+    d
+}
+
+fn ensure(cond: bool, what: impl FnOnce() -> String) -> R<()> {
+    if cond {
+        Ok(())
+    } else {
+        Err(what())
+    }
+}
+
+fn is_addr_in_use(e: &str) -> bool {
+    let e = e.to_ascii_lowercase();
+    e.contains("address in use")
+        || e.contains("address already in use")
+        || e.contains("os error 98")
+}
+
+// ---------------------------------------------------------------- lab files
+
+/// Write `bytes` to `path` atomically (temporary file + rename): a concurrent run of this test
+/// starting an instance never reads a half-written file.
+fn write_atomic(path: &Path, bytes: &[u8]) -> R<()> {
+    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+    std::fs::write(&tmp, bytes).map_err(|e| format!("write {}: {e}", tmp.display()))?;
+    std::fs::rename(&tmp, path).map_err(|e| format!("rename to {}: {e}", path.display()))
+}
+
+/// Copy `from` into `to` (files replaced atomically); `patch` may rewrite a file's text.
+fn copy_dir(from: &Path, to: &Path, patch: &dyn Fn(&Path, String) -> String) -> R<()> {
+    std::fs::create_dir_all(to).map_err(|e| format!("mkdir {}: {e}", to.display()))?;
+    for e in std::fs::read_dir(from).map_err(|e| format!("{}: {e}", from.display()))? {
+        let e = e.map_err(|e| e.to_string())?;
+        let (src, dst) = (e.path(), to.join(e.file_name()));
+        if src.is_dir() {
+            copy_dir(&src, &dst, patch)?;
+        } else {
+            let text = std::fs::read_to_string(&src)
+                .map_err(|e| format!("read {}: {e}", src.display()))?;
+            write_atomic(&dst, patch(&src, text).as_bytes())?;
+        }
+    }
+    Ok(())
+}
+
+/// `toml` with `inactivity_timeout_s = secs` in its `[media]` table (added if absent).
+fn with_inactivity(toml: &str, secs: u64) -> String {
+    let setting = format!("inactivity_timeout_s = {secs}");
+    let mut out = Vec::new();
+    let mut in_media = false;
+    let mut done = false;
+    for line in toml.lines() {
+        let t = line.split('#').next().unwrap_or("").trim();
+        if t.starts_with('[') {
+            in_media = t == "[media]";
+            out.push(line.to_string());
+            if in_media && !done {
+                out.push(setting.clone());
+                done = true;
+            }
+            continue;
+        }
+        if in_media && t.split('=').next().map(str::trim) == Some("inactivity_timeout_s") {
+            continue; // replaced by the line inserted under [media]
+        }
+        out.push(line.to_string());
+    }
+    let mut s = out.join("\n");
+    s.push('\n');
+    if !done {
+        s.push_str(&format!("\n[media]\n{setting}\n"));
+    }
+    s
+}
+
+/// A copy of the shipped lab files (peer policies included: they are referenced relatively)
+/// in target/tmp/media_timeout/lab with the short inactivity timeout in both instance files.
+fn lab_dir() -> R<PathBuf> {
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/lab");
+    let dir = work_dir().join("lab");
+    let top = |p: &Path| p.parent() == Some(shipped.as_path());
+    copy_dir(&shipped, &dir, &|p, text| {
+        if top(p) && p.extension().is_some_and(|x| x == "toml") {
+            with_inactivity(&text, INACTIVITY_S)
+        } else {
+            text
+        }
+    })?;
+    for f in ["operator-a.toml", "operator-b.toml"] {
+        let p = dir.join(f);
+        let s = std::fs::read_to_string(&p).map_err(|e| format!("{}: {e}", p.display()))?;
+        ensure(
+            s.lines()
+                .any(|l| l.trim() == format!("inactivity_timeout_s = {INACTIVITY_S}")),
+            || format!("{}: inactivity timeout not set", p.display()),
+        )?;
+    }
+    Ok(dir)
+}
+
+// ---------------------------------------------------------------- instances
+
+struct Instance {
+    name: String,
+    child: Child,
+    log: PathBuf,
+}
+
+impl Instance {
+    fn start(name: &str, config: &Path, tag: &str) -> R<Instance> {
+        let log = work_dir().join(format!("{tag}-{name}.log"));
+        let mut child = Command::new(env!("CARGO_BIN_EXE_palisade"))
+            .arg("run")
+            .arg("--config")
+            .arg(config)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("spawn palisade: {e}"))?;
+        CHILDREN.lock().unwrap().push(child.id());
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        let log2 = log.clone();
+        std::thread::spawn(move || {
+            let mut f = std::fs::File::create(&log2).ok();
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(f) = f.as_mut() {
+                    let _ = writeln!(f, "{line}");
+                }
+                let _ = tx.send(line);
+            }
+        });
+        let mut inst = Instance {
+            name: name.to_string(),
+            child,
+            log,
+        };
+        let end = Instant::now() + STARTUP_TIMEOUT;
+        let mut n = 0;
+        while n < LISTENERS_PER_INSTANCE {
+            let left = end.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(format!(
+                    "{name}: only {n}/{LISTENERS_PER_INSTANCE} `listening` lines after {STARTUP_TIMEOUT:?}; log tail:\n{}",
+                    inst.tail()
+                ));
+            }
+            if let Ok(l) = rx.recv_timeout(left.min(Duration::from_millis(200))) {
+                if l.contains("listening") {
+                    n += 1;
+                }
+            }
+            if let Ok(Some(st)) = inst.child.try_wait() {
+                std::thread::sleep(Duration::from_millis(100));
+                return Err(format!(
+                    "{name} exited during startup ({st}); log tail:\n{}",
+                    inst.tail()
+                ));
+            }
+        }
+        Ok(inst)
+    }
+
+    fn tail(&self) -> String {
+        let s = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = s.lines().collect();
+        lines[lines.len().saturating_sub(15)..].join("\n")
+    }
+
+    fn alive(&mut self) -> R<()> {
+        match self.child.try_wait() {
+            Ok(None) => Ok(()),
+            Ok(Some(st)) => Err(format!(
+                "{} died ({st}); log tail:\n{}",
+                self.name,
+                self.tail()
+            )),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        let pid = self.child.id();
+        if self.child.try_wait().ok().flatten().is_none() {
+            signal(pid, "TERM");
+            if !wait_child(&mut self.child, Duration::from_secs(5)) {
+                eprintln!("{} ignored SIGTERM for 5 s; killing", self.name);
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+            }
+        }
+        CHILDREN.lock().unwrap().retain(|p| *p != pid);
+    }
+}
+
+/// Both instances and both core UAs; dropping it stops the instances (also on panic).
+struct Lab {
+    // UAs first: dropped before the instances.
+    a: Ua,
+    b: Ua,
+    pa: Instance,
+    pb: Instance,
+}
+
+/// Every SIP address of the lab (cores and borders), port 5060.
+const LAB_SIP_ADDRS: [&str; 6] = [
+    "127.0.10.1:5060",
+    "127.0.10.2:5060",
+    "127.0.20.2:5060",
+    "127.0.30.2:5060",
+    "127.0.40.2:5060",
+    "127.0.40.1:5060",
+];
+
+/// Ok when no socket holds any lab SIP address (a plain UDP bind fails on any holder).
+fn lab_addresses_free() -> R<()> {
+    let mut probes = Vec::new();
+    for a in LAB_SIP_ADDRS {
+        match UdpSocket::bind(a) {
+            Ok(s) => probes.push(s),
+            Err(e) => return Err(format!("udp {a}: {e}")),
+        }
+    }
+    drop(probes);
+    Ok(())
+}
+
+impl Lab {
+    fn try_start(dir: &Path, tag: &str) -> R<Lab> {
+        let pa = Instance::start("operator-a", &dir.join("operator-a.toml"), tag)?;
+        let pb = Instance::start("operator-b", &dir.join("operator-b.toml"), tag)?;
+        let a = Ua::new(UaConfig::a_core("alice"))?;
+        let b = Ua::new(UaConfig::b_core("cindy"))?;
+        Ok(Lab { a, b, pa, pb })
+    }
+
+    /// Start the lab, waiting (bounded) while another test holds the lab addresses.
+    fn start(tag: &str) -> R<Lab> {
+        let dir = lab_dir()?;
+        let end = Instant::now() + BUSY_RETRY_FOR;
+        let mut said = false;
+        loop {
+            // Probe first: Palisade binds its UDP listeners with SO_REUSEADDR, so an instance
+            // started while another lab runs would briefly share (and take) that lab's UDP
+            // traffic before failing on TCP. A probe without SO_REUSEADDR takes nothing.
+            if let Err(busy) = lab_addresses_free() {
+                if Instant::now() >= end {
+                    return Err(format!(
+                        "lab addresses still busy after {BUSY_RETRY_FOR:?}: {busy}"
+                    ));
+                }
+                if !said {
+                    eprintln!("lab addresses busy ({busy}; another lab test running?); waiting up to {BUSY_RETRY_FOR:?}");
+                    said = true;
+                }
+                std::thread::sleep(Duration::from_secs(2));
+                continue;
+            }
+            match Lab::try_start(&dir, tag) {
+                Ok(l) => return Ok(l),
+                Err(e) if is_addr_in_use(&e) && Instant::now() < end => {
+                    if !said {
+                        eprintln!("lab addresses busy (another lab test running?); retrying for up to {BUSY_RETRY_FOR:?}");
+                        said = true;
+                    }
+                    std::thread::sleep(Duration::from_secs(2));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn alive(&mut self) -> R<()> {
+        self.pa.alive()?;
+        self.pb.alive()
+    }
+}
+
+// ---------------------------------------------------------------- SDP and media
+
+/// A UDP socket on `ip` with an even port from a range only this test uses (RTP convention).
+fn rtp_socket(ip: &str, base: u16) -> R<UdpSocket> {
+    let ip: IpAddr = ip.parse().map_err(|e| format!("{ip}: {e}"))?;
+    let mut last = String::new();
+    for port in (base..base + 200).step_by(2) {
+        match UdpSocket::bind(SocketAddr::new(ip, port)) {
+            Ok(s) => return Ok(s),
+            Err(e) => last = e.to_string(),
+        }
+    }
+    Err(format!("no free even UDP port on {ip} from {base}: {last}"))
+}
+
+/// The connection address and port of the first audio stream of an SDP body (a media-level
+/// `c=` overrides the session-level one).
+fn sdp_media_addr(body: &str) -> R<SocketAddr> {
+    let mut session_ip = None;
+    let mut media_ip = None;
+    let mut port = None;
+    let mut in_audio = false;
+    let mut before_media = true;
+    for line in body.lines() {
+        let line = line.trim();
+        if let Some(rest) = line.strip_prefix("m=") {
+            before_media = false;
+            in_audio = port.is_none() && rest.starts_with("audio ");
+            if in_audio {
+                port = rest
+                    .split_whitespace()
+                    .nth(1)
+                    .and_then(|p| p.split('/').next())
+                    .and_then(|p| p.parse::<u16>().ok());
+            }
+        } else if let Some(rest) = line.strip_prefix("c=") {
+            let ip = rest.split_whitespace().nth(2).map(str::to_string);
+            if before_media {
+                session_ip = ip;
+            } else if in_audio {
+                media_ip = ip;
+            }
+        }
+    }
+    let (Some(ip), Some(port)) = (media_ip.or(session_ip), port) else {
+        return Err(format!("no c=/m=audio in SDP:\n{body}"));
+    };
+    let ip: IpAddr = ip.parse().map_err(|e| format!("SDP address {ip}: {e}"))?;
+    Ok(SocketAddr::new(ip, port))
+}
+
+/// What one side of the media exchange saw.
+#[derive(Debug, Default)]
+struct MediaReport {
+    sent: u32,
+    received: u32,
+    /// Packets carrying the other side's SSRC.
+    from_peer: u32,
+    /// Every distinct source address packets came from.
+    sources: Vec<SocketAddr>,
+    send_errors: u32,
+}
+
+/// A 172-byte RTP packet (12-byte header, 160 bytes of PCMU) of stream `ssrc`.
+fn rtp_packet(ssrc: u32, seq: u16) -> Vec<u8> {
+    let mut p = vec![0xffu8; PACKET_LEN];
+    p[0] = 0x80;
+    p[1] = 0; // PCMU
+    p[2..4].copy_from_slice(&seq.to_be_bytes());
+    p[4..8].copy_from_slice(&(u32::from(seq) * 160).to_be_bytes());
+    p[8..12].copy_from_slice(&ssrc.to_be_bytes());
+    p
+}
+
+/// Send a packet to `to` every PTIME for `dur` and receive whatever comes meanwhile.
+fn exchange(
+    sock: UdpSocket,
+    to: SocketAddr,
+    my_ssrc: u32,
+    peer_ssrc: u32,
+    dur: Duration,
+) -> MediaReport {
+    let mut r = MediaReport::default();
+    let _ = sock.set_read_timeout(Some(Duration::from_millis(2)));
+    let start = Instant::now();
+    let end = start + dur;
+    let mut next_send = start;
+    let mut seq: u16 = 0;
+    let mut buf = [0u8; 2048];
+    while Instant::now() < end {
+        if Instant::now() >= next_send {
+            if sock.send_to(&rtp_packet(my_ssrc, seq), to).is_ok() {
+                r.sent += 1;
+            } else {
+                r.send_errors += 1;
+            }
+            seq = seq.wrapping_add(1);
+            next_send += PTIME;
+        }
+        if let Ok((n, src)) = sock.recv_from(&mut buf) {
+            r.received += 1;
+            if n == PACKET_LEN && buf[8..12] == peer_ssrc.to_be_bytes() {
+                r.from_peer += 1;
+            }
+            if !r.sources.contains(&src) {
+                r.sources.push(src);
+            }
+        }
+    }
+    // drain what is still in flight (bounded)
+    let drain_end = Instant::now() + Duration::from_millis(200);
+    while Instant::now() < drain_end {
+        if let Ok((n, src)) = sock.recv_from(&mut buf) {
+            r.received += 1;
+            if n == PACKET_LEN && buf[8..12] == peer_ssrc.to_be_bytes() {
+                r.from_peer += 1;
+            }
+            if !r.sources.contains(&src) {
+                r.sources.push(src);
+            }
+        }
+    }
+    r
+}
+
+// ---------------------------------------------------------------- call set-up
+
+struct Call {
+    a: Dialog,
+    b: Dialog,
+    /// SDP body of the INVITE as B's core saw it.
+    b_offer: String,
+    /// SDP body of the 200 as A's core saw it.
+    a_answer: String,
+    /// When the caller sent the ACK.
+    acked_at: Instant,
+}
+
+/// INVITE (offer with `a_port`) / 100 / 180 / 200 (answer with `b_port`) / ACK.
+fn establish(lab: &Lab, a_port: u16, b_port: u16) -> R<Call> {
+    let (tx, mut da) = lab
+        .a
+        .invite(TO_CINDY, &sdp(A_CORE_IP, a_port, 1, "sendrecv"))?;
+    let inc = lab.b.wait_request("INVITE", None)?;
+    let db = lab
+        .b
+        .answer_invite(&inc, 200, &sdp(B_CORE_IP, b_port, 1, "sendrecv"))?
+        .ok_or("no dialog at B")?;
+    let ok = lab.a.wait_final(&tx)?;
+    ensure(ok.status() == 200, || {
+        format!("caller got {} instead of 200", ok.start)
+    })?;
+    lab.a.ack_2xx(&mut da, &ok)?;
+    let acked_at = Instant::now();
+    lab.b.wait_ack(&db)?;
+    Ok(Call {
+        a: da,
+        b: db,
+        b_offer: inc.msg.body_str(),
+        a_answer: ok.body_str(),
+        acked_at,
+    })
+}
+
+/// The relay endpoint named by `body`; it must be on `relay_ip` with a relay port.
+fn relay_endpoint(body: &str, relay_ip: &str, what: &str) -> R<SocketAddr> {
+    let ep = sdp_media_addr(body).map_err(|e| format!("{what}: {e}"))?;
+    ensure(ep.ip().to_string() == relay_ip, || {
+        format!("{what} names {ep}, not the border relay {relay_ip}:\n{body}")
+    })?;
+    ensure((20_000..=29_999).contains(&ep.port()), || {
+        format!(
+            "{what} names port {}, outside the relay range 20000-29999",
+            ep.port()
+        )
+    })?;
+    Ok(ep)
+}
+
+fn byes(ua: &Ua, call_id: &str) -> usize {
+    ua.received()
+        .iter()
+        .filter(|m| m.method() == Some("BYE") && m.call_id() == Some(call_id))
+        .count()
+}
+
+// ---------------------------------------------------------------- scenarios
+
+fn silent_call_is_hung_up_on_both_legs(lab: &mut Lab) -> R<()> {
+    let call = establish(lab, 42_000, 52_000)?;
+    relay_endpoint(&call.b_offer, B_RELAY_IP, "INVITE at B's core")?;
+    relay_endpoint(&call.a_answer, A_RELAY_IP, "200 at A's core")?;
+    let limit = call.acked_at + BYE_LIMIT;
+    let left = || limit.saturating_duration_since(Instant::now());
+    // Whichever leg is torn down first, both BYEs must come within the bound.
+    let mut a_bye = None;
+    let mut b_bye = None;
+    while a_bye.is_none() || b_bye.is_none() {
+        ensure(!left().is_zero(), || {
+            format!(
+                "within {BYE_LIMIT:?} of the ACK of a silent call: BYE at A's core {}, at B's core {}",
+                if a_bye.is_some() { "received" } else { "MISSING" },
+                if b_bye.is_some() { "received" } else { "MISSING" },
+            )
+        })?;
+        let (a_cid, b_cid) = (call.a.call_id.clone(), call.b.call_id.clone());
+        let got = lab
+            .a
+            .wait_for("BYE at A or B", Duration::from_millis(50), |i| {
+                i.msg.method() == Some("BYE") && i.msg.call_id() == Some(a_cid.as_str())
+            });
+        if let Ok(inc) = got {
+            lab.a.respond(&inc, 200, "OK", None, None)?;
+            a_bye.get_or_insert(call.acked_at.elapsed());
+        }
+        let got = lab.b.wait_for("BYE at B", Duration::from_millis(50), |i| {
+            i.msg.method() == Some("BYE") && i.msg.call_id() == Some(b_cid.as_str())
+        });
+        if let Ok(inc) = got {
+            lab.b.respond(&inc, 200, "OK", None, None)?;
+            b_bye.get_or_insert(call.acked_at.elapsed());
+        }
+    }
+    let (a_at, b_at) = (a_bye.unwrap(), b_bye.unwrap());
+    ensure(a_at >= BYE_NOT_BEFORE && b_at >= BYE_NOT_BEFORE, || {
+        format!(
+            "BYE came too early for a {INACTIVITY_S} s inactivity timeout: at A after {a_at:?}, at B after {b_at:?}"
+        )
+    })?;
+    // Answer any further BYE (e.g. a retransmission or the other border's teardown) briefly,
+    // so no instance is left retransmitting; the 200s above end the BYE transactions.
+    let settle = Instant::now() + Duration::from_millis(1500);
+    while Instant::now() < settle {
+        if let Ok(inc) = lab
+            .a
+            .wait_request_for("BYE", None, Duration::from_millis(50))
+        {
+            lab.a.respond(&inc, 200, "OK", None, None)?;
+        }
+        if let Ok(inc) = lab
+            .b
+            .wait_request_for("BYE", None, Duration::from_millis(50))
+        {
+            lab.b.respond(&inc, 200, "OK", None, None)?;
+        }
+    }
+    let (na, nb) = (byes(&lab.a, &call.a.call_id), byes(&lab.b, &call.b.call_id));
+    eprintln!(
+        "    silent call: BYE at A's core after {a_at:.1?} ({na} received), at B's core after {b_at:.1?} ({nb} received)"
+    );
+    Ok(())
+}
+
+fn call_with_media_is_not_hung_up(lab: &mut Lab) -> R<()> {
+    let a_sock = rtp_socket(A_CORE_IP, 42_000)?;
+    let b_sock = rtp_socket(B_CORE_IP, 52_000)?;
+    let a_port = a_sock.local_addr().map_err(|e| e.to_string())?.port();
+    let b_port = b_sock.local_addr().map_err(|e| e.to_string())?.port();
+    let mut call = establish(lab, a_port, b_port)?;
+    // A's core sends to the relay named in the answer it got, B's core to the one in the offer.
+    let a_to = relay_endpoint(&call.a_answer, A_RELAY_IP, "200 at A's core")?;
+    let b_to = relay_endpoint(&call.b_offer, B_RELAY_IP, "INVITE at B's core")?;
+    const A_SSRC: u32 = 0x0A0A_0001;
+    const B_SSRC: u32 = 0x0B0B_0002;
+    let ta = std::thread::spawn(move || exchange(a_sock, a_to, A_SSRC, B_SSRC, MEDIA_FOR));
+    let tb = std::thread::spawn(move || exchange(b_sock, b_to, B_SSRC, A_SSRC, MEDIA_FOR));
+    let ra = ta.join().map_err(|_| "A's media thread panicked")?;
+    let rb = tb.join().map_err(|_| "B's media thread panicked")?;
+    let media_ended = call.acked_at.elapsed();
+    eprintln!(
+        "    media for {MEDIA_FOR:?}: A sent {} received {} ({} of B's) from {:?}; B sent {} received {} ({} of A's) from {:?}",
+        ra.sent, ra.received, ra.from_peer, ra.sources, rb.sent, rb.received, rb.from_peer, rb.sources
+    );
+    // No BYE at either UA while media flowed (longer than twice the timeout).
+    let (na, nb) = (byes(&lab.a, &call.a.call_id), byes(&lab.b, &call.b.call_id));
+    ensure(na == 0 && nb == 0, || {
+        format!(
+            "call with media was hung up within {media_ended:?} of the ACK: {na} BYE at A's core, {nb} at B's core"
+        )
+    })?;
+    ensure(ra.send_errors == 0 && rb.send_errors == 0, || {
+        format!("send errors: A {}, B {}", ra.send_errors, rb.send_errors)
+    })?;
+    // Each side received the other's packets, relayed: from its border's relay address only.
+    let expected = (MEDIA_FOR.as_millis() / PTIME.as_millis()) as u32;
+    for (who, r, relay_ip, relay_ep) in [
+        ("A's core", &ra, A_RELAY_IP, a_to),
+        ("B's core", &rb, B_RELAY_IP, b_to),
+    ] {
+        ensure(r.from_peer >= expected / 2, || {
+            format!(
+                "{who} received only {} of the other side's packets ({} sent each way, {} received in all)",
+                r.from_peer, expected, r.received
+            )
+        })?;
+        ensure(
+            r.sources.iter().all(|s| s.ip().to_string() == relay_ip),
+            || {
+                format!(
+                    "{who} received media from {:?}, not only from the relay {relay_ip}",
+                    r.sources
+                )
+            },
+        )?;
+        ensure(r.sources.iter().all(|s| *s == relay_ep), || {
+            format!(
+                "{who} received media from {:?}, not from the relay endpoint {relay_ep} its SDP named (symmetric RTP)",
+                r.sources
+            )
+        })?;
+    }
+    lab.alive()?;
+    // Then the caller hangs up normally: BYE -> 200 at both ends.
+    flows::bye(&lab.a, &mut call.a, &lab.b, &call.b)?;
+    let (na, nb) = (byes(&lab.a, &call.a.call_id), byes(&lab.b, &call.b.call_id));
+    ensure(na == 0 && nb == 1, || {
+        format!("after the caller's BYE: {na} BYE at A's core (want 0), {nb} at B's core (want 1)")
+    })
+}
+
+// ---------------------------------------------------------------- main
+
+type Scenario = (&'static str, fn(&mut Lab) -> R<()>);
+
+fn scenarios() -> Vec<Scenario> {
+    vec![
+        (
+            "silent_call_is_hung_up_on_both_legs",
+            silent_call_is_hung_up_on_both_legs,
+        ),
+        (
+            "call_with_media_is_not_hung_up",
+            call_with_media_is_not_hung_up,
+        ),
+    ]
+}
+
+fn run_one(name: &str, f: fn(&mut Lab) -> R<()>) -> R<()> {
+    let mut lab = Lab::start(name)?;
+    let res = std::panic::catch_unwind(AssertUnwindSafe(|| f(&mut lab))).unwrap_or_else(|p| {
+        Err(format!(
+            "panicked: {}",
+            p.downcast_ref::<String>()
+                .cloned()
+                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default()
+        ))
+    });
+    let res = res.and_then(|_| lab.alive());
+    drop(lab);
+    res
+}
+
+fn main() {
+    let filters: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let selected: Vec<Scenario> = scenarios()
+        .into_iter()
+        .filter(|(n, _)| filters.is_empty() || filters.iter().any(|f| n.contains(f.as_str())))
+        .collect();
+    // global watchdog: never hang CI
+    std::thread::spawn(|| {
+        std::thread::sleep(GLOBAL_TIMEOUT);
+        eprintln!("media_timeout: global timeout {GLOBAL_TIMEOUT:?} reached; terminating children");
+        for pid in CHILDREN.lock().unwrap().iter() {
+            signal(*pid, "KILL");
+        }
+        std::process::exit(3);
+    });
+    println!("\nrunning {} media timeout scenarios", selected.len());
+    let (mut passed, mut failed) = (0, 0);
+    for (name, f) in &selected {
+        let t0 = Instant::now();
+        let res = run_one(name, *f);
+        let dt = t0.elapsed().as_secs_f64();
+        match res {
+            Ok(()) => {
+                passed += 1;
+                println!("test {name} ... ok ({dt:.1}s)");
+            }
+            Err(e) => {
+                failed += 1;
+                println!("test {name} ... FAILED ({dt:.1}s)\n    {e}");
+            }
+        }
+    }
+    println!("\nlogs: {}", work_dir().display());
+    println!("{passed} passed, {failed} failed");
+    std::process::exit(i32::from(failed > 0));
+}
