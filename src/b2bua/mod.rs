@@ -63,6 +63,31 @@ pub struct Stats {
     pub calls_failed: u64,
 }
 
+/// Why the border itself ends a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Hangup {
+    MediaInactivity,
+    DialogIdle,
+    AckTimeout,
+}
+
+impl Hangup {
+    fn text(self) -> &'static str {
+        match self {
+            Hangup::MediaInactivity => "Media inactivity",
+            Hangup::DialogIdle => "Dialog idle timeout",
+            Hangup::AckTimeout => "No ACK",
+        }
+    }
+
+    /// The SIP status the Reason header carries (RFC 3326).
+    fn cause(self) -> u16 {
+        match self {
+            Hangup::MediaInactivity | Hangup::DialogIdle | Hangup::AckTimeout => 408,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum SessTimer {
     /// RFC 3261 §16.6 Timer C: an INVITE that never gets a final response.
@@ -209,7 +234,7 @@ impl Border {
             .map(|(id, _)| *id)
             .collect();
         for sid in dead {
-            self.teardown(now, sid);
+            self.teardown(now, sid, Hangup::MediaInactivity);
         }
     }
 
@@ -1024,7 +1049,7 @@ impl Border {
                         .find(|(_, s)| s.awaiting_ack.as_ref().is_some_and(|w| w.stx == stx))
                         .map(|(id, _)| *id);
                     if let Some(sid) = found {
-                        self.teardown(now, sid);
+                        self.teardown(now, sid, Hangup::AckTimeout);
                     }
                 }
             }
@@ -1083,7 +1108,7 @@ impl Border {
                 if idle_until > now {
                     self.timers.insert((idle_until, sid, SessTimer::Idle));
                 } else {
-                    self.teardown(now, sid);
+                    self.teardown(now, sid, Hangup::DialogIdle);
                 }
             }
             SessTimer::Reap => {
@@ -1120,22 +1145,32 @@ impl Border {
     }
 
     /// Hangs up both legs (BYE on each confirmed dialog) and ends the session.
-    fn teardown(&mut self, now: Instant, sid: u64) {
+    fn teardown(&mut self, now: Instant, sid: u64, why: Hangup) {
         let Some(sess) = self.sessions.get(&sid) else {
             return;
         };
         if sess.state == State::Ended {
             return;
         }
+        tracing::info!(
+            call_id = %sess.legs[0].call_id,
+            "border hangs up the call: {}",
+            why.text()
+        );
         let (state, kind) = (sess.state, sess.kind);
         if (state == State::Confirmed || state == State::Terminating) && kind == Kind::Invite {
             for side in 0..2 {
-                let Some((bye, dest)) = self.with_session(sid, |this, sess| {
+                let Some((mut bye, dest)) = self.with_session(sid, |this, sess| {
                     let bye = this.build_request(sess, side, Method::Bye, None, None);
                     (bye, this.leg_dest(&sess.legs[side]))
                 }) else {
                     return;
                 };
+                // RFC 3326: say why the border, not a user, ended the call.
+                bye.headers.push(
+                    "Reason",
+                    format!("SIP;cause={};text=\"{}\"", why.cause(), why.text()),
+                );
                 let ctx = self.tx.send_request(now, &bye, dest);
                 self.pending.insert(
                     ctx,

@@ -674,6 +674,10 @@ fn idle_media_ends_the_call_on_both_legs() {
     sim.settle();
     let bye_b = sim.take(1);
     assert_eq!(bye_b.method().map(|m| m.as_str()), Some("BYE"));
+    assert!(
+        h(&bye_b, "Reason").contains("Media inactivity"),
+        "RFC 3326 Reason"
+    );
     let bye_a = sim.take(0);
     assert_eq!(
         bye_a.method().map(|m| m.as_str()),

@@ -58,7 +58,8 @@ pub struct BindError {
 
 fn udp_socket(addr: SocketAddr) -> io::Result<UdpSocket> {
     let sock = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
-    sock.set_reuse_address(true)?;
+    // No SO_REUSEADDR: on Linux it would let a second instance bind the same UDP address and
+    // silently take over the first one's signalling.
     // Bursts of retransmissions must not be dropped by a small default buffer.
     let _ = sock.set_recv_buffer_size(4 << 20);
     sock.set_nonblocking(true)?;
