@@ -108,7 +108,15 @@ fn commands_become_relay_flows_and_are_released() {
         (&b"back"[..], spec.sides[0].local)
     );
 
-    let snap = plane.snapshot();
+    // The relay publishes its counters after the batch that forwarded the packets.
+    let mut snap = plane.snapshot();
+    for _ in 0..50 {
+        if snap.iter().all(|r| r.packets >= 2) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        snap = plane.snapshot();
+    }
     assert_eq!(snap.len(), 2);
     assert!(snap
         .iter()
