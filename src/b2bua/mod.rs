@@ -1396,16 +1396,7 @@ impl Border {
             .map(|m| m.saturating_sub(1).min(255))
             .unwrap_or(u32::from(self.cfg.sip.max_forwards));
         h.push("Max-Forwards", mf.to_string());
-        h.push("From", format!("{};tag={}", leg.local_uri, leg.local_tag));
-        match &leg.remote_tag {
-            Some(t) => h.push("To", format!("{};tag={t}", leg.remote_uri)),
-            None => h.push("To", leg.remote_uri.clone()),
-        }
-        h.push("Call-ID", leg.call_id.clone());
-        h.push("CSeq", format!("{seq} {method}"));
-        for r in &leg.route_set {
-            h.push("Route", r.clone());
-        }
+        leg.push_dialog_headers(&mut h, seq, &method);
         if matches!(
             method,
             Method::Invite | Method::Update | Method::Subscribe | Method::Notify | Method::Refer
@@ -1475,16 +1466,7 @@ impl Border {
         let mut h = Headers::default();
         h.push("Via", via);
         h.push("Max-Forwards", "70");
-        h.push("From", format!("{};tag={}", leg.local_uri, leg.local_tag));
-        match &leg.remote_tag {
-            Some(t) => h.push("To", format!("{};tag={t}", leg.remote_uri)),
-            None => h.push("To", leg.remote_uri.clone()),
-        }
-        h.push("Call-ID", leg.call_id.clone());
-        h.push("CSeq", format!("{cseq} ACK"));
-        for r in &leg.route_set {
-            h.push("Route", r.clone());
-        }
+        leg.push_dialog_headers(&mut h, cseq, &Method::Ack);
         let body = copy_body(src, &mut h);
         Message {
             start: StartLine::Request {

@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use super::Party;
-use crate::sip::{Message, Uri};
+use crate::sip::{Headers, Message, Method, Uri};
 use crate::transaction::{ClientTxId, Flow, ServerTxId};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,6 +41,23 @@ pub(super) struct Leg {
     pub remote_cseq: Option<u32>,
     pub remote_target: Option<Uri>,
     pub route_set: Vec<String>,
+}
+
+impl Leg {
+    /// From, To, Call-ID, CSeq and Route of a request this border sends on the leg
+    /// (RFC 3261 §12.2.1.1).
+    pub fn push_dialog_headers(&self, h: &mut Headers, seq: u32, method: &Method) {
+        h.push("From", format!("{};tag={}", self.local_uri, self.local_tag));
+        match &self.remote_tag {
+            Some(t) => h.push("To", format!("{};tag={t}", self.remote_uri)),
+            None => h.push("To", self.remote_uri.clone()),
+        }
+        h.push("Call-ID", self.call_id.clone());
+        h.push("CSeq", format!("{seq} {method}"));
+        for r in &self.route_set {
+            h.push("Route", r.clone());
+        }
+    }
 }
 
 /// A 2xx to an INVITE relayed to `from_side`, whose ACK is still to come and be relayed.
