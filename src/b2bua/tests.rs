@@ -839,3 +839,72 @@ fn ipv4_home_and_ipv6_interconnect_interwork() {
         .expect("a flow is opened");
     assert!(open.sides[0].local.is_ipv4() && open.sides[1].local.is_ipv6());
 }
+
+fn sdp_with(body: &str) -> String {
+    format!(
+        "Content-Type: application/sdp\nContent-Length: {}\n\n{body}",
+        body.replace('\n', "\r\n").len()
+    )
+}
+
+#[test]
+fn early_media_and_added_streams_are_anchored() {
+    use super::MediaCommand;
+    let mut sim = Sim::new();
+    sim.send_from_core(0, &invite_from_a("early@127.0.10.1", "z9hG4bKearly"));
+    let inv = sim.take(1);
+    let _ = media_of(&mut sim.borders[0]);
+    // 183 with SDP: early media, the gate opens before the 200.
+    let early =
+        "v=0\no=c 1 1 IN IP4 127.0.40.1\ns=-\nc=IN IP4 127.0.40.1\nt=0 0\nm=audio 5000 RTP/AVP 0\n";
+    sim.send_from_core(
+        1,
+        &answer(&inv, 183, "etag", "sip:cindy@127.0.40.1:5060", early),
+    );
+    let p183 = sim.take(0);
+    assert_eq!(p183.status(), Some(183));
+    assert!(String::from_utf8_lossy(&p183.body).contains("c=IN IP4 127.0.10.2"));
+    let cmds = media_of(&mut sim.borders[0]);
+    assert!(
+        cmds.iter()
+            .any(|c| matches!(c, MediaCommand::Gate { open: true, .. })),
+        "{cmds:?}"
+    );
+    sim.send_from_core(
+        1,
+        &answer(&inv, 200, "etag", "sip:cindy@127.0.40.1:5060", early),
+    );
+    let ok = sim.take(0);
+    sim.send_from_core(0, &in_dialog("ACK", 1, true, &ok, "z9hG4bKearlyack"));
+    let _ = sim.take(1);
+
+    // A re-INVITE adds a video stream: it gets its own relay flows on both borders.
+    let two = "v=0\no=alice 1 2 IN IP4 127.0.10.1\ns=-\nc=IN IP4 127.0.10.1\nt=0 0\nm=audio 4000 RTP/AVP 0\nm=video 4002 RTP/AVP 96\na=rtpmap:96 VP8/90000\n";
+    let re = in_dialog("INVITE", 2, true, &ok, "z9hG4bKadd").replace(
+        "Content-Length: 0\n\n",
+        &format!("Contact: <sip:alice@127.0.10.1:5060>\n{}", sdp_with(two)),
+    );
+    sim.send_from_core(0, &re);
+    let re_b = sim.take(1);
+    let offer = String::from_utf8_lossy(&re_b.body).to_string();
+    assert!(offer.contains("m=video "), "{offer}");
+    assert!(!offer.contains("4002"), "{offer}");
+    let opened = media_of(&mut sim.borders[0])
+        .into_iter()
+        .filter(|c| matches!(c, MediaCommand::Open(_)))
+        .count();
+    assert_eq!(
+        opened, 2,
+        "one new slot: RTP and RTCP flows for the video stream"
+    );
+    // The answer rejects the video (port 0): it stays 0 toward A.
+    let rejected = "v=0\no=c 1 2 IN IP4 127.0.40.1\ns=-\nc=IN IP4 127.0.40.1\nt=0 0\nm=audio 5000 RTP/AVP 0\nm=video 0 RTP/AVP 96\n";
+    sim.send_from_core(
+        1,
+        &answer(&re_b, 200, "etag", "sip:cindy@127.0.40.1:5060", rejected),
+    );
+    let ok2 = sim.take(0);
+    let ans = String::from_utf8_lossy(&ok2.body).to_string();
+    assert!(ans.contains("m=video 0 "), "{ans}");
+    assert_no_leak(&sim, SECRETS);
+}
