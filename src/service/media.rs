@@ -63,6 +63,12 @@ impl MediaPlane {
         } else {
             None
         };
+        if kernel.is_none() {
+            tracing::info!(
+                threads = cfg.media.relay_threads,
+                "media relayed in user space"
+            );
+        }
         Ok(MediaPlane {
             relay,
             kernel,
