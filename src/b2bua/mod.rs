@@ -115,6 +115,10 @@ pub struct Border {
     timers: BTreeSet<(Instant, u64, SessTimer)>,
     transmits: VecDeque<Transmit>,
     anchoring: Anchoring,
+    /// Sessions not yet ended, in all and per (realm, peer): the call limits are checked on
+    /// every INVITE, so they are counted, not recomputed.
+    active: usize,
+    peer_active: HashMap<(usize, usize), usize>,
     stats: Stats,
 }
 
@@ -180,6 +184,8 @@ impl Border {
             timers: BTreeSet::new(),
             transmits: VecDeque::new(),
             anchoring,
+            active: 0,
+            peer_active: HashMap::new(),
             stats: Stats::default(),
         }
     }
@@ -194,10 +200,7 @@ impl Border {
 
     /// Calls (and other dialogs) not yet ended.
     pub fn active_sessions(&self) -> usize {
-        self.sessions
-            .values()
-            .filter(|s| s.state != State::Ended)
-            .count()
+        self.active
     }
 
     /// Everything the engine still holds: sessions (ended ones linger 64·T1), dialog index
@@ -458,14 +461,8 @@ impl Border {
         }
         let peer_limit = |realm: usize, party: Party| match party {
             Party::Peer(p) => {
-                let max = self.cfg.realms[realm].peers[p].max_calls;
-                let used = self
-                    .sessions
-                    .values()
-                    .filter(|s| s.state != State::Ended)
-                    .filter(|s| s.legs.iter().any(|l| l.realm == realm && l.party == party))
-                    .count();
-                used >= max
+                let used = self.peer_active.get(&(realm, p)).copied().unwrap_or(0);
+                used >= self.cfg.realms[realm].peers[p].max_calls
             }
             Party::Core => false,
         };
@@ -617,6 +614,12 @@ impl Border {
             let at = now + self.cfg.sip.timer_c;
             sess.timer_c_at = Some(at);
             self.timers.insert((at, sid, SessTimer::TimerC));
+        }
+        self.active += 1;
+        for leg in &sess.legs {
+            if let Party::Peer(p) = leg.party {
+                *self.peer_active.entry((leg.realm, p)).or_default() += 1;
+            }
         }
         self.sessions.insert(sid, sess);
         self.arm_idle(now, sid);
@@ -1133,6 +1136,14 @@ impl Border {
         if let Some(sess) = self.sessions.get_mut(&sid) {
             if sess.state != State::Ended {
                 sess.state = State::Ended;
+                self.active -= 1;
+                for leg in &sess.legs {
+                    if let Party::Peer(p) = leg.party {
+                        if let Some(n) = self.peer_active.get_mut(&(leg.realm, p)) {
+                            *n -= 1;
+                        }
+                    }
+                }
                 let legs = [0, 1].map(|i| LegRealm {
                     realm: sess.legs[i].realm,
                     addr: self.cfg.realms[sess.legs[i].realm].media_address,

@@ -908,3 +908,26 @@ fn early_media_and_added_streams_are_anchored() {
     assert!(ans.contains("m=video 0 "), "{ans}");
     assert_no_leak(&sim, SECRETS);
 }
+
+#[test]
+fn calls_over_the_partner_limit_get_503_until_one_ends() {
+    let mut cfg = (*lab("operator-a.toml")).clone();
+    cfg.realms[1].peers[0].max_calls = 1;
+    let mut sim = Sim::new();
+    sim.borders[0] = Border::new(Arc::new(cfg), 5);
+    sim.send_from_core(0, &invite_from_a("lim1@127.0.10.1", "z9hG4bKlim1"));
+    let inv = sim.take(1);
+    sim.send_from_core(0, &invite_from_a("lim2@127.0.10.1", "z9hG4bKlim2"));
+    let busy = sim.take(0);
+    assert_eq!(busy.status(), Some(503));
+    assert!(busy.headers.get("Retry-After").is_some());
+    sim.send_from_core(1, &answer(&inv, 486, "l", "", ""));
+    assert_eq!(sim.take(0).status(), Some(486));
+    sim.send_from_core(0, &invite_from_a("lim3@127.0.10.1", "z9hG4bKlim3"));
+    let third = sim.take(1);
+    assert_eq!(
+        third.method().map(|m| m.as_str()),
+        Some("INVITE"),
+        "the slot was freed"
+    );
+}
