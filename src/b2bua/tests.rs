@@ -923,6 +923,7 @@ fn calls_over_the_partner_limit_get_503_until_one_ends() {
     assert!(busy.headers.get("Retry-After").is_some());
     sim.send_from_core(1, &answer(&inv, 486, "l", "", ""));
     assert_eq!(sim.take(0).status(), Some(486));
+    assert_eq!(sim.take(1).method().map(|m| m.as_str()), Some("ACK"));
     sim.send_from_core(0, &invite_from_a("lim3@127.0.10.1", "z9hG4bKlim3"));
     let third = sim.take(1);
     assert_eq!(
