@@ -13,6 +13,9 @@ mod common;
 mod sipp_runner;
 
 use common::flows;
+use common::harness::{self, ensure, skip, Tally};
+use common::instance::{self, forget_child, is_root, register_child, signal, wait_child, Instance};
+use common::labfiles;
 use common::lossy::{DropPolicy, Lossy};
 use common::msg::{self, Msg};
 use common::pcap;
@@ -20,154 +23,22 @@ use common::registry;
 use common::ua::{sdp, tcp_connect_from, Transport, Ua, UaConfig, R};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, UdpSocket};
-use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 const A_HOME: &str = "127.0.10.2:5060";
 const B_HOME: &str = "127.0.40.2:5060";
 const TO_CINDY: &str = "sip:cindy@operator-b.example";
 const TO_ALICE: &str = "sip:alice@operator-a.example";
-const LISTENERS_PER_INSTANCE: usize = 4;
-const STARTUP_TIMEOUT: Duration = Duration::from_secs(20);
 const GLOBAL_TIMEOUT: Duration = Duration::from_secs(20 * 60);
 
-/// PIDs of every child we started, for the global watchdog.
-static CHILDREN: Mutex<Vec<u32>> = Mutex::new(Vec::new());
-
-fn signal(pid: u32, sig: &str) {
-    let _ = Command::new("kill")
-        .arg(format!("-{sig}"))
-        .arg(pid.to_string())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
-}
-
-fn wait_child(c: &mut Child, limit: Duration) -> bool {
-    let end = Instant::now() + limit;
-    while Instant::now() < end {
-        if let Ok(Some(_)) = c.try_wait() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    false
-}
-
-fn forget_child(pid: u32) {
-    CHILDREN.lock().unwrap().retain(|p| *p != pid);
-}
-
 fn work_dir() -> PathBuf {
-    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join("lab");
-    let _ = std::fs::create_dir_all(&d);
-    d
+    instance::work_dir("lab")
 }
 
-// ---------------------------------------------------------------- instances
-
-struct Instance {
-    name: String,
-    child: Child,
-    log: PathBuf,
-}
-
-impl Instance {
-    fn start(name: &str, config: &Path) -> R<Instance> {
-        if !config.exists() {
-            return Err(format!("lab config {} does not exist", config.display()));
-        }
-        let log = work_dir().join(format!("{name}.log"));
-        let mut child = Command::new(env!("CARGO_BIN_EXE_palisade"))
-            .arg("run")
-            .arg("--config")
-            .arg(config)
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| format!("spawn palisade: {e}"))?;
-        CHILDREN.lock().unwrap().push(child.id());
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel::<String>();
-        let log2 = log.clone();
-        std::thread::spawn(move || {
-            let mut f = std::fs::File::create(&log2).ok();
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(f) = f.as_mut() {
-                    let _ = writeln!(f, "{line}");
-                }
-                let _ = tx.send(line);
-            }
-        });
-        let mut inst = Instance {
-            name: name.to_string(),
-            child,
-            log,
-        };
-        let end = Instant::now() + STARTUP_TIMEOUT;
-        let mut n = 0;
-        while n < LISTENERS_PER_INSTANCE {
-            let left = end.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(format!(
-                    "{name}: only {n}/{LISTENERS_PER_INSTANCE} `listening` lines after {:?}; log tail:\n{}",
-                    STARTUP_TIMEOUT,
-                    inst.tail()
-                ));
-            }
-            match rx.recv_timeout(left.min(Duration::from_millis(200))) {
-                Ok(l) if l.contains("listening") => n += 1,
-                Ok(_) | Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
-                Err(_) => {}
-            }
-            if let Ok(Some(st)) = inst.child.try_wait() {
-                std::thread::sleep(Duration::from_millis(100));
-                return Err(format!(
-                    "{name} exited during startup ({st}); log tail:\n{}",
-                    inst.tail()
-                ));
-            }
-        }
-        Ok(inst)
-    }
-
-    fn tail(&self) -> String {
-        let s = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = s.lines().collect();
-        lines[lines.len().saturating_sub(15)..].join("\n")
-    }
-
-    fn alive(&mut self) -> R<()> {
-        match self.child.try_wait() {
-            Ok(None) => Ok(()),
-            Ok(Some(st)) => Err(format!(
-                "{} died ({st}); log tail:\n{}",
-                self.name,
-                self.tail()
-            )),
-            Err(e) => Err(e.to_string()),
-        }
-    }
-}
-
-impl Drop for Instance {
-    fn drop(&mut self) {
-        let pid = self.child.id();
-        if self.child.try_wait().ok().flatten().is_none() {
-            signal(pid, "TERM");
-            if !wait_child(&mut self.child, Duration::from_secs(5)) {
-                eprintln!("{} ignored SIGTERM for 5 s; killing", self.name);
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-            }
-        }
-        forget_child(pid);
-    }
+fn start_instance(name: &str, config: &Path) -> R<Instance> {
+    Instance::start(name, config, work_dir().join(format!("{name}.log")))
 }
 
 // ---------------------------------------------------------------- capture
@@ -175,14 +46,6 @@ impl Drop for Instance {
 struct Capture {
     child: Option<Child>,
     file: PathBuf,
-}
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false)
 }
 
 fn have(cmd: &str, arg: &str) -> bool {
@@ -207,7 +70,7 @@ impl Capture {
             .stderr(Stdio::piped())
             .spawn()
             .map_err(|e| format!("spawn tcpdump: {e}"))?;
-        CHILDREN.lock().unwrap().push(child.id());
+        register_child(child.id());
         let stderr = child.stderr.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel::<String>();
         std::thread::spawn(move || {
@@ -266,18 +129,6 @@ impl Lab {
     fn alive(&mut self) -> R<()> {
         self.a.alive()?;
         self.b.alive()
-    }
-}
-
-fn skip(reason: &str) -> R<()> {
-    Err(format!("skip: {reason}"))
-}
-
-fn ensure(cond: bool, what: impl FnOnce() -> String) -> R<()> {
-    if cond {
-        Ok(())
-    } else {
-        Err(what())
     }
 }
 
@@ -781,7 +632,7 @@ fn sipp_1000_calls_release_everything(lab: &mut Lab) -> R<()> {
         timeout: Duration::from_secs(120),
     };
     sipp_runner::run(&r)?;
-    let pids = [lab.a.child.id(), lab.b.child.id()];
+    let pids = [lab.a.pid(), lab.b.pid()];
     let mut held = Vec::new();
     for _ in 0..50 {
         held = pids
@@ -956,26 +807,10 @@ fn main() {
 }
 
 fn run() -> i32 {
-    let require = std::env::var("PALISADE_REQUIRE_ROOT_TESTS").is_ok_and(|v| v == "1");
-    let filters: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
-    let selected: Vec<Scenario> = scenarios()
-        .into_iter()
-        .filter(|(n, _)| filters.is_empty() || filters.iter().any(|f| n.contains(f.as_str())))
-        .collect();
-    // global watchdog: never hang CI
-    std::thread::spawn(|| {
-        std::thread::sleep(GLOBAL_TIMEOUT);
-        eprintln!("lab: global timeout {GLOBAL_TIMEOUT:?} reached; terminating children");
-        for pid in CHILDREN.lock().unwrap().iter() {
-            signal(*pid, "KILL");
-        }
-        std::process::exit(3);
-    });
+    let selected = harness::select(scenarios());
+    instance::watchdog("lab", GLOBAL_TIMEOUT);
     println!("\nrunning {} lab scenarios", selected.len());
-    let (mut passed, mut failed, mut skipped) = (0, 0, 0);
+    let mut tally = Tally::new();
     let want_capture = selected
         .iter()
         .any(|(n, _)| *n == "interconnect_leak_check");
@@ -993,9 +828,9 @@ fn run() -> i32 {
             }
         }
     }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/lab");
-    let started = Instance::start("operator-a", &root.join("operator-a.toml"))
-        .and_then(|a| Instance::start("operator-b", &root.join("operator-b.toml")).map(|b| (a, b)));
+    let root = labfiles::shipped_dir();
+    let started = start_instance("operator-a", &root.join("operator-a.toml"))
+        .and_then(|a| start_instance("operator-b", &root.join("operator-b.toml")).map(|b| (a, b)));
     let mut lab = match started {
         Ok((a, b)) => Lab {
             a,
@@ -1014,51 +849,10 @@ fn run() -> i32 {
         }
     };
     for (name, f) in &selected {
-        let t0 = Instant::now();
-        let res = std::panic::catch_unwind(AssertUnwindSafe(|| f(&mut lab))).unwrap_or_else(|p| {
-            Err(format!(
-                "panicked: {}",
-                p.downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-                    .unwrap_or_default()
-            ))
-        });
-        let res = match res {
-            Ok(()) => lab.alive().map(|_| ()),
-            e => e,
-        };
-        let dt = t0.elapsed();
-        match res {
-            Ok(()) => {
-                passed += 1;
-                println!("test {name} ... ok ({:.1}s)", dt.as_secs_f64());
-            }
-            Err(e) if e.starts_with("skip: ") => {
-                if require {
-                    failed += 1;
-                    println!(
-                        "test {name} ... FAILED\n    skipped but PALISADE_REQUIRE_ROOT_TESTS=1: {}",
-                        &e[6..]
-                    );
-                } else {
-                    skipped += 1;
-                    println!("test {name} ... skipped ({})", &e[6..]);
-                }
-            }
-            Err(e) => {
-                failed += 1;
-                println!("test {name} ... FAILED ({:.1}s)\n    {e}", dt.as_secs_f64());
-            }
-        }
+        tally.run(name, || f(&mut lab).and_then(|()| lab.alive()));
     }
     let logs = work_dir();
     drop(lab);
     println!("\nlab logs and capture: {}", logs.display());
-    if skipped > 0 {
-        println!("{passed} passed, {failed} failed, {skipped} skipped");
-    } else {
-        println!("{passed} passed, {failed} failed");
-    }
-    i32::from(failed > 0)
+    tally.finish()
 }

@@ -20,13 +20,12 @@
 mod common;
 
 use common::flows;
+use common::harness::{self, ensure, Tally};
+use common::instance::{self, Instance};
+use common::labfiles;
 use common::ua::{sdp, Dialog, Ua, UaConfig, R};
-use std::io::{BufRead, BufReader, Write};
 use std::net::{IpAddr, SocketAddr, UdpSocket};
-use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 const TO_CINDY: &str = "sip:cindy@operator-b.example";
@@ -43,47 +42,12 @@ const BYE_NOT_BEFORE: Duration = Duration::from_millis(2500);
 const MEDIA_FOR: Duration = Duration::from_secs(8);
 const PTIME: Duration = Duration::from_millis(20);
 const PACKET_LEN: usize = 172;
-const LISTENERS_PER_INSTANCE: usize = 4;
-const STARTUP_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long to keep retrying when the lab addresses are held by another test.
 const BUSY_RETRY_FOR: Duration = Duration::from_secs(240);
 const GLOBAL_TIMEOUT: Duration = Duration::from_secs(10 * 60);
 
-/// PIDs of every child we started, for the global watchdog.
-static CHILDREN: Mutex<Vec<u32>> = Mutex::new(Vec::new());
-
-fn signal(pid: u32, sig: &str) {
-    let _ = Command::new("kill")
-        .arg(format!("-{sig}"))
-        .arg(pid.to_string())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
-}
-
-fn wait_child(c: &mut Child, limit: Duration) -> bool {
-    let end = Instant::now() + limit;
-    while Instant::now() < end {
-        if let Ok(Some(_)) = c.try_wait() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    false
-}
-
 fn work_dir() -> PathBuf {
-    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join("media_timeout");
-    let _ = std::fs::create_dir_all(&d);
-    d
-}
-
-fn ensure(cond: bool, what: impl FnOnce() -> String) -> R<()> {
-    if cond {
-        Ok(())
-    } else {
-        Err(what())
-    }
+    instance::work_dir("media_timeout")
 }
 
 fn is_addr_in_use(e: &str) -> bool {
@@ -95,74 +59,14 @@ fn is_addr_in_use(e: &str) -> bool {
 
 // ---------------------------------------------------------------- lab files
 
-/// Write `bytes` to `path` atomically (temporary file + rename): a concurrent run of this test
-/// starting an instance never reads a half-written file.
-fn write_atomic(path: &Path, bytes: &[u8]) -> R<()> {
-    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
-    std::fs::write(&tmp, bytes).map_err(|e| format!("write {}: {e}", tmp.display()))?;
-    std::fs::rename(&tmp, path).map_err(|e| format!("rename to {}: {e}", path.display()))
-}
-
-/// Copy `from` into `to` (files replaced atomically); `patch` may rewrite a file's text.
-fn copy_dir(from: &Path, to: &Path, patch: &dyn Fn(&Path, String) -> String) -> R<()> {
-    std::fs::create_dir_all(to).map_err(|e| format!("mkdir {}: {e}", to.display()))?;
-    for e in std::fs::read_dir(from).map_err(|e| format!("{}: {e}", from.display()))? {
-        let e = e.map_err(|e| e.to_string())?;
-        let (src, dst) = (e.path(), to.join(e.file_name()));
-        if src.is_dir() {
-            copy_dir(&src, &dst, patch)?;
-        } else {
-            let text = std::fs::read_to_string(&src)
-                .map_err(|e| format!("read {}: {e}", src.display()))?;
-            write_atomic(&dst, patch(&src, text).as_bytes())?;
-        }
-    }
-    Ok(())
-}
-
-/// `toml` with `inactivity_timeout_s = secs` in its `[media]` table (added if absent).
-fn with_inactivity(toml: &str, secs: u64) -> String {
-    let setting = format!("inactivity_timeout_s = {secs}");
-    let mut out = Vec::new();
-    let mut in_media = false;
-    let mut done = false;
-    for line in toml.lines() {
-        let t = line.split('#').next().unwrap_or("").trim();
-        if t.starts_with('[') {
-            in_media = t == "[media]";
-            out.push(line.to_string());
-            if in_media && !done {
-                out.push(setting.clone());
-                done = true;
-            }
-            continue;
-        }
-        if in_media && t.split('=').next().map(str::trim) == Some("inactivity_timeout_s") {
-            continue; // replaced by the line inserted under [media]
-        }
-        out.push(line.to_string());
-    }
-    let mut s = out.join("\n");
-    s.push('\n');
-    if !done {
-        s.push_str(&format!("\n[media]\n{setting}\n"));
-    }
-    s
-}
-
 /// A copy of the shipped lab files (peer policies included: they are referenced relatively)
 /// in target/tmp/media_timeout/lab with the short inactivity timeout in both instance files.
 fn lab_dir() -> R<PathBuf> {
-    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/lab");
-    let dir = work_dir().join("lab");
-    let top = |p: &Path| p.parent() == Some(shipped.as_path());
-    copy_dir(&shipped, &dir, &|p, text| {
-        if top(p) && p.extension().is_some_and(|x| x == "toml") {
-            with_inactivity(&text, INACTIVITY_S)
-        } else {
-            text
-        }
-    })?;
+    let dir = labfiles::lab_copy_with_media(
+        &work_dir().join("lab"),
+        "inactivity_timeout_s",
+        &INACTIVITY_S.to_string(),
+    )?;
     for f in ["operator-a.toml", "operator-b.toml"] {
         let p = dir.join(f);
         let s = std::fs::read_to_string(&p).map_err(|e| format!("{}: {e}", p.display()))?;
@@ -176,103 +80,6 @@ fn lab_dir() -> R<PathBuf> {
 }
 
 // ---------------------------------------------------------------- instances
-
-struct Instance {
-    name: String,
-    child: Child,
-    log: PathBuf,
-}
-
-impl Instance {
-    fn start(name: &str, config: &Path, tag: &str) -> R<Instance> {
-        let log = work_dir().join(format!("{tag}-{name}.log"));
-        let mut child = Command::new(env!("CARGO_BIN_EXE_palisade"))
-            .arg("run")
-            .arg("--config")
-            .arg(config)
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| format!("spawn palisade: {e}"))?;
-        CHILDREN.lock().unwrap().push(child.id());
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel::<String>();
-        let log2 = log.clone();
-        std::thread::spawn(move || {
-            let mut f = std::fs::File::create(&log2).ok();
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(f) = f.as_mut() {
-                    let _ = writeln!(f, "{line}");
-                }
-                let _ = tx.send(line);
-            }
-        });
-        let mut inst = Instance {
-            name: name.to_string(),
-            child,
-            log,
-        };
-        let end = Instant::now() + STARTUP_TIMEOUT;
-        let mut n = 0;
-        while n < LISTENERS_PER_INSTANCE {
-            let left = end.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(format!(
-                    "{name}: only {n}/{LISTENERS_PER_INSTANCE} `listening` lines after {STARTUP_TIMEOUT:?}; log tail:\n{}",
-                    inst.tail()
-                ));
-            }
-            if let Ok(l) = rx.recv_timeout(left.min(Duration::from_millis(200))) {
-                if l.contains("listening") {
-                    n += 1;
-                }
-            }
-            if let Ok(Some(st)) = inst.child.try_wait() {
-                std::thread::sleep(Duration::from_millis(100));
-                return Err(format!(
-                    "{name} exited during startup ({st}); log tail:\n{}",
-                    inst.tail()
-                ));
-            }
-        }
-        Ok(inst)
-    }
-
-    fn tail(&self) -> String {
-        let s = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = s.lines().collect();
-        lines[lines.len().saturating_sub(15)..].join("\n")
-    }
-
-    fn alive(&mut self) -> R<()> {
-        match self.child.try_wait() {
-            Ok(None) => Ok(()),
-            Ok(Some(st)) => Err(format!(
-                "{} died ({st}); log tail:\n{}",
-                self.name,
-                self.tail()
-            )),
-            Err(e) => Err(e.to_string()),
-        }
-    }
-}
-
-impl Drop for Instance {
-    fn drop(&mut self) {
-        let pid = self.child.id();
-        if self.child.try_wait().ok().flatten().is_none() {
-            signal(pid, "TERM");
-            if !wait_child(&mut self.child, Duration::from_secs(5)) {
-                eprintln!("{} ignored SIGTERM for 5 s; killing", self.name);
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-            }
-        }
-        CHILDREN.lock().unwrap().retain(|p| *p != pid);
-    }
-}
 
 /// Both instances and both core UAs; dropping it stops the instances (also on panic).
 struct Lab {
@@ -308,8 +115,12 @@ fn lab_addresses_free() -> R<()> {
 
 impl Lab {
     fn try_start(dir: &Path, tag: &str) -> R<Lab> {
-        let pa = Instance::start("operator-a", &dir.join("operator-a.toml"), tag)?;
-        let pb = Instance::start("operator-b", &dir.join("operator-b.toml"), tag)?;
+        let start = |name: &str| {
+            let log = work_dir().join(format!("{tag}-{name}.log"));
+            Instance::start(name, &dir.join(format!("{name}.toml")), log)
+        };
+        let pa = start("operator-a")?;
+        let pb = start("operator-b")?;
         let a = Ua::new(UaConfig::a_core("alice"))?;
         let b = Ua::new(UaConfig::b_core("cindy"))?;
         Ok(Lab { a, b, pa, pb })
@@ -696,56 +507,20 @@ fn scenarios() -> Vec<Scenario> {
 
 fn run_one(name: &str, f: fn(&mut Lab) -> R<()>) -> R<()> {
     let mut lab = Lab::start(name)?;
-    let res = std::panic::catch_unwind(AssertUnwindSafe(|| f(&mut lab))).unwrap_or_else(|p| {
-        Err(format!(
-            "panicked: {}",
-            p.downcast_ref::<String>()
-                .cloned()
-                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_default()
-        ))
-    });
+    let res = harness::catch(|| f(&mut lab));
     let res = res.and_then(|_| lab.alive());
     drop(lab);
     res
 }
 
 fn main() {
-    let filters: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
-    let selected: Vec<Scenario> = scenarios()
-        .into_iter()
-        .filter(|(n, _)| filters.is_empty() || filters.iter().any(|f| n.contains(f.as_str())))
-        .collect();
-    // global watchdog: never hang CI
-    std::thread::spawn(|| {
-        std::thread::sleep(GLOBAL_TIMEOUT);
-        eprintln!("media_timeout: global timeout {GLOBAL_TIMEOUT:?} reached; terminating children");
-        for pid in CHILDREN.lock().unwrap().iter() {
-            signal(*pid, "KILL");
-        }
-        std::process::exit(3);
-    });
+    let selected = harness::select(scenarios());
+    instance::watchdog("media_timeout", GLOBAL_TIMEOUT);
     println!("\nrunning {} media timeout scenarios", selected.len());
-    let (mut passed, mut failed) = (0, 0);
+    let mut tally = Tally::new();
     for (name, f) in &selected {
-        let t0 = Instant::now();
-        let res = run_one(name, *f);
-        let dt = t0.elapsed().as_secs_f64();
-        match res {
-            Ok(()) => {
-                passed += 1;
-                println!("test {name} ... ok ({dt:.1}s)");
-            }
-            Err(e) => {
-                failed += 1;
-                println!("test {name} ... FAILED ({dt:.1}s)\n    {e}");
-            }
-        }
+        tally.run(name, || run_one(name, *f));
     }
     println!("\nlogs: {}", work_dir().display());
-    println!("{passed} passed, {failed} failed");
-    std::process::exit(i32::from(failed > 0));
+    std::process::exit(tally.finish());
 }

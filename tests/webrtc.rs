@@ -31,10 +31,11 @@ mod tone;
 
 use client::{Peer, Progress, Report, RunSpec};
 use common::flows;
+use common::harness::{self, skip, Tally};
+use common::instance;
 use common::ua::{Ua, UaConfig};
 use lab::Lab;
 use std::net::{IpAddr, UdpSocket};
-use std::panic::AssertUnwindSafe;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -56,10 +57,6 @@ const ENOUGH_SAMPLES: usize = 9600;
 const MIN_SAMPLES: usize = 8000;
 const DOMINANCE: f64 = 10.0;
 const GLOBAL_TIMEOUT: Duration = Duration::from_secs(5 * 60);
-
-fn skip(reason: &str) -> R<()> {
-    Err(format!("skip: {reason}"))
-}
 
 // ---------------------------------------------------------------- media phase
 
@@ -423,7 +420,7 @@ fn case1_userspace() -> R<()> {
 }
 
 fn case1_kernel() -> R<()> {
-    if !lab::is_root() {
+    if !instance::is_root() {
         return skip("kernel media mode needs root (nftables)");
     }
     let dir = lab::kernel_dir()?;
@@ -464,66 +461,13 @@ fn main() {
 }
 
 fn run() -> i32 {
-    let require = std::env::var("PALISADE_REQUIRE_ROOT_TESTS").is_ok_and(|v| v == "1");
-    let filters: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
-    let selected: Vec<Scenario> = scenarios()
-        .into_iter()
-        .filter(|(n, _)| filters.is_empty() || filters.iter().any(|f| n.contains(f.as_str())))
-        .collect();
-    // global watchdog: never hang CI
-    std::thread::spawn(|| {
-        std::thread::sleep(GLOBAL_TIMEOUT);
-        eprintln!("webrtc: global timeout {GLOBAL_TIMEOUT:?} reached; terminating children");
-        for pid in lab::CHILDREN.lock().unwrap().iter() {
-            lab::signal(*pid, "KILL");
-        }
-        std::process::exit(3);
-    });
+    let selected = harness::select(scenarios());
+    instance::watchdog("webrtc", GLOBAL_TIMEOUT);
     println!("\nrunning {} webrtc scenarios", selected.len());
-    let (mut passed, mut failed, mut skipped) = (0, 0, 0);
+    let mut tally = Tally::new();
     for (name, f) in &selected {
-        let t0 = Instant::now();
-        let res = std::panic::catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|p| {
-            Err(format!(
-                "panicked: {}",
-                p.downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-                    .unwrap_or_default()
-            ))
-        });
-        let dt = t0.elapsed().as_secs_f64();
-        match res {
-            Ok(()) => {
-                passed += 1;
-                println!("test {name} ... ok ({dt:.1}s)");
-            }
-            Err(e) if e.starts_with("skip: ") => {
-                if require {
-                    failed += 1;
-                    println!(
-                        "test {name} ... FAILED\n    skipped but PALISADE_REQUIRE_ROOT_TESTS=1: {}",
-                        &e[6..]
-                    );
-                } else {
-                    skipped += 1;
-                    println!("test {name} ... skipped ({})", &e[6..]);
-                }
-            }
-            Err(e) => {
-                failed += 1;
-                println!("test {name} ... FAILED ({dt:.1}s)\n    {e}");
-            }
-        }
+        tally.run(name, f);
     }
     println!("\nwebrtc logs: {}", lab::work_dir().display());
-    if skipped > 0 {
-        println!("{passed} passed, {failed} failed, {skipped} skipped");
-    } else {
-        println!("{passed} passed, {failed} failed");
-    }
-    i32::from(failed > 0)
+    tally.finish()
 }

@@ -4,6 +4,9 @@
 #![allow(dead_code)]
 
 mod flows;
+mod harness;
+mod instance;
+mod labfiles;
 mod lossy;
 mod msg;
 mod pcap;
@@ -217,4 +220,19 @@ fn options_answered_automatically() {
     let r = a.wait_final(&tx).unwrap();
     assert_eq!(r.status(), 200);
     assert!(b.queued().is_empty());
+}
+
+#[test]
+fn labfiles_media_setting() {
+    let added = labfiles::with_media_setting("name = \"x\"\n", "inactivity_timeout_s", "3");
+    assert_eq!(added, "name = \"x\"\n\n[media]\ninactivity_timeout_s = 3\n");
+    let replaced = labfiles::with_media_setting(
+        "[media]\ninactivity_timeout_s = 60 # s\nports = \"1-2\"\n[[realm]]\n",
+        "inactivity_timeout_s",
+        "3",
+    );
+    assert_eq!(
+        replaced,
+        "[media]\ninactivity_timeout_s = 3\nports = \"1-2\"\n[[realm]]\n"
+    );
 }

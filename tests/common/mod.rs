@@ -1,8 +1,13 @@
 //! Shared test tooling for the Palisade lab: SIP messages, a test UA, a lossy
-//! relay, a pcap reader and leak search, and an identifier registry.
+//! relay, a pcap reader and leak search, an identifier registry, Palisade instances
+//! (with the child registry for watchdogs), copies of the lab files and the scenario
+//! runner of the harness = false binaries.
 #![allow(dead_code)]
 
 pub mod flows;
+pub mod harness;
+pub mod instance;
+pub mod labfiles;
 pub mod lossy;
 pub mod msg;
 pub mod pcap;
