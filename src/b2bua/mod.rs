@@ -738,7 +738,7 @@ impl Border {
         }
         sess.cancelled = true;
         let initial = sess.initial.clone();
-        self.reply(now, invite_stx, &initial, 487, None);
+        self.reply_in_session(now, sid, invite_stx, &initial, 487);
         let sess = self.sessions.get_mut(&sid).expect("looked up above");
         if sess.got_provisional {
             self.send_cancel(now, sid);
@@ -1070,7 +1070,7 @@ impl Border {
                 let kind = sess.kind;
                 if let Some(stx) = sess.invite_stx {
                     let initial = sess.initial.clone();
-                    self.reply(now, stx, &initial, 408, None);
+                    self.reply_in_session(now, sid, stx, &initial, 408);
                 }
                 if kind == Kind::Invite {
                     self.stats.calls_failed += 1;
@@ -1097,7 +1097,7 @@ impl Border {
                 }
                 if let Some(stx) = sess.invite_stx {
                     let initial = sess.initial.clone();
-                    self.reply(now, stx, &initial, 408, None);
+                    self.reply_in_session(now, sid, stx, &initial, 408);
                 }
                 self.send_cancel(now, sid);
                 self.stats.calls_failed += 1;
@@ -1194,7 +1194,7 @@ impl Border {
             }
         } else if let Some(stx) = sess.invite_stx {
             let initial = sess.initial.clone();
-            self.reply(now, stx, &initial, 408, None);
+            self.reply_in_session(now, sid, stx, &initial, 408);
             self.send_cancel(now, sid);
         }
         self.end(now, sid);
@@ -1596,6 +1596,20 @@ impl Border {
         if let Some((name, value)) = extra {
             resp.headers.push(name, value);
         }
+        self.tx.respond(now, stx, &resp);
+    }
+
+    /// Answers the initial request of a session with the To tag its leg 0 already uses, so a
+    /// final response after relayed provisionals belongs to the same (early) dialog.
+    fn reply_in_session(
+        &mut self,
+        now: Instant,
+        sid: u64,
+        stx: ServerTxId,
+        request: &Message,
+        status: u16,
+    ) {
+        let resp = self.response_to(sid, 0, request, status);
         self.tx.respond(now, stx, &resp);
     }
 

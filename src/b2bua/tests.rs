@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::{Border, Inbound};
+use super::{tag_of, Border, Inbound};
 use crate::config::{self, Transport};
 use crate::sip::{parse_message, Limits, Message};
 use crate::transaction::Flow;
@@ -391,14 +391,26 @@ fn cancel_before_answer_gives_487_everywhere() {
         1,
         &answer(&inv, 180, "ctag", "sip:cindy@127.0.40.1:5060", ""),
     );
-    assert_eq!(sim.take(0).status(), Some(180));
+    let ringing = sim.take(0);
+    assert_eq!(ringing.status(), Some(180));
     let cancel = "CANCEL sip:cindy@operator-b.example SIP/2.0\nVia: SIP/2.0/UDP 127.0.10.1:5060;branch=z9hG4bKalicecan\n\
                   Max-Forwards: 70\nFrom: \"Alice\" <sip:alice@operator-a.example>;tag=alicetag1\n\
                   To: <sip:cindy@operator-b.example>\nCall-ID: can@127.0.10.1\nCSeq: 1 CANCEL\nContent-Length: 0\n\n";
     sim.send_from_core(0, cancel);
-    let mut got = vec![sim.take(0).status(), sim.take(0).status()];
+    let (first, second) = (sim.take(0), sim.take(0));
+    let mut got = vec![first.status(), second.status()];
     got.sort();
     assert_eq!(got, vec![Some(200), Some(487)]);
+    let r487 = if first.status() == Some(487) {
+        &first
+    } else {
+        &second
+    };
+    assert_eq!(
+        tag_of(r487.headers.get("To")),
+        tag_of(ringing.headers.get("To")),
+        "the 487 ends the early dialog the 180 created"
+    );
     let cancel_b = sim.take(1);
     assert_eq!(cancel_b.method().map(|m| m.as_str()), Some("CANCEL"));
     sim.send_from_core(1, &answer(&cancel_b, 200, "ctag", "", ""));
