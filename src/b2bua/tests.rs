@@ -944,3 +944,80 @@ fn calls_over_the_partner_limit_get_503_until_one_ends() {
         "the slot was freed"
     );
 }
+
+#[test]
+fn untrusted_partner_gets_no_identity_and_no_software_names() {
+    let mut cfg = (*lab("operator-a.toml")).clone();
+    cfg.realms[1].peers[0].trust = crate::config::Trust::Untrusted;
+    cfg.realms[1].peers[0]
+        .headers
+        .allow
+        .extend(["User-Agent".to_string(), "Server".to_string()]);
+    let mut sim = Sim::new();
+    sim.borders[0] = Border::new(Arc::new(cfg), 6);
+    sim.send_from_core(0, &invite_from_a("untr@127.0.10.1", "z9hG4bKuntr"));
+    let inv = sim.take(1);
+    assert!(
+        inv.headers.get("P-Asserted-Identity").is_none(),
+        "RFC 3325: PAI stays in the trust domain"
+    );
+    assert!(
+        inv.headers.get("User-Agent").is_none(),
+        "never toward an untrusted peer, whatever the allow-list"
+    );
+    let pcv = h(&inv, "P-Charging-Vector");
+    assert!(pcv.contains("orig-ioi=operator-a.example"), "{pcv}");
+    assert!(!pcv.contains("icid-generated-at"), "{pcv}");
+}
+
+#[test]
+fn redirects_and_challenges_do_not_cross() {
+    for (status, expected) in [(302u16, 480u16), (407, 403), (401, 403)] {
+        let mut sim = Sim::new();
+        sim.send_from_core(0, &invite_from_a("rd@127.0.10.1", "z9hG4bKrd"));
+        let inv = sim.take(1);
+        let resp = answer(&inv, status, "rtag", "sip:elsewhere@10.9.9.9", "").replace(
+            "Content-Length: 0",
+            "Proxy-Authenticate: Digest realm=\"core.operator-b.internal\"\nContent-Length: 0",
+        );
+        sim.send_from_core(1, &resp);
+        let got = sim.take(0);
+        assert_eq!(got.status(), Some(expected), "{status}");
+        assert!(got.headers.get("Contact").is_none());
+        assert!(got.headers.get("Proxy-Authenticate").is_none());
+        assert_no_leak(&sim, &["10.9.9.9", "operator-b.internal"]);
+    }
+}
+
+#[test]
+fn peer_methods_outside_the_agreement_get_405_and_unknown_dialogs_481() {
+    let mut cfg = (*lab("operator-b.toml")).clone();
+    cfg.realms[1].peers[0].allowed_methods = vec!["INVITE".into(), "ACK".into(), "BYE".into()];
+    let mut b = Border::new(Arc::new(cfg), 7);
+    let from_peer = |method: &str, to_tag: &str| {
+        format!(
+            "{method} sip:cindy@operator-b.example SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.20.2:5060;branch=z9hG4bK{method}{to_tag}\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:alice@operator-a.example>;tag=f\r\nTo: <sip:cindy@operator-b.example>{to_tag}\r\n\
+             Call-ID: peer-{method}\r\nCSeq: 1 {method}\r\nContent-Length: 0\r\n\r\n"
+        )
+    };
+    let mut answer_to = |text: String| {
+        let now = Instant::now();
+        b.handle_input(
+            now,
+            Inbound {
+                realm: 1,
+                transport: Transport::Udp,
+                remote: addr("127.0.20.2:5060"),
+                bytes: text.as_bytes(),
+            },
+        );
+        let t = b.poll_transmit().expect("answered");
+        parse_message(&t.bytes, &Limits::default()).expect("parses")
+    };
+    let m = answer_to(from_peer("MESSAGE", ""));
+    assert_eq!(m.status(), Some(405));
+    assert!(h(&m, "Allow").contains("INVITE"));
+    let m = answer_to(from_peer("BYE", ";tag=nosuchdialog"));
+    assert_eq!(m.status(), Some(481));
+}
