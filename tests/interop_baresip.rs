@@ -514,6 +514,15 @@ fn run_one(name: &str, tcp: bool) -> R<()> {
     res.map_err(|e| format!("{e}{ladder_text}"))?;
     alive?;
     if let Some(Ok(l)) = &ladder {
+        // The INVITE reached A's border over the transport under test.
+        let via = if tcp {
+            format!("-> {A_BORDER}:5060 tcp INVITE ")
+        } else {
+            format!("{A_IP}:5060 -> {A_BORDER}:5060 udp INVITE ")
+        };
+        ensure(l.iter().any(|x| x.contains(&via)), || {
+            format!("no `{via}` in the capture{ladder_text}")
+        })?;
         // The hangup crossed both borders and reached B's core.
         ensure(
             l.iter().any(|x| {
