@@ -271,8 +271,14 @@ impl Border {
 
     pub fn handle_input(&mut self, now: Instant, input: Inbound<'_>) {
         let Some(party) = self.classify(input.realm, input.remote.ip()) else {
-            // Scanners learn nothing: no answer at all.
+            // Scanners learn nothing: no answer at all. The log says why, for whoever is
+            // setting up a client and wonders where its request went.
             self.stats.dropped_unknown_source += 1;
+            tracing::debug!(
+                realm = %self.cfg.realms.get(input.realm).map_or("?", |r| r.name.as_str()),
+                source = %input.remote,
+                "dropped: not a configured core or partner address"
+            );
             return;
         };
         if input.bytes.iter().all(|b| matches!(b, b'\r' | b'\n' | 0)) {
