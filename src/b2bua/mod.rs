@@ -877,13 +877,17 @@ impl Border {
         sess.last_activity = now;
         if status > 100 && status < 300 {
             let leg = &mut sess.legs[side];
-            if leg.remote_tag.is_none() {
+            let initial = matches!(kind, PendingKind::Initial);
+            // RFC 3261 §12.1.2: the 2xx fixes the dialog. A forked INVITE may have produced an
+            // early dialog with another branch first; the answering one wins.
+            let confirms = initial && status >= 200;
+            if leg.remote_tag.is_none() || confirms {
                 leg.remote_tag = tag_of(msg.headers.get("To"));
             }
             if let Some(c) = contact_uri(&msg) {
                 leg.remote_target = Some(c);
             }
-            if matches!(kind, PendingKind::Initial) && leg.route_set.is_empty() {
+            if initial && (leg.route_set.is_empty() || confirms) {
                 let mut rr: Vec<String> = msg
                     .headers
                     .values("Record-Route")

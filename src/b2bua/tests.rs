@@ -1021,3 +1021,35 @@ fn peer_methods_outside_the_agreement_get_405_and_unknown_dialogs_481() {
     let m = answer_to(from_peer("BYE", ";tag=nosuchdialog"));
     assert_eq!(m.status(), Some(481));
 }
+
+#[test]
+fn a_forked_answer_from_another_branch_defines_the_dialog() {
+    let mut sim = Sim::new();
+    sim.send_from_core(0, &invite_from_a("fork@127.0.10.1", "z9hG4bKfork"));
+    let inv = sim.take(1);
+    // A forking core: one branch rings, another answers.
+    sim.send_from_core(
+        1,
+        &answer(&inv, 180, "branch1", "sip:cindy@127.0.40.1:5060", ""),
+    );
+    assert_eq!(sim.take(0).status(), Some(180));
+    sim.send_from_core(
+        1,
+        &answer(&inv, 200, "branch2", "sip:cindy@127.0.40.1:5062", ""),
+    );
+    let ok = sim.take(0);
+    assert_eq!(ok.status(), Some(200));
+    sim.send_from_core(0, &in_dialog("ACK", 1, true, &ok, "z9hG4bKforkack"));
+    let ack = sim.take(1);
+    assert_eq!(ack.method().map(|m| m.as_str()), Some("ACK"));
+    assert!(h(&ack, "To").contains("tag=branch2"), "{}", h(&ack, "To"));
+    match &ack.start {
+        crate::sip::StartLine::Request { uri, .. } => {
+            assert!(
+                uri.to_string().contains("5062"),
+                "ACK to the answering branch: {uri}"
+            )
+        }
+        _ => unreachable!(),
+    }
+}
