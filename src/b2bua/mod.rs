@@ -844,24 +844,66 @@ impl Border {
     fn on_response(&mut self, now: Instant, msg: Message) {
         match self.tx.on_response(now, &msg) {
             ResponseDisposition::Absorbed => {}
-            ResponseDisposition::Retransmitted2xx(ctx) => self.on_2xx_retransmission(ctx),
+            ResponseDisposition::Retransmitted2xx(ctx) => {
+                self.on_2xx_retransmission(now, ctx, &msg)
+            }
             ResponseDisposition::Deliver(ctx) => self.on_client_response(now, ctx, msg),
         }
     }
 
-    fn on_2xx_retransmission(&mut self, ctx: ClientTxId) {
+    fn on_2xx_retransmission(&mut self, now: Instant, ctx: ClientTxId, msg: &Message) {
         let Some(p) = self.pending.get(&ctx) else {
             return;
         };
-        let Some(sess) = self.sessions.get(&p.session) else {
+        let (sid, side, initial) = (p.session, p.side, matches!(p.kind, PendingKind::Initial));
+        let Some(sess) = self.sessions.get(&sid) else {
             return;
         };
+        let tag = tag_of(msg.headers.get("To"));
+        if initial && tag.is_some() && tag != sess.legs[side].remote_tag {
+            // Another branch of a forked INVITE answered too: that dialog is not wanted.
+            return self.ack_and_bye_fork(now, sid, side, msg);
+        }
         if let Some((id, ack, dest)) = &sess.last_ack {
             if *id == ctx {
                 let (ack, dest) = (ack.clone(), *dest);
                 self.tx.send_stateless(&ack, dest);
             }
         }
+    }
+
+    /// RFC 3261 §13.2.2.4: a 2xx from a second branch is ACKed and its dialog ended with BYE.
+    fn ack_and_bye_fork(&mut self, now: Instant, sid: u64, side: usize, resp: &Message) {
+        let Some(sess) = self.sessions.get(&sid) else {
+            return;
+        };
+        let mut fork = sess.clone();
+        let leg = &mut fork.legs[side];
+        leg.remote_tag = tag_of(resp.headers.get("To"));
+        leg.remote_target = contact_uri(resp);
+        let mut rr: Vec<String> = resp
+            .headers
+            .values("Record-Route")
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        rr.reverse();
+        leg.route_set = rr;
+        let cseq = cseq_of(resp).map(|c| c.seq).unwrap_or(1);
+        leg.local_cseq = cseq;
+        let ack = self.build_ack(&mut fork, side, cseq, &Message::empty_request());
+        let dest = self.leg_dest(&fork.legs[side]);
+        self.tx.send_stateless(&ack, dest);
+        let bye = self.build_request(&mut fork, side, Method::Bye, None, None);
+        let ctx = self.tx.send_request(now, &bye, dest);
+        self.pending.insert(
+            ctx,
+            Pending {
+                session: sid,
+                side,
+                kind: PendingKind::Local,
+            },
+        );
     }
 
     fn on_client_response(&mut self, now: Instant, ctx: ClientTxId, msg: Message) {
