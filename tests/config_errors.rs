@@ -48,9 +48,14 @@ fn lab_files_load_and_face_each_other() {
         assert_eq!(partner.sources, vec![their_ic.advertise]);
         // Home side: the core is local and distinct from everything on the interconnect.
         let home = me.home();
+        // The core, and 127.0.0.1 for lab clients whose sockets are not bound to the core
+        // address (a UA on 0.0.0.0, unbound TCP connections).
         assert_eq!(
             home.core_sources,
-            vec![home.core.as_ref().unwrap().addr.ip()]
+            vec![
+                home.core.as_ref().unwrap().addr.ip(),
+                "127.0.0.1".parse::<std::net::IpAddr>().unwrap()
+            ]
         );
         assert!(home.listen.iter().all(|l| l.addr.port() == 5060));
     }

@@ -12,12 +12,11 @@
 //! - `baresip_udp_call_with_audio`: the call over UDP, lab files as shipped.
 //! - `baresip_tcp_caller`: A's baresip sends its requests over TCP to 127.0.10.2:5060.
 //!   baresip 1.0 (libre) does not bind its outgoing TCP connections to `sip_listen`, so
-//!   they come from 127.0.0.1: this scenario runs on a copy of the lab files whose A
-//!   instance also accepts 127.0.0.1 as a core source (the shipped file accepts only
-//!   127.0.10.1, and Palisade silently drops requests from other sources, as designed).
+//!   they come from 127.0.0.1, which the shipped lab files accept as a core source
+//!   (Palisade silently drops requests from any unconfigured source, as designed).
 //!
 //! Skipped when baresip (with the modules used here) is not installed; a failure with
-//! PALISADE_REQUIRE_ROOT_TESTS=1 (scripts/test must then install `baresip`).
+//! PALISADE_REQUIRE_ROOT_TESTS=1 (scripts/test installs `baresip-core`).
 //!
 //! The lab uses fixed loopback addresses: the start waits (bounded) while another lab holds
 //! them. Palisade runs with PALISADE_LOG=palisade=debug; when tcpdump is available the SIP
@@ -332,30 +331,10 @@ fn wait_lab_free() -> R<()> {
     }
 }
 
-/// The lab files for a scenario: as shipped, or a copy whose A instance also accepts
-/// 127.0.0.1 as a core source (for baresip's unbound TCP connections).
-fn lab_files(dir: &Path, tcp: bool) -> R<PathBuf> {
-    if !tcp {
-        return Ok(labfiles::shipped_dir());
-    }
-    let to = dir.join("lab");
-    let shipped = labfiles::shipped_dir();
-    let a_file = shipped.join("operator-a.toml");
-    labfiles::copy_dir(&shipped, &to, &|p, text| {
-        if p == a_file.as_path() {
-            text.replace(
-                "core_sources = [\"127.0.10.1\"]",
-                "core_sources = [\"127.0.10.1\", \"127.0.0.1\"]",
-            )
-        } else {
-            text
-        }
-    })?;
-    let a = std::fs::read_to_string(to.join("operator-a.toml")).map_err(|e| e.to_string())?;
-    ensure(a.contains("\"127.0.0.1\"]"), || {
-        "could not add 127.0.0.1 to A's core_sources in the lab copy".into()
-    })?;
-    Ok(to)
+/// The lab files as shipped: they accept 127.0.0.1 as a core source, which baresip's unbound
+/// TCP connections come from.
+fn lab_files(_dir: &Path, _tcp: bool) -> R<PathBuf> {
+    Ok(labfiles::shipped_dir())
 }
 
 // ---------------------------------------------------------------- baresip config
