@@ -150,6 +150,18 @@ fn contact_uri(msg: &Message) -> Option<Uri> {
         .map(|n| n.uri)
 }
 
+/// RFC 3261 §12.1.2: the UAC's route set is the response's Record-Route in reverse order.
+fn uac_route_set(resp: &Message) -> Vec<String> {
+    let mut rr: Vec<String> = resp
+        .headers
+        .values("Record-Route")
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    rr.reverse();
+    rr
+}
+
 fn has_option(msg: &Message, header: &str, option: &str) -> bool {
     msg.headers
         .values(header)
@@ -884,14 +896,7 @@ impl Border {
         let leg = &mut fork.legs[side];
         leg.remote_tag = tag_of(resp.headers.get("To"));
         leg.remote_target = contact_uri(resp);
-        let mut rr: Vec<String> = resp
-            .headers
-            .values("Record-Route")
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        rr.reverse();
-        leg.route_set = rr;
+        leg.route_set = uac_route_set(resp);
         let cseq = cseq_of(resp).map(|c| c.seq).unwrap_or(1);
         leg.local_cseq = cseq;
         let ack = self.build_ack(&mut fork, side, cseq, &Message::empty_request());
@@ -933,14 +938,7 @@ impl Border {
                 leg.remote_target = Some(c);
             }
             if initial && (leg.route_set.is_empty() || confirms) {
-                let mut rr: Vec<String> = msg
-                    .headers
-                    .values("Record-Route")
-                    .iter()
-                    .map(|s| s.to_string())
-                    .collect();
-                rr.reverse();
-                leg.route_set = rr;
+                leg.route_set = uac_route_set(&msg);
             }
         }
         match kind {
