@@ -145,7 +145,7 @@ impl NameAddr {
             let rest = skip_ws(s.get(end..)?);
             return parse_angle(Some(display), rest);
         }
-        if let Some(lt) = s.find('<') {
+        if let Some(lt) = find_unquoted(s, b'<') {
             let display = s.get(..lt)?.trim_matches([' ', '\t']);
             if !display
                 .split([' ', '\t'])
@@ -251,6 +251,28 @@ fn quoted_end(s: &str) -> Option<usize> {
             b'\\' => i += 2,
             b'"' => return Some(i + 1),
             _ => i += 1,
+        }
+    }
+    None
+}
+
+/// Index of the first `target` byte outside quoted strings.
+fn find_unquoted(s: &str, target: u8) -> Option<usize> {
+    let mut in_quote = false;
+    let mut escaped = false;
+    for (i, b) in s.bytes().enumerate() {
+        if in_quote {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_quote = false;
+            }
+        } else if b == b'"' {
+            in_quote = true;
+        } else if b == target {
+            return Some(i);
         }
     }
     None
@@ -412,6 +434,16 @@ mod tests {
         // LWS around `;` and `=`.
         let n = na("sip:vivekg@chair-dnrc.example.com ;   tag    = 1918181833n");
         assert_eq!(n.tag(), Some("1918181833n"));
+    }
+
+    #[test]
+    fn contact_forms() {
+        let n = na("<sip:a@b;gr>;+sip.instance=\"<urn:uuid:f81d4fae-7dec-11d0-a765-00a0c91e6bf6>\";reg-id=1;expires=3600;isfocus");
+        assert_eq!(n.params.value("reg-id"), Some("1"));
+        assert_eq!(n.params.get("isfocus"), Some(None));
+        let n = na("sip:a@b;+sip.instance=\"<urn:uuid:1>\"");
+        assert_eq!(n.display, None);
+        assert_eq!(n.params.value("+sip.instance"), Some("\"<urn:uuid:1>\""));
     }
 
     #[test]

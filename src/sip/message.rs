@@ -474,7 +474,7 @@ pub fn frame_stream(buf: &[u8], limits: &Limits) -> Framing {
             Framing::Incomplete
         };
     };
-    let (headers, _) = read_headers(&sections.header_lines, limits);
+    let (headers, header_err) = read_headers(&sections.header_lines, limits);
     let mut cl: Option<usize> = None;
     for h in headers.iter().filter(|h| h.name == "Content-Length") {
         let Some(v) = parse_usize(&h.value) else {
@@ -486,7 +486,10 @@ pub fn frame_stream(buf: &[u8], limits: &Limits) -> Framing {
         }
     }
     let Some(cl) = cl else {
-        return Framing::Invalid("Missing Content-Length");
+        return Framing::Invalid(match header_err {
+            Some("Too many headers") => "Too many headers",
+            _ => "Missing Content-Length",
+        });
     };
     let Some(msg_len) = body_start.checked_add(cl) else {
         return Framing::Invalid("Message too large");
