@@ -35,7 +35,6 @@ use common::labfiles;
 use common::pcap;
 use common::ua::R;
 use std::io::Write;
-use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -75,16 +74,6 @@ const MODULE_DIRS: [&str; 4] = [
     "/usr/lib/x86_64-linux-gnu/baresip/modules",
     "/usr/local/lib/baresip/modules",
     "/usr/lib64/baresip/modules",
-];
-
-/// Every SIP address of the lab (cores and borders), port 5060.
-const LAB_SIP_ADDRS: [&str; 6] = [
-    "127.0.10.1:5060",
-    "127.0.10.2:5060",
-    "127.0.20.2:5060",
-    "127.0.30.2:5060",
-    "127.0.40.2:5060",
-    "127.0.40.1:5060",
 ];
 
 fn work_dir() -> PathBuf {
@@ -296,41 +285,6 @@ fn ip(a: [u8; 4]) -> String {
 
 // ---------------------------------------------------------------- lab
 
-/// Ok when no socket holds any lab SIP address (a plain UDP bind fails on any holder).
-fn lab_addresses_free() -> R<()> {
-    let mut probes = Vec::new();
-    for a in LAB_SIP_ADDRS {
-        match UdpSocket::bind(a) {
-            Ok(s) => probes.push(s),
-            Err(e) => return Err(format!("udp {a}: {e}")),
-        }
-    }
-    Ok(())
-}
-
-/// Wait (bounded) until the fixed lab addresses are free: another lab may be running.
-fn wait_lab_free() -> R<()> {
-    let end = Instant::now() + BUSY_RETRY_FOR;
-    let mut said = false;
-    loop {
-        match lab_addresses_free() {
-            Ok(()) => return Ok(()),
-            Err(busy) if Instant::now() >= end => {
-                return Err(format!(
-                    "lab addresses still busy after {BUSY_RETRY_FOR:?}: {busy}"
-                ))
-            }
-            Err(busy) => {
-                if !said {
-                    eprintln!("lab addresses busy ({busy}; another lab test running?); waiting up to {BUSY_RETRY_FOR:?}");
-                    said = true;
-                }
-                std::thread::sleep(Duration::from_secs(2));
-            }
-        }
-    }
-}
-
 /// The lab files as shipped: they accept 127.0.0.1 as a core source, which baresip's unbound
 /// TCP connections come from.
 fn lab_files(_dir: &Path, _tcp: bool) -> R<PathBuf> {
@@ -465,7 +419,7 @@ fn run_one(name: &str, tcp: bool) -> R<()> {
     let dir = work_dir().join(name);
     let _ = std::fs::create_dir_all(&dir);
     let lab = lab_files(&dir, tcp)?;
-    wait_lab_free()?;
+    instance::wait_lab_free(BUSY_RETRY_FOR)?;
     let start = |inst: &str| {
         Instance::start(
             inst,

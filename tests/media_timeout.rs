@@ -90,29 +90,6 @@ struct Lab {
     pb: Instance,
 }
 
-/// Every SIP address of the lab (cores and borders), port 5060.
-const LAB_SIP_ADDRS: [&str; 6] = [
-    "127.0.10.1:5060",
-    "127.0.10.2:5060",
-    "127.0.20.2:5060",
-    "127.0.30.2:5060",
-    "127.0.40.2:5060",
-    "127.0.40.1:5060",
-];
-
-/// Ok when no socket holds any lab SIP address (a plain UDP bind fails on any holder).
-fn lab_addresses_free() -> R<()> {
-    let mut probes = Vec::new();
-    for a in LAB_SIP_ADDRS {
-        match UdpSocket::bind(a) {
-            Ok(s) => probes.push(s),
-            Err(e) => return Err(format!("udp {a}: {e}")),
-        }
-    }
-    drop(probes);
-    Ok(())
-}
-
 impl Lab {
     fn try_start(dir: &Path, tag: &str) -> R<Lab> {
         let start = |name: &str| {
@@ -132,22 +109,7 @@ impl Lab {
         let end = Instant::now() + BUSY_RETRY_FOR;
         let mut said = false;
         loop {
-            // Probe first: Palisade binds its UDP listeners with SO_REUSEADDR, so an instance
-            // started while another lab runs would briefly share (and take) that lab's UDP
-            // traffic before failing on TCP. A probe without SO_REUSEADDR takes nothing.
-            if let Err(busy) = lab_addresses_free() {
-                if Instant::now() >= end {
-                    return Err(format!(
-                        "lab addresses still busy after {BUSY_RETRY_FOR:?}: {busy}"
-                    ));
-                }
-                if !said {
-                    eprintln!("lab addresses busy ({busy}; another lab test running?); waiting up to {BUSY_RETRY_FOR:?}");
-                    said = true;
-                }
-                std::thread::sleep(Duration::from_secs(2));
-                continue;
-            }
+            instance::wait_lab_free(end.saturating_duration_since(Instant::now()))?;
             match Lab::try_start(&dir, tag) {
                 Ok(l) => return Ok(l),
                 Err(e) if is_addr_in_use(&e) && Instant::now() < end => {

@@ -35,7 +35,7 @@ use common::harness::{self, skip, Tally};
 use common::instance;
 use common::ua::{Ua, UaConfig};
 use lab::Lab;
-use std::net::{IpAddr, UdpSocket};
+use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -226,33 +226,8 @@ fn direct_selfcheck() -> R<()> {
     Ok(())
 }
 
-/// Wait (bounded) until the fixed lab addresses are free: another lab may be running.
-fn wait_lab_addresses_free() -> R<()> {
-    let end = Instant::now() + Duration::from_secs(30);
-    loop {
-        let busy: Vec<&str> = [
-            "127.0.10.1:5060",
-            "127.0.10.2:5060",
-            "127.0.40.1:5060",
-            "127.0.40.2:5060",
-        ]
-        .into_iter()
-        .filter(|a| UdpSocket::bind(a).is_err())
-        .collect();
-        if busy.is_empty() {
-            return Ok(());
-        }
-        if Instant::now() > end {
-            return Err(format!(
-                "lab addresses in use for 30 s (another lab running?): {busy:?}"
-            ));
-        }
-        std::thread::sleep(Duration::from_secs(1));
-    }
-}
-
 fn case1(dir: &Path, tag: &str, kernel: bool) -> R<()> {
-    wait_lab_addresses_free()?;
+    instance::wait_lab_free(Duration::from_secs(30))?;
     let mut lab = Lab::start(dir, tag).map_err(|e| format!("lab did not start: {e}"))?;
     let res = case1_call(tag, kernel);
     let alive = lab.alive();

@@ -13,6 +13,44 @@ use std::time::{Duration, Instant};
 pub const LISTENERS_PER_INSTANCE: usize = 4;
 pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// The fixed SIP addresses of the lab: only one lab can run on a machine at a time.
+pub const LAB_SIP_ADDRS: [&str; 6] = [
+    "127.0.10.1:5060",
+    "127.0.10.2:5060",
+    "127.0.20.2:5060",
+    "127.0.30.2:5060",
+    "127.0.40.2:5060",
+    "127.0.40.1:5060",
+];
+
+/// Waits (bounded by `limit`) until no socket holds a lab SIP address: another lab test may
+/// be running. A plain UDP bind probes each address and takes nothing away.
+pub fn wait_lab_free(limit: Duration) -> R<()> {
+    let end = Instant::now() + limit;
+    let mut said = false;
+    loop {
+        let busy: Vec<&str> = LAB_SIP_ADDRS
+            .into_iter()
+            .filter(|a| std::net::UdpSocket::bind(a).is_err())
+            .collect();
+        if busy.is_empty() {
+            return Ok(());
+        }
+        if Instant::now() >= end {
+            return Err(format!(
+                "lab addresses still busy after {limit:?}: {busy:?}"
+            ));
+        }
+        if !said {
+            eprintln!(
+                "lab addresses busy ({busy:?}; another lab test running?); waiting up to {limit:?}"
+            );
+            said = true;
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
 /// PIDs of every child we started, for the global watchdog.
 static CHILDREN: Mutex<Vec<u32>> = Mutex::new(Vec::new());
 
