@@ -149,14 +149,26 @@ impl Transports {
             }
             Transport::Tcp => {
                 let key = (t.flow.realm, t.flow.remote);
-                if let Some(w) = self.tcp.get(&key) {
-                    if w.try_send(t.bytes.clone()).is_ok() {
+                let sent = match self.tcp.get(&key) {
+                    Some(w) => w.try_send(t.bytes),
+                    None => Err(mpsc::error::TrySendError::Closed(t.bytes)),
+                };
+                let bytes = match sent {
+                    Ok(()) => return,
+                    // A connection that cannot keep up loses this message, as a congested
+                    // network would; the transaction layer's timers handle it. Opening a second
+                    // connection would not help and, toward an accepted one, cannot work.
+                    Err(mpsc::error::TrySendError::Full(_)) => {
+                        tracing::debug!(remote = %t.flow.remote, "TCP send queue full");
                         return;
                     }
-                    self.tcp.remove(&key);
-                }
+                    Err(mpsc::error::TrySendError::Closed(bytes)) => {
+                        self.tcp.remove(&key);
+                        bytes
+                    }
+                };
                 let (tx, rx) = mpsc::channel(256);
-                let _ = tx.try_send(t.bytes);
+                let _ = tx.try_send(bytes);
                 self.tcp.insert(key, tx);
                 let local = self.local_ip.get(&t.flow.realm).copied();
                 tokio::spawn(tcp_connect(
