@@ -17,10 +17,12 @@ use crate::transaction::{Flow, ServerTxId};
 
 impl Border {
     pub(super) fn token(&mut self, bytes: usize) -> String {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
         let mut s = String::with_capacity(bytes * 2);
         for _ in 0..bytes {
             let b: u8 = self.rng.random();
-            s.push_str(&format!("{b:02x}"));
+            s.push(char::from(HEX[usize::from(b >> 4)]));
+            s.push(char::from(HEX[usize::from(b & 0xf)]));
         }
         s
     }
