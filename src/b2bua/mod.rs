@@ -806,15 +806,7 @@ impl Border {
             body: Vec::new(),
         };
         let dest = sess.legs[1].flow;
-        let ctx = self.tx.send_request(now, &cancel, dest);
-        self.pending.insert(
-            ctx,
-            Pending {
-                session: sid,
-                side: 1,
-                kind: PendingKind::Local,
-            },
-        );
+        self.send_local(now, sid, 1, &cancel, dest);
     }
 
     fn on_ack(&mut self, now: Instant, msg: &Message, _stx: Option<ServerTxId>, flow: Flow) {
@@ -903,15 +895,7 @@ impl Border {
         let dest = self.leg_dest(&fork.legs[side]);
         self.tx.send_stateless(&ack, dest);
         let bye = self.build_request(&mut fork, side, Method::Bye, None, None);
-        let ctx = self.tx.send_request(now, &bye, dest);
-        self.pending.insert(
-            ctx,
-            Pending {
-                session: sid,
-                side,
-                kind: PendingKind::Local,
-            },
-        );
+        self.send_local(now, sid, side, &bye, dest);
     }
 
     fn on_client_response(&mut self, now: Instant, ctx: ClientTxId, msg: Message) {
@@ -961,15 +945,13 @@ impl Border {
         msg: Message,
     ) {
         let sess = self.sessions.get_mut(&sid).expect("caller checked");
-        if status == 100 {
-            return;
-        }
         if status < 200 {
+            // Any provisional, 100 Trying included, lets a CANCEL follow (RFC 3261 §9.1).
             sess.got_provisional = true;
             if sess.cancel_pending {
                 return self.send_cancel(now, sid);
             }
-            if sess.cancelled {
+            if sess.cancelled || status == 100 {
                 return;
             }
         }
@@ -1074,15 +1056,7 @@ impl Border {
         }) else {
             return;
         };
-        let bctx = self.tx.send_request(now, &bye, dest);
-        self.pending.insert(
-            bctx,
-            Pending {
-                session: sid,
-                side: 1,
-                kind: PendingKind::Local,
-            },
-        );
+        self.send_local(now, sid, 1, &bye, dest);
     }
 
     // === Timers and transaction events ===
@@ -1235,15 +1209,7 @@ impl Border {
                     "Reason",
                     format!("SIP;cause={};text=\"{}\"", why.cause(), why.text()),
                 );
-                let ctx = self.tx.send_request(now, &bye, dest);
-                self.pending.insert(
-                    ctx,
-                    Pending {
-                        session: sid,
-                        side,
-                        kind: PendingKind::Local,
-                    },
-                );
+                self.send_local(now, sid, side, &bye, dest);
             }
         } else if let Some(stx) = sess.invite_stx {
             let initial = sess.initial.clone();
@@ -1288,6 +1254,20 @@ impl Border {
             .anchoring
             .anchor(&mut sess.media, legs, from, &msg.body)?;
         Ok(())
+    }
+
+    /// Sends a request of the border's own (CANCEL, BYE on teardown) on one leg of a session;
+    /// its response ends here.
+    fn send_local(&mut self, now: Instant, sid: u64, side: usize, req: &Message, dest: Flow) {
+        let ctx = self.tx.send_request(now, req, dest);
+        self.pending.insert(
+            ctx,
+            Pending {
+                session: sid,
+                side,
+                kind: PendingKind::Local,
+            },
+        );
     }
 
     /// Runs `f` with a session taken out of the table, so it can call `&mut self` builders.
