@@ -457,7 +457,14 @@ struct Programmer {
     count: Arc<AtomicUsize>,
     error: Option<KernelError>,
     ct: Option<CtNetlink>,
+    /// Tuples to clear once more, and when: a packet that was inside netfilter while the batch
+    /// committed can confirm a conntrack entry without NAT just after the first sweep, which
+    /// would keep that flow in user space for as long as it stays busy.
+    resweep: Option<(Instant, Vec<(SocketAddr, SocketAddr)>)>,
 }
+
+/// Delay of the second conntrack sweep after a batch.
+const RESWEEP_AFTER: Duration = Duration::from_millis(50);
 
 impl Programmer {
     fn start(
@@ -484,6 +491,7 @@ impl Programmer {
                     None
                 }
             },
+            resweep: None,
         };
         p.create_table()?;
         Ok(p)
@@ -550,7 +558,22 @@ impl Programmer {
                 (t / 8).clamp(Duration::from_millis(100), Duration::from_secs(60))
             });
         loop {
+            if self
+                .resweep
+                .as_ref()
+                .is_some_and(|(due, _)| *due <= Instant::now())
+            {
+                if let (Some((_, tuples)), Some(ct)) = (self.resweep.take(), &mut self.ct) {
+                    if let Err(e) = ct.delete(&tuples) {
+                        tracing::warn!("deleting stale conntrack entries (second sweep): {e}");
+                    }
+                }
+            }
             let wait = deadline.map_or(tick, |d| d.saturating_duration_since(Instant::now()));
+            let wait = match &self.resweep {
+                Some((due, _)) => wait.min(due.saturating_duration_since(Instant::now())),
+                None => wait,
+            };
             match rx.recv_timeout(wait) {
                 Ok(Cmd::Install(id, flow)) => {
                     self.pending.insert(id, Some(flow));
@@ -765,6 +788,12 @@ impl Programmer {
         if let Err(e) = ct.delete(&tuples) {
             tracing::warn!("deleting stale conntrack entries: {e}");
             self.record(KernelError::Conntrack(e));
+        }
+        if !tuples.is_empty() {
+            let (_, pending) = self
+                .resweep
+                .get_or_insert_with(|| (Instant::now() + RESWEEP_AFTER, Vec::new()));
+            pending.extend(tuples);
         }
     }
 
