@@ -364,7 +364,9 @@ impl Border {
             .sessions
             .get(&sid)
             .map(|s| s.legs[side].local_tag.clone());
-        make_response(request, status, tag.as_deref())
+        let mut resp = make_response(request, status, tag.as_deref());
+        echo_record_route(request, &mut resp);
+        resp
     }
 
     /// Answers a request locally through its server transaction.
@@ -421,6 +423,24 @@ pub(super) fn anchor_status(e: &AnchorError) -> u16 {
 
 /// RFC 3261 §8.2.6.2: a response copies Via, From, To, Call-ID and CSeq; a To without a tag gets
 /// ours (except on 100 Trying).
+/// RFC 3261 §12.1.1: a UAS copies the Record-Route of a dialog-creating request, in order, into
+/// every response that creates the dialog (101-299), so that a record-routing proxy on that side
+/// (an S-CSCF, a partner's proxy) stays in the route set. Each leg echoes the Record-Route it
+/// received itself; the other leg's never crosses.
+fn echo_record_route(request: &Message, resp: &mut Message) {
+    let creates_dialog = matches!(
+        request.method(),
+        Some(Method::Invite | Method::Subscribe | Method::Refer)
+    ) && tag_of(request.headers.get("To")).is_none();
+    let status = resp.status().unwrap_or(0);
+    if !creates_dialog || !(101..300).contains(&status) {
+        return;
+    }
+    for v in request.headers.lines("Record-Route") {
+        resp.headers.push("Record-Route", v);
+    }
+}
+
 pub fn make_response(request: &Message, status: u16, to_tag: Option<&str>) -> Message {
     let mut h = Headers::default();
     for v in request.headers.lines("Via") {

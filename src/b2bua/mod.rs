@@ -162,6 +162,15 @@ fn uac_route_set(resp: &Message) -> Vec<String> {
     rr
 }
 
+/// `sip:`/`sips:` (parsed as [`Uri::Sip`]) and `tel:` (RFC 3966, routed by number) are the
+/// schemes a border can route; anything else gets 416.
+fn understood_scheme(uri: &Uri) -> bool {
+    match uri {
+        Uri::Sip(_) => true,
+        Uri::Other(s) => s.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("tel:")),
+    }
+}
+
 fn has_option(msg: &Message, header: &str, option: &str) -> bool {
     msg.headers
         .values(header)
@@ -170,6 +179,30 @@ fn has_option(msg: &Message, header: &str, option: &str) -> bool {
 }
 
 impl Border {
+    /// Option tags in `Require` and `Proxy-Require` that are not in `sip.extensions`, in the
+    /// order they appear, each once.
+    fn unsupported_options(&self, msg: &Message) -> Vec<String> {
+        let mut unknown: Vec<String> = Vec::new();
+        for header in ["Require", "Proxy-Require"] {
+            for v in msg.headers.values(header) {
+                let tag = v.trim();
+                if tag.is_empty()
+                    || self
+                        .cfg
+                        .sip
+                        .extensions
+                        .iter()
+                        .any(|e| e.eq_ignore_ascii_case(tag))
+                    || unknown.iter().any(|u| u.eq_ignore_ascii_case(tag))
+                {
+                    continue;
+                }
+                unknown.push(tag.to_string());
+            }
+        }
+        unknown
+    }
+
     pub fn new(cfg: Arc<Config>, seed: u64) -> Self {
         Self::with_router(cfg, seed, Box::new(StaticRouter))
     }
@@ -408,11 +441,28 @@ impl Border {
         if method == Method::Cancel {
             return self.on_cancel(now, &msg, stx);
         }
+        if method != Method::Ack {
+            let unknown = self.unsupported_options(&msg);
+            if !unknown.is_empty() {
+                // RFC 3261 §8.2.2.3 / §16.3: refuse what neither leg could honour, naming it.
+                return self.reply(
+                    now,
+                    stx,
+                    &msg,
+                    420,
+                    Some(("Unsupported", unknown.join(", "))),
+                );
+            }
+        }
         if let Some(tag) = tag_of(msg.headers.get("To")) {
             if max_forwards == Some(0) {
                 return self.reply(now, stx, &msg, 483, None);
             }
             return self.on_in_dialog(now, msg, stx, &tag, flow);
+        }
+        if request_uri(&msg).is_some_and(|u| !understood_scheme(u)) {
+            // RFC 3261 §8.2.2.1: a scheme the border cannot route is 416, not 404.
+            return self.reply(now, stx, &msg, 416, None);
         }
         let to_border = request_uri(&msg)
             .and_then(Uri::as_sip)

@@ -63,6 +63,7 @@ pub(super) fn describe(c: &Config) -> String {
         "dialog_idle_timeout_s = {}",
         s.dialog_idle_timeout.as_secs()
     );
+    let _ = writeln!(o, "extensions = {}", list(s.extensions.iter().cloned()));
     let m = &c.media;
     let _ = writeln!(o, "\n[media]");
     let _ = writeln!(o, "kernel = {}", m.kernel);

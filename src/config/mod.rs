@@ -85,6 +85,24 @@ pub struct NextHop {
     pub addr: SocketAddr,
 }
 
+/// The option tags accepted by default: reliable provisionals and their early-dialog companions
+/// (RFC 3262, 6086 `199`), session timers (RFC 4028), preconditions (RFC 3312), the dialog
+/// extensions the B2BUA maps (Replaces RFC 3891, Join RFC 3911, target-dialog RFC 4538,
+/// norefersub RFC 4488), GRUU (RFC 5627), History-Info (RFC 7044) and Path (RFC 3327).
+pub const DEFAULT_EXTENSIONS: &[&str] = &[
+    "100rel",
+    "199",
+    "timer",
+    "precondition",
+    "replaces",
+    "join",
+    "tdialog",
+    "norefersub",
+    "gruu",
+    "histinfo",
+    "path",
+];
+
 /// SIP timers and limits (RFC 3261 §17 names).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SipSettings {
@@ -105,6 +123,10 @@ pub struct SipSettings {
     pub tcp_idle_timeout: Duration,
     /// A dialog with no request for this long is torn down (guards against lost BYEs).
     pub dialog_idle_timeout: Duration,
+    /// Option tags (RFC 3261 §19.2) the border accepts in `Require` and `Proxy-Require`. A request
+    /// requiring any other gets 420 Bad Extension with `Unsupported` (RFC 3261 §8.2.2.3, §16.3).
+    /// The default lists the extensions the B2BUA handles or relays end to end.
+    pub extensions: Vec<String>,
 }
 
 impl Default for SipSettings {
@@ -121,6 +143,7 @@ impl Default for SipSettings {
             max_tcp_connections: 1_024,
             tcp_idle_timeout: Duration::from_secs(300),
             dialog_idle_timeout: Duration::from_secs(7_200),
+            extensions: DEFAULT_EXTENSIONS.iter().map(|s| s.to_string()).collect(),
         }
     }
 }

@@ -92,6 +92,7 @@ const SIP_KEYS: &[&str] = &[
     "max_tcp_connections",
     "tcp_idle_timeout_s",
     "dialog_idle_timeout_s",
+    "extensions",
 ];
 const REALM_KEYS: &[&str] = &[
     "name",
@@ -621,6 +622,9 @@ fn sip_settings(cx: &mut Ctx, root: &Tab) -> SipSettings {
     }
     if let Some(v) = t.int(cx, "dialog_idle_timeout_s", 1, S) {
         s.dialog_idle_timeout = Duration::from_secs(v.v);
+    }
+    if let Some(list) = t.str_list(cx, "extensions") {
+        s.extensions = list.v.into_iter().map(|e| e.v).collect();
     }
     s
 }

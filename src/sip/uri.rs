@@ -243,11 +243,24 @@ pub(crate) fn is_hostname(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
 }
 
-/// `[IPv6]` reference whose content is a valid IPv6 address (RFC 5118 §4.10).
+/// `[IPv6]` reference whose content is a valid IPv6 address, or the three-colon form
+/// (`[2001:db8:::192.0.2.1]`) that RFC 3261's ABNF erroneously allows before an embedded IPv4
+/// address: RFC 5118 §4.10 asks receivers to be liberal and take it as the two-colon address.
 pub(crate) fn is_ipv6_reference(s: &str) -> bool {
     s.strip_prefix('[')
         .and_then(|r| r.strip_suffix(']'))
-        .is_some_and(|inner| inner.parse::<std::net::Ipv6Addr>().is_ok())
+        .and_then(ipv6_address)
+        .is_some()
+}
+
+/// The address inside an IPv6 reference, accepting the RFC 5118 §4.10 three-colon form.
+pub(crate) fn ipv6_address(inner: &str) -> Option<std::net::Ipv6Addr> {
+    if let Ok(a) = inner.parse() {
+        return Some(a);
+    }
+    let (head, v4) = inner.split_once(":::")?;
+    v4.parse::<std::net::Ipv4Addr>().ok()?;
+    format!("{head}::{v4}").parse().ok()
 }
 
 /// A port: 1 to 5 digits, at most 65535.
@@ -342,10 +355,20 @@ mod tests {
         let u = sip("sip:[2001:db8::10:5070]");
         assert_eq!(u.port, None);
         assert_eq!(sip("sip:[::ffff:192.0.2.10]").host, "[::ffff:192.0.2.10]");
+        // RFC 5118 §4.10: the RFC 3261 ABNF's three-colon form is accepted as written.
+        assert_eq!(
+            sip("sip:user@[2001:db8:::192.0.2.1]").host,
+            "[2001:db8:::192.0.2.1]"
+        );
+        assert_eq!(
+            ipv6_address("2001:db8:::192.0.2.1"),
+            "2001:db8::192.0.2.1".parse().ok()
+        );
+        assert!(SipUri::parse("sip:[2001:db8:::1]").is_none());
+        assert!(SipUri::parse("sip:[2001:::db8::192.0.2.1]").is_none());
         assert_eq!(sip("sip:user@[2001:db8::192.0.2.1]").port, None);
-        // RFC 5118 4.2 and 4.10.
+        // RFC 5118 4.2.
         assert!(SipUri::parse("sip:2001:db8::10").is_none());
-        assert!(SipUri::parse("sip:user@[2001:db8:::192.0.2.1]").is_none());
         assert!(SipUri::parse("sip:[2001:db8::10").is_none());
         assert!(SipUri::parse("sip:[2001:db8::10]x").is_none());
     }
