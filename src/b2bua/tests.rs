@@ -458,6 +458,70 @@ fn unknown_domain_gets_404_and_nothing_leaves() {
 }
 
 #[test]
+fn unknown_require_gets_420_naming_the_options_and_nothing_leaves() {
+    let mut sim = Sim::new();
+    let inv = invite_from_a("req@127.0.10.1", "z9hG4bKreq").replace(
+        "Supported: timer\n",
+        "Require: 100rel, fancyThing\nProxy-Require: proxyThing, fancyThing\n",
+    );
+    sim.send_from_core(0, &inv);
+    let resp = sim.take(0);
+    assert_eq!(resp.status(), Some(420));
+    assert_eq!(h(&resp, "Unsupported"), "fancyThing, proxyThing");
+    assert!(sim.interconnect.is_empty());
+    // The extensions the border handles cross.
+    let inv = invite_from_a("req2@127.0.10.1", "z9hG4bKreq2")
+        .replace("Supported: timer\n", "Require: 100rel, timer\n");
+    sim.send_from_core(0, &inv);
+    assert_eq!(sim.take(1).method().map(|m| m.as_str()), Some("INVITE"));
+}
+
+#[test]
+fn unknown_uri_scheme_gets_416() {
+    let mut sim = Sim::new();
+    let inv = invite_from_a("scheme@127.0.10.1", "z9hG4bKscheme").replace(
+        "INVITE sip:cindy@operator-b.example SIP",
+        "INVITE nobodyKnowsThisScheme:opaque SIP",
+    );
+    sim.send_from_core(0, &inv);
+    assert_eq!(sim.take(0).status(), Some(416));
+    assert!(sim.interconnect.is_empty());
+}
+
+#[test]
+fn dialog_creating_responses_echo_each_sides_own_record_route() {
+    let mut sim = Sim::new();
+    sim.send_from_core(0, &invite_from_a("rr@127.0.10.1", "z9hG4bKalicerr"));
+    let inv = sim.take(1);
+    assert!(
+        inv.headers.get("Record-Route").is_none(),
+        "A's Record-Route never crosses"
+    );
+    sim.send_from_core(
+        1,
+        &answer(&inv, 180, "cindyrr", "sip:cindy@127.0.40.1:5060", ""),
+    );
+    let ringing = sim.take(0);
+    assert_eq!(
+        ringing.headers.lines("Record-Route").collect::<Vec<_>>(),
+        vec!["<sip:scscf.operator-a-core.internal;lr>"],
+        "the caller's proxy stays in its route set (RFC 3261 §12.1.1)"
+    );
+    let sdp = "v=0\no=cindy 1 1 IN IP4 127.0.40.1\ns=-\nc=IN IP4 127.0.40.1\nt=0 0\nm=audio 5000 RTP/AVP 0\n";
+    sim.send_from_core(
+        1,
+        &answer(&inv, 200, "cindyrr", "sip:cindy@127.0.40.1:5060", sdp),
+    );
+    let ok = sim.take(0);
+    assert_eq!(
+        h(&ok, "Record-Route"),
+        "<sip:scscf.operator-a-core.internal;lr>"
+    );
+    assert!(!h(&ok, "Record-Route").contains("operator-b"));
+    assert_no_leak(&sim, SECRETS);
+}
+
+#[test]
 fn unknown_source_is_dropped_silently() {
     let mut sim = Sim::new();
     let inv = invite_from_a("x@127.0.10.9", "z9hG4bKscan");
