@@ -372,11 +372,7 @@ impl Border {
             return;
         };
         self.stats.rejected_malformed += 1;
-        let status = if e.reason == "Version Not Supported" {
-            505
-        } else {
-            400
-        };
+        let status = e.kind.status();
         let mut headers = Headers::default();
         for v in e.headers.values("Via") {
             headers.push("Via", v);

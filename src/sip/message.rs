@@ -418,9 +418,34 @@ pub struct Message {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("malformed SIP message: {reason}")]
 pub struct ParseError {
+    /// What class of fault, deciding the answer (see [`ParseErrorKind::status`]).
+    pub kind: ParseErrorKind,
+    /// The fault in words, used as the reason phrase of the 400.
     pub reason: String,
     pub is_request: bool,
     pub headers: Headers,
+}
+
+/// The class of a parse failure: what a receiver answers depends on it, never on the wording.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ParseErrorKind {
+    /// Over `Limits::max_message_size`.
+    TooLarge,
+    /// A well-formed start line with a SIP version other than 2.0 (RFC 3261 §8.2.2 / 21.5.6).
+    UnsupportedVersion,
+    /// Anything else: start line, header, Content-Length or semantic faults.
+    Syntax,
+}
+
+impl ParseErrorKind {
+    /// The status a UAS answers a request with this fault (when it answers at all).
+    pub fn status(self) -> u16 {
+        match self {
+            ParseErrorKind::UnsupportedVersion => 505,
+            ParseErrorKind::TooLarge | ParseErrorKind::Syntax => 400,
+        }
+    }
 }
 
 /// Outcome of looking for one message at the start of a stream buffer (TCP/TLS).
@@ -675,7 +700,25 @@ fn is_ctl_in_line(c: char) -> bool {
     (c.is_ascii_control() && c != '\t') || c == '\u{7f}'
 }
 
-fn parse_start_line(line: &[u8]) -> Result<StartLine, &'static str> {
+const VERSION_NOT_SUPPORTED: &str = "Version Not Supported";
+
+/// Why a start line was refused: a version other than SIP/2.0 (505) or bad syntax (400).
+enum StartLineError {
+    Version,
+    Syntax(&'static str),
+}
+
+fn parse_start_line(line: &[u8]) -> Result<StartLine, StartLineError> {
+    start_line(line).map_err(|reason| {
+        if reason == VERSION_NOT_SUPPORTED {
+            StartLineError::Version
+        } else {
+            StartLineError::Syntax(reason)
+        }
+    })
+}
+
+fn start_line(line: &[u8]) -> Result<StartLine, &'static str> {
     let is_response = line.len() >= 4
         && line
             .get(..4)
@@ -693,7 +736,7 @@ fn parse_start_line(line: &[u8]) -> Result<StartLine, &'static str> {
             if version.chars().any(is_ctl_in_line) {
                 return Err("Bad Status-Line");
             }
-            return Err("Version Not Supported");
+            return Err(VERSION_NOT_SUPPORTED);
         }
         let code = rest.get(..3).ok_or("Bad Status-Code")?;
         let after = rest.get(3..).ok_or("Bad Status-Code")?;
@@ -734,7 +777,7 @@ fn parse_start_line(line: &[u8]) -> Result<StartLine, &'static str> {
                 .chars()
                 .any(|c| c.is_whitespace() || is_ctl_in_line(c));
         return Err(if looks_like_version {
-            "Version Not Supported"
+            VERSION_NOT_SUPPORTED
         } else {
             "Bad Request-Line"
         });
@@ -845,20 +888,34 @@ pub fn parse_message(buf: &[u8], limits: &Limits) -> Result<Message, ParseError>
     let is_request = !data
         .get(..4)
         .is_some_and(|p| p.eq_ignore_ascii_case(b"SIP/"));
+    let fail_as = |kind: ParseErrorKind, reason: &str, headers: &[Header]| ParseError {
+        kind,
+        reason: reason.to_string(),
+        is_request,
+        headers: Headers(headers.to_vec()),
+    };
     let fail = |reason: &str, headers: &[Header]| ParseError {
+        kind: ParseErrorKind::Syntax,
         reason: reason.to_string(),
         is_request,
         headers: Headers(headers.to_vec()),
     };
     if buf.len() > limits.max_message_size {
-        return Err(fail("Message too large", &[]));
+        return Err(fail_as(ParseErrorKind::TooLarge, "Message too large", &[]));
     }
     if data.is_empty() {
         return Err(fail("Empty message", &[]));
     }
     let sections = split_sections(data);
     let (headers, header_err) = read_headers(&sections.header_lines, limits);
-    let start = parse_start_line(sections.start_line).map_err(|e| fail(e, &headers))?;
+    let start = parse_start_line(sections.start_line).map_err(|e| match e {
+        StartLineError::Version => fail_as(
+            ParseErrorKind::UnsupportedVersion,
+            VERSION_NOT_SUPPORTED,
+            &headers,
+        ),
+        StartLineError::Syntax(reason) => fail(reason, &headers),
+    })?;
     if let Some(e) = header_err {
         return Err(fail(e, &headers));
     }
@@ -1163,6 +1220,8 @@ To: <sip:c@d>\r\nCall-ID: x\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"
         );
         let e = response("SIP/3.0 200 OK").unwrap_err();
         assert_eq!(e.reason, "Version Not Supported");
+        assert_eq!(e.kind, ParseErrorKind::UnsupportedVersion);
+        assert_eq!(e.kind.status(), 505);
         assert!(!e.is_request);
     }
 

@@ -12,6 +12,6 @@ pub mod uri;
 pub use headers::{CSeq, NameAddr, Params, Via};
 pub use message::{
     frame_stream, parse_message, Framing, Header, Headers, Limits, Message, Method, ParseError,
-    StartLine,
+    ParseErrorKind, StartLine,
 };
 pub use uri::{SipUri, Uri};
