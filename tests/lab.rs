@@ -675,6 +675,17 @@ const RFC4475_INVALID: &[&str] = &[
     "bigcode",
 ];
 
+/// RFC 4475 §3.3 messages the border itself must answer on the wire: (file, status, text the
+/// answer must carry).
+const RFC4475_ANSWERED: &[(&str, u16, &str)] = &[
+    ("unkscm", 416, "Unsupported URI Scheme"), // 3.3.2
+    (
+        "bext01",
+        420,
+        "Unsupported: nothingSupportsThis, nothingSupportsThisEither, noProxiesSupportThis",
+    ), // 3.3.5
+];
+
 fn corpus_dir() -> PathBuf {
     match std::env::var_os("PALISADE_SIP_CORPUS") {
         Some(d) => PathBuf::from(d),
@@ -710,8 +721,26 @@ fn rfc4475(lab: &mut Lab) -> R<()> {
             sock.send_to(&bytes, to)
                 .map_err(|e| format!("send {stem}: {e}"))?;
             let end = Instant::now() + Duration::from_millis(250);
+            let mut answers: Vec<String> = Vec::new();
             while Instant::now() < end {
-                let _ = sock.recv_from(&mut buf); // drain whatever A answers
+                if let Ok((n, _)) = sock.recv_from(&mut buf) {
+                    answers.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+                }
+            }
+            if let Some((_, status, needle)) = RFC4475_ANSWERED.iter().find(|(s, ..)| *s == stem) {
+                let want = format!("SIP/2.0 {status} ");
+                let ok = answers
+                    .iter()
+                    .any(|a| a.starts_with(&want) && a.contains(needle));
+                if !ok {
+                    problems.push(format!(
+                        "{stem}: expected a {status} carrying {needle:?} from A, got {:?}",
+                        answers
+                            .iter()
+                            .map(|a| a.lines().next().unwrap_or("").to_string())
+                            .collect::<Vec<_>>()
+                    ));
+                }
             }
             let got = b.queued();
             if RFC4475_INVALID.contains(&stem.as_str()) && !got.is_empty() {
