@@ -1,8 +1,8 @@
 //! Conformance of the SIP wire parser against the RFC 4475 and RFC 5118 torture tests and the
-//! PROTOS c07-sip suite (shared corpus, see `../shared/sip-corpus/README.md`).
+//! PROTOS c07-sip suite (vendored in `tests/corpus/`, origin and licence in its README).
 //!
-//! The corpus location is `$PALISADE_SIP_CORPUS`, else `$CARGO_MANIFEST_DIR/../shared/sip-corpus`.
-//! A missing corpus is a test failure, not a skip: CI always has it.
+//! The corpus location is `$PALISADE_SIP_CORPUS`, else `$CARGO_MANIFEST_DIR/tests/corpus`.
+//! A missing corpus is a test failure, not a skip: every clone has it.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
@@ -12,7 +12,7 @@ use palisade::sip::{frame_stream, parse_message, Limits, Message};
 fn corpus() -> PathBuf {
     let dir = match std::env::var_os("PALISADE_SIP_CORPUS") {
         Some(d) => PathBuf::from(d),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/sip-corpus"),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/corpus"),
     };
     assert!(
         dir.join("rfc4475").is_dir() && dir.join("rfc5118").is_dir(),

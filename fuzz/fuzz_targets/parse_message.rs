@@ -1,5 +1,5 @@
 //! `cargo +nightly fuzz run parse_message` (from the crate root). Seed the corpus with the shared
-//! SIP corpus, e.g. `cargo fuzz run parse_message ../shared/sip-corpus/rfc4475`.
+//! SIP corpus, e.g. `cargo fuzz run parse_message tests/corpus/rfc4475`.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
