@@ -13,9 +13,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use palisade::b2bua::media::MediaCommand;
 use palisade::media::kernel::{KernelFlow, KernelPath};
-use palisade::media::{FlowId, FlowSpec, SideSpec};
+use palisade::media::{FlowId, FlowSpec, MediaCommand, SideSpec};
 use palisade::service::media::MediaPlane;
 
 fn root_or_skip(test: &str) -> bool {

@@ -6,8 +6,7 @@ use std::net::{SocketAddr, UdpSocket};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use palisade::b2bua::media::MediaCommand;
-use palisade::media::{FlowId, FlowSpec, SideSpec};
+use palisade::media::{FlowId, FlowSpec, MediaCommand, SideSpec};
 use palisade::service::media::MediaPlane;
 
 const NODE: &str = r#"

@@ -6,25 +6,10 @@ use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
 
 use crate::config::Config;
+/// Defined with the media plane, which performs it; re-exported here for the core's users.
+pub use crate::media::control::MediaCommand;
 use crate::media::{FlowId, FlowSpec, SideSpec};
 use crate::sdp::{self, Anchor};
-
-/// What the TrGW must do, in order.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum MediaCommand {
-    /// Bind both local endpoints and start relaying (gate closed).
-    Open(FlowSpec),
-    /// The far end of one side changed (SDP offer/answer): latch afresh.
-    SetRemote {
-        id: FlowId,
-        side: usize,
-        remote: Option<SocketAddr>,
-    },
-    /// Open the gate once the stream has been answered.
-    Gate { id: FlowId, open: bool },
-    /// Release the flow and its ports.
-    Close(FlowId),
-}
 
 /// Why an SDP could not be anchored.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -4,10 +4,14 @@
 //! flow are latched, [`kernel`] moves it into an nftables table so packets bypass user space.
 //!
 //! The decisions (which ports, which remote, when to open a gate) are made by the sans-IO call
-//! logic; this module only performs them.
+//! logic; this module only performs them. [`control`] holds the commands that cross between the
+//! two, and the reports that come back.
 
+pub mod control;
 pub mod kernel;
 pub mod relay;
+
+pub use control::MediaCommand;
 
 use std::net::SocketAddr;
 

@@ -5,11 +5,10 @@
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use crate::b2bua::media::MediaCommand;
 use crate::config::Config;
 use crate::media::kernel::{KernelFlow, KernelPath};
 use crate::media::relay::{Relay, RelayConfig, RelayEvent};
-use crate::media::{FlowId, FlowSpec};
+use crate::media::{FlowId, FlowSpec, MediaCommand};
 
 struct Flow {
     spec: FlowSpec,
