@@ -258,6 +258,15 @@ fn flow_moves_to_kernel_and_back() {
         c.packets >= 100 && c.bytes >= 100 * 28,
         "kernel counters {c:?}"
     );
+    // The same figures without waiting: the report comes back on the channel given.
+    let (tx, rx) = std::sync::mpsc::channel();
+    kp.request_counters(9, tx).expect("request");
+    let report = rx
+        .recv_timeout(Duration::from_secs(5))
+        .expect("counters report");
+    assert_eq!(report.seq, 9);
+    let c2 = report.counters.expect("counters read")[&id];
+    assert!(c2.packets >= c.packets, "{c2:?} after {c:?}");
 
     // 3. Removed: back to user space, nothing left in the table.
     kp.remove(id);
@@ -603,9 +612,11 @@ fn plane_until(
 }
 
 /// Packets of the realm as the plane reports them: user-space relay counters plus the kernel
-/// counters *cached at the last `idle_flows` call*. The difference of two readings with no
-/// `idle_flows` call in between is therefore exactly what the user-space relay forwarded in that
-/// interval (the cached kernel part cannot change), which is how user-space packets are measured.
+/// counters *of the last report received*. Reports are only requested by `idle_flows` (and
+/// delivered by a later `poll`), so the difference of two readings with no `idle_flows` call in
+/// between and no report pending ([`settle_counters`]) is exactly what the user-space relay
+/// forwarded in that interval (the kernel part cannot change), which is how user-space packets
+/// are measured.
 fn realm_packets(plane: &MediaPlane, realm: &str) -> u64 {
     plane
         .snapshot()
@@ -613,6 +624,15 @@ fn realm_packets(plane: &MediaPlane, realm: &str) -> u64 {
         .find(|r| r.realm == realm)
         .expect("realm in snapshot")
         .packets
+}
+
+/// Polls until the kernel counters report requested by the last `idle_flows` has arrived.
+fn settle_counters(plane: &mut MediaPlane) {
+    assert!(
+        plane_until(plane, Duration::from_secs(5), |p| !p
+            .kernel_counters_pending()),
+        "kernel counters report never arrived"
+    );
 }
 
 const PLANE_NODE: &str = r#"
@@ -782,10 +802,13 @@ fn media_plane_moves_latched_call_into_the_kernel() {
              nft {k0}→{k1}, received A→B {}→{}, B→A {}→{}",
             g0[0], g1[0], g0[1], g1[1]
         );
-        // The plane's own view: `idle_flows` refreshes its kernel counters, which the snapshot
-        // then adds to the (frozen) user-space ones.
+        // The plane's own view: `idle_flows` only requests the kernel counters (the drive loop
+        // never waits for `nft`); the report arrives on a later `poll`, and the snapshot then
+        // adds it to the (frozen) user-space counters.
         let idle = plane.idle_flows(Instant::now());
         assert!(!idle.contains(&id));
+        assert!(plane.kernel_counters_pending(), "no counters request sent");
+        settle_counters(&mut plane);
         let total = realm_packets(&plane, "home");
         assert!(
             total >= u1 + k1,
@@ -802,7 +825,9 @@ fn media_plane_moves_latched_call_into_the_kernel() {
                 "flow reported idle while the kernel forwards it"
             );
         }
-        // ... and user space still saw nothing (no `idle_flows` between these two readings).
+        // ... and user space still saw nothing (no `idle_flows` between these two readings, and
+        // the last report already in).
+        settle_counters(&mut plane);
         let u2 = realm_packets(&plane, "home");
         let g2 = call.got();
         run_plane(&mut plane, Duration::from_millis(500));

@@ -11,7 +11,7 @@ pub mod control;
 pub mod kernel;
 pub mod relay;
 
-pub use control::MediaCommand;
+pub use control::{CountersReport, MediaCommand};
 
 use std::net::SocketAddr;
 

@@ -1,30 +1,32 @@
 //! The media plane of a running instance: performs the B2BUA's [`MediaCommand`]s on the
 //! user-space relay, moves latched flows into the kernel fast path when enabled, and reports
 //! idle flows back for the inactivity timeout.
+//!
+//! Nothing here blocks the drive loop that calls it. Kernel counters in particular are only
+//! requested ([`MediaPlane::idle_flows`] queues a request with the kernel path); the
+//! [`CountersReport`] comes back on a channel drained by [`MediaPlane::poll`], and idle checks
+//! judge kernel flows by the most recent report received ([`KernelActivity`]).
 
 use std::collections::{HashMap, HashSet};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use crate::config::Config;
-use crate::media::kernel::{KernelFlow, KernelPath};
+use crate::media::kernel::{KernelActivity, KernelFlow, KernelPath};
 use crate::media::relay::{Relay, RelayConfig, RelayEvent};
-use crate::media::{FlowId, FlowSpec, MediaCommand};
-
-struct Flow {
-    spec: FlowSpec,
-    /// Kernel packet count last seen and when it last changed (kernel flows bypass the relay's
-    /// own idle clock).
-    kernel_seen: Option<(u64, Instant)>,
-}
+use crate::media::{CountersReport, FlowId, FlowSpec, MediaCommand};
 
 pub struct MediaPlane {
     relay: Relay,
     kernel: Option<KernelPath>,
-    flows: HashMap<FlowId, Flow>,
+    flows: HashMap<FlowId, FlowSpec>,
     inactivity: Duration,
-    /// Kernel counters as last read (on the inactivity cycle), for metrics.
-    kernel_counters: HashMap<FlowId, u64>,
-    kernel_bytes: HashMap<FlowId, u64>,
+    /// Flows in the kernel: their idle clocks and last reported counters (kernel flows bypass
+    /// the relay's own idle clock).
+    activity: KernelActivity,
+    /// Where the kernel path sends counters reports (the sender goes with each request).
+    reports_tx: mpsc::Sender<CountersReport>,
+    reports_rx: mpsc::Receiver<CountersReport>,
     /// (realm name, media address) of every realm, to attribute flows.
     realms: Vec<(String, std::net::IpAddr)>,
 }
@@ -68,13 +70,15 @@ impl MediaPlane {
                 "media relayed in user space"
             );
         }
+        let (reports_tx, reports_rx) = mpsc::channel();
         Ok(MediaPlane {
             relay,
             kernel,
             flows: HashMap::new(),
             inactivity: cfg.media.inactivity_timeout,
-            kernel_counters: HashMap::new(),
-            kernel_bytes: HashMap::new(),
+            activity: KernelActivity::new(),
+            reports_tx,
+            reports_rx,
             realms: cfg
                 .realms
                 .iter()
@@ -87,13 +91,7 @@ impl MediaPlane {
         match cmd {
             MediaCommand::Open(spec) => match self.relay.open(spec) {
                 Ok(()) => {
-                    self.flows.insert(
-                        spec.id,
-                        Flow {
-                            spec,
-                            kernel_seen: None,
-                        },
-                    );
+                    self.flows.insert(spec.id, spec);
                 }
                 Err(e) => tracing::warn!(flow = spec.id.0, "cannot open relay flow: {e}"),
             },
@@ -111,59 +109,73 @@ impl MediaPlane {
     }
 
     fn leave_kernel(&mut self, id: FlowId) {
-        if let (Some(k), Some(f)) = (&self.kernel, self.flows.get_mut(&id)) {
-            if f.kernel_seen.take().is_some() {
+        if let Some(k) = &self.kernel {
+            if self.activity.removed(id) {
                 k.remove(id);
                 self.relay.set_offloaded(id, false);
             }
         }
     }
 
-    /// Handles relay events: a flow latched in both directions moves into the kernel.
+    /// Handles relay events (a flow latched in both directions moves into the kernel) and the
+    /// kernel counters reports that have arrived.
     pub fn poll(&mut self, now: Instant) {
         while let Some(ev) = self.relay.poll_event() {
             match ev {
                 RelayEvent::Latched { id, remotes } => {
-                    let (Some(k), Some(f)) = (&self.kernel, self.flows.get_mut(&id)) else {
+                    let (Some(k), Some(spec)) = (&self.kernel, self.flows.get(&id)) else {
                         continue;
                     };
                     k.install(
                         id,
                         KernelFlow {
-                            a_local: f.spec.sides[0].local,
+                            a_local: spec.sides[0].local,
                             a_remote: remotes[0],
-                            b_local: f.spec.sides[1].local,
+                            b_local: spec.sides[1].local,
                             b_remote: remotes[1],
                         },
                     );
-                    f.kernel_seen = Some((0, now));
+                    self.activity.installed(id, now);
                     self.relay.set_offloaded(id, true);
                 }
             }
         }
+        self.collect_reports(now);
     }
 
-    /// Flows without a packet for the inactivity timeout, in user space or in the kernel.
-    pub fn idle_flows(&mut self, now: Instant) -> HashSet<FlowId> {
-        let counters = match &self.kernel {
-            Some(k) if self.flows.values().any(|f| f.kernel_seen.is_some()) => {
-                k.counters().unwrap_or_default()
+    /// Applies the counters reports received so far (never waits for one).
+    fn collect_reports(&mut self, now: Instant) {
+        while let Ok(report) = self.reports_rx.try_recv() {
+            if let Err(e) = &report.counters {
+                tracing::warn!("reading kernel flow counters failed: {e}");
             }
-            _ => HashMap::new(),
-        };
-        self.kernel_counters = counters.iter().map(|(id, c)| (*id, c.packets)).collect();
-        self.kernel_bytes = counters.iter().map(|(id, c)| (*id, c.bytes)).collect();
-        let mut idle = HashSet::new();
-        for (id, f) in &mut self.flows {
-            let idle_for = match &mut f.kernel_seen {
-                Some((seen, since)) => {
-                    let packets = counters.get(id).map_or(0, |c| c.packets);
-                    if packets != *seen {
-                        *seen = packets;
-                        *since = now;
-                    }
-                    now.saturating_duration_since(*since)
+            self.activity.report(&report, now);
+        }
+    }
+
+    /// Flows without a packet for the inactivity timeout, in user space or in the kernel. Kernel
+    /// flows are judged by the counters reports received so far; when flows are in the kernel
+    /// and no request is outstanding, this queues the next one (answered on a later `poll`).
+    pub fn idle_flows(&mut self, now: Instant) -> HashSet<FlowId> {
+        self.collect_reports(now);
+        if let Some(k) = &self.kernel {
+            if let Some(seq) = self.activity.request() {
+                if let Err(e) = k.request_counters(seq, self.reports_tx.clone()) {
+                    // No report will come: end the request here, as a failed read.
+                    self.activity.report(
+                        &CountersReport {
+                            seq,
+                            counters: Err(e),
+                        },
+                        now,
+                    );
                 }
+            }
+        }
+        let mut idle = HashSet::new();
+        for id in self.flows.keys() {
+            let idle_for = match self.activity.idle_for(*id, now) {
+                Some(d) => d,
                 None => self.relay.stats(*id).map_or(Duration::ZERO, |s| s.idle_for),
             };
             if idle_for >= self.inactivity {
@@ -173,6 +185,11 @@ impl MediaPlane {
         idle
     }
 
+    /// Whether kernel counters have been requested and their report has not arrived yet.
+    pub fn kernel_counters_pending(&self) -> bool {
+        self.activity.in_flight()
+    }
+
     /// Whether latched flows are moved into the kernel (the fast path started).
     pub fn kernel_enabled(&self) -> bool {
         self.kernel.is_some()
@@ -180,10 +197,7 @@ impl MediaPlane {
 
     /// Flows currently forwarded by the kernel.
     pub fn kernel_flows(&self) -> usize {
-        self.flows
-            .values()
-            .filter(|f| f.kernel_seen.is_some())
-            .count()
+        self.activity.len()
     }
 
     /// Flows open in the relay (user space or kernel).
@@ -191,7 +205,8 @@ impl MediaPlane {
         self.flows.len()
     }
 
-    /// Per-realm figures for the metrics endpoint (kernel counters as of the last idle check).
+    /// Per-realm figures for the metrics endpoint (kernel counters as of the last report
+    /// received).
     pub fn snapshot(&self) -> Vec<RealmMedia> {
         let mut out: Vec<RealmMedia> = self
             .realms
@@ -201,13 +216,12 @@ impl MediaPlane {
                 ..RealmMedia::default()
             })
             .collect();
-        for (id, f) in &self.flows {
+        for (id, spec) in &self.flows {
             let stats = self.relay.stats(*id);
             let user_packets = stats.as_ref().map_or(0, |s| s.packets[0] + s.packets[1]);
             let user_bytes = stats.as_ref().map_or(0, |s| s.bytes[0] + s.bytes[1]);
-            let k_packets = self.kernel_counters.get(id).copied().unwrap_or(0);
-            let k_bytes = self.kernel_bytes.get(id).copied().unwrap_or(0);
-            for side in &f.spec.sides {
+            let k = self.activity.counters(*id);
+            for side in &spec.sides {
                 let Some(r) = self
                     .realms
                     .iter()
@@ -216,13 +230,13 @@ impl MediaPlane {
                     continue;
                 };
                 let m = &mut out[r];
-                if f.kernel_seen.is_some() {
+                if self.activity.contains(*id) {
                     m.flows_kernel += 1;
                 } else {
                     m.flows_user += 1;
                 }
-                m.packets += user_packets + k_packets;
-                m.bytes += user_bytes + k_bytes;
+                m.packets += user_packets + k.packets;
+                m.bytes += user_bytes + k.bytes;
             }
         }
         out

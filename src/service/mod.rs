@@ -13,10 +13,12 @@ use crate::b2bua::{Border, Inbound};
 use crate::config::Config;
 use crate::transport::{Received, Transports};
 
-/// How often relay events (a flow latched both ways) are collected; the kernel install that
-/// follows is batched anyway.
+/// How often relay events (a flow latched both ways) and kernel counters reports are collected;
+/// the kernel install that follows is batched anyway.
 const MEDIA_POLL: Duration = Duration::from_millis(50);
-/// How often flows are checked for media inactivity.
+/// How often flows are checked for media inactivity. Each check also requests fresh kernel
+/// counters, which a reader thread of the kernel path delivers to a later media poll: the loop
+/// never waits for `nft`.
 const IDLE_CHECK: Duration = Duration::from_secs(1);
 
 /// Every relayed stream holds two sockets per component: lift the soft descriptor limit to the

@@ -1,10 +1,19 @@
 //! Reading the per-flow counters back: the `cnt4` / `cnt6` sets carry one counter per original
 //! tuple, listed with `nft -j list set`, and a flow's figures are the sum of its two tuples.
+//!
+//! A listing takes ~0.6 s at 11 k flows, so the service never waits for one: the programmer
+//! hands a [`Query`] (a snapshot of what is installed) to the [`Reader`] thread, which runs the
+//! listing and sends the [`CountersReport`] to the channel the requester named. The reader is
+//! its own thread, not the programmer's, so installs and removals are not held up by a listing
+//! either.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::{mpsc, Arc};
+use std::thread::JoinHandle;
 
 use super::{nft, FlowId, KernelError};
+use crate::media::control::CountersReport;
 
 /// Per-flow counters, both directions summed (packets that took the kernel path only).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -31,6 +40,77 @@ pub(super) fn read(
         add_listing(&v, keys, &mut out);
     }
     Ok(out)
+}
+
+/// One counters request, as the programmer hands it to the reader: the flows installed at that
+/// point and their tuples (shared copy-on-write with the programmer, so a snapshot costs an
+/// `Arc` clone).
+pub(super) struct Query {
+    pub(super) seq: u64,
+    pub(super) keys: Arc<Keys>,
+    pub(super) installed: Vec<FlowId>,
+    pub(super) reply: mpsc::Sender<CountersReport>,
+}
+
+/// The counter-reading thread. Started by the programmer thread, so it (and the `nft` children
+/// it spawns) lives in the programmer's network namespace.
+pub(super) struct Reader {
+    tx: Option<mpsc::Sender<Query>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Reader {
+    pub(super) fn start(table: String) -> std::io::Result<Reader> {
+        let (tx, rx) = mpsc::channel::<Query>();
+        let thread = std::thread::Builder::new()
+            .name("kernel-counters".into())
+            .spawn(move || {
+                for q in rx {
+                    let counters = read(&table, &q.keys, q.installed.into_iter());
+                    // The requester may be gone (shutting down): nothing to do then.
+                    let _ = q.reply.send(CountersReport {
+                        seq: q.seq,
+                        counters,
+                    });
+                }
+            })?;
+        Ok(Reader {
+            tx: Some(tx),
+            thread: Some(thread),
+        })
+    }
+
+    /// Queues a query; if the thread is gone, answers it at once with [`KernelError::Stopped`].
+    pub(super) fn send(&self, q: Query) {
+        let Some(tx) = &self.tx else {
+            let _ = q.reply.send(CountersReport {
+                seq: q.seq,
+                counters: Err(KernelError::Stopped),
+            });
+            return;
+        };
+        if let Err(mpsc::SendError(q)) = tx.send(q) {
+            let _ = q.reply.send(CountersReport {
+                seq: q.seq,
+                counters: Err(KernelError::Stopped),
+            });
+        }
+    }
+
+    /// Stops the thread after the listing in progress, if any (called before the table is
+    /// deleted, so no listing fails against a missing table).
+    pub(super) fn stop(&mut self) {
+        self.tx = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Reader {
+    fn drop(&mut self) {
+        self.stop();
+    }
 }
 
 /// Adds the counters of one `nft -j list set` listing; elements of unknown tuples are skipped.

@@ -35,8 +35,11 @@
 //! Counting: NAT chains only see the first packet of a conntrack, so the filter chains `cnt_fwd`
 //! (forwarding between interfaces) and `cnt_out` (locally generated, the loopback lab) look the
 //! conntrack's original tuple up in `cnt4`, whose elements carry a per-element `counter` (updated
-//! on lookup). A flow's counters are the sum of its two keys; [`KernelPath::counters`] reads them
-//! with one `nft -j list set` per family (slow cycle only: ~1 s for 20 k elements).
+//! on lookup). A flow's counters are the sum of its two keys, read with one `nft -j list set` per
+//! family (slow cycle only: ~1 s for 20 k elements). That is far too long for the service's drive
+//! loop, so [`KernelPath::request_counters`] only queues the request and returns; a reader thread
+//! of the kernel path runs the listing and sends a [`CountersReport`] on a channel the caller
+//! polls ([`KernelPath::counters`] waits for it instead: tests and bench).
 //!
 //! Timeouts: NAT map elements carry a timeout (default 1 h, [`KernelOptions::element_timeout`]),
 //! refreshed by the programmer at half-life, so a crashed Palisade that is never restarted
@@ -104,6 +107,7 @@
 //! The user-space relay must keep its sockets bound while a flow is installed (the NAT reuses
 //! their ports).
 
+mod activity;
 mod conntrack;
 mod counters;
 mod flow;
@@ -121,9 +125,11 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+pub use activity::KernelActivity;
 pub use counters::KernelCounters;
 pub use flow::KernelFlow;
 
+use super::control::CountersReport;
 use super::FlowId;
 use programmer::Programmer;
 
@@ -188,6 +194,11 @@ enum Cmd {
     Remove(FlowId),
     Flush(Reply<()>),
     Counters(Reply<HashMap<FlowId, KernelCounters>>),
+    /// Read the counters on the reader thread; the report goes to `reply`.
+    ReadCounters {
+        seq: u64,
+        reply: mpsc::Sender<CountersReport>,
+    },
     Elements(Reply<usize>),
     Shutdown(Reply<()>),
 }
@@ -295,9 +306,25 @@ impl KernelPath {
         self.call(Cmd::Flush)
     }
 
-    /// Per-flow counters of installed flows (one `nft -j list set` per family: slow cycle only).
+    /// Per-flow counters of installed flows (one `nft -j list set` per family), waiting for
+    /// them: ~0.6 s at 11 k flows, so for tests and the bench only. The service uses
+    /// [`request_counters`](Self::request_counters).
     pub fn counters(&self) -> Result<HashMap<FlowId, KernelCounters>, KernelError> {
         self.call(Cmd::Counters)
+    }
+
+    /// Asks for the counters of the flows installed once everything queued before is applied,
+    /// and returns at once: a reader thread of the kernel path runs the listing and sends a
+    /// [`CountersReport`] carrying `seq` to `reply` later. Fails only if the programmer has
+    /// stopped (then no report comes).
+    pub fn request_counters(
+        &self,
+        seq: u64,
+        reply: mpsc::Sender<CountersReport>,
+    ) -> Result<(), KernelError> {
+        self.tx
+            .send(Cmd::ReadCounters { seq, reply })
+            .map_err(|_| KernelError::Stopped)
     }
 
     /// Number of elements in all maps and sets of the table as the kernel lists them (leak

@@ -1,7 +1,8 @@
 //! The flow programmer: the one thread that owns the table. It coalesces install / remove
 //! requests into `nft -f -` transactions (retried op by op when a batch fails), refreshes element
 //! timeouts at half-life, clears stale conntrack entries after each batch (twice: see
-//! [`RESWEEP_AFTER`]) and deletes the table when it stops.
+//! [`RESWEEP_AFTER`]), hands counter reads to the [`Reader`] thread and deletes the table when it
+//! stops.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -10,7 +11,7 @@ use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use super::conntrack::CtNetlink;
-use super::counters::{self, Keys};
+use super::counters::{self, Keys, Query, Reader};
 use super::netns::{check_forwarding, enter_netns};
 use super::ruleset::{self, Op};
 use super::{nft, Cmd, FlowId, KernelError, KernelFlow, KernelOptions};
@@ -26,7 +27,7 @@ pub(super) struct Programmer {
     opts: KernelOptions,
     installed: HashMap<FlowId, Applied>,
     /// Original tuple (far end, local endpoint) → flow, for reading counters back.
-    keys: Keys,
+    keys: Arc<Keys>,
     pending: HashMap<FlowId, Option<KernelFlow>>,
     count: Arc<AtomicUsize>,
     error: Option<KernelError>,
@@ -35,6 +36,8 @@ pub(super) struct Programmer {
     /// committed can confirm a conntrack entry without NAT just after the first sweep, which
     /// would keep that flow in user space for as long as it stays busy.
     resweep: Option<(Instant, Vec<(SocketAddr, SocketAddr)>)>,
+    /// Runs the counter listings requested with [`Cmd::ReadCounters`].
+    reader: Reader,
 }
 
 /// Delay of the second conntrack sweep after a batch.
@@ -50,11 +53,16 @@ impl Programmer {
             enter_netns(ns)?;
         }
         check_forwarding(opts.enable_ip_forward)?;
+        // Started after `setns`: the thread inherits this thread's namespace.
+        let reader = Reader::start(table.clone()).map_err(|e| KernelError::Nft {
+            command: "(counter thread)".into(),
+            stderr: e.to_string(),
+        })?;
         let p = Programmer {
             table,
             opts,
             installed: HashMap::new(),
-            keys: HashMap::new(),
+            keys: Arc::default(),
             pending: HashMap::new(),
             count,
             error: None,
@@ -66,6 +74,7 @@ impl Programmer {
                 }
             },
             resweep: None,
+            reader,
         };
         p.create_table()?;
         Ok(p)
@@ -127,12 +136,25 @@ impl Programmer {
                         self.installed.keys().copied(),
                     ));
                 }
+                Ok(Cmd::ReadCounters { seq, reply }) => {
+                    // Applied first, so flows installed or removed before the request are
+                    // reported as such (the media plane relies on that ordering).
+                    deadline = None;
+                    self.apply();
+                    self.reader.send(Query {
+                        seq,
+                        keys: self.keys.clone(),
+                        installed: self.installed.keys().copied().collect(),
+                        reply,
+                    });
+                }
                 Ok(Cmd::Elements(reply)) => {
                     deadline = None;
                     self.apply();
                     let _ = reply.send(nft::count_elements(&self.table));
                 }
                 Ok(Cmd::Shutdown(reply)) => {
+                    self.reader.stop();
                     let _ = reply.send(self.delete_table());
                     return;
                 }
@@ -147,6 +169,7 @@ impl Programmer {
                     }
                 }
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    self.reader.stop();
                     let _ = self.delete_table();
                     return;
                 }
@@ -221,13 +244,13 @@ impl Programmer {
     fn commit(&mut self, (id, old, new): &Op) {
         if let Some(old) = old {
             for h in old.halves() {
-                self.keys.remove(&(h.from, h.to));
+                Arc::make_mut(&mut self.keys).remove(&(h.from, h.to));
             }
             self.installed.remove(id);
         }
         if let Some(new) = new {
             for h in new.halves() {
-                self.keys.insert((h.from, h.to), *id);
+                Arc::make_mut(&mut self.keys).insert((h.from, h.to), *id);
             }
             self.installed.insert(
                 *id,
