@@ -14,8 +14,9 @@
 
 use std::fmt;
 
+use super::fields::Headers;
 use super::headers::{parse_params, skip_ws, take_token, NameAddr, Params};
-use super::message::{is_token, Headers, Method};
+use super::message::{is_token, Method};
 use super::uri::{percent_decode, percent_encode_hvalue, Uri};
 
 /// `1*DIGIT` fitting in a `u32`.
