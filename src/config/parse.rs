@@ -7,6 +7,7 @@
 //! and by index before (`realm[1].name`). Inside a peer policy file the path is relative to that
 //! file (`sources[0]`), since the error already names the file.
 
+use super::ConfigErrorKind as Kind;
 use super::*;
 use std::collections::HashMap;
 use std::ops::Range;
@@ -166,7 +167,14 @@ impl Ctx<'_> {
         self.srcs.len() - 1
     }
 
-    fn err(&mut self, src: usize, span: Range<usize>, field: &str, msg: impl Into<String>) {
+    fn err(
+        &mut self,
+        src: usize,
+        span: Range<usize>,
+        field: &str,
+        kind: Kind,
+        msg: impl Into<String>,
+    ) {
         let s = &self.srcs[src];
         let (line, column) = line_col(&s.text, span.start);
         self.errors.push((
@@ -176,13 +184,14 @@ impl Ctx<'_> {
                 line,
                 column,
                 field: field.to_string(),
+                kind,
                 message: msg.into(),
             },
         ));
     }
 
-    fn err_at<T>(&mut self, at: &Sp<T>, msg: impl Into<String>) {
-        self.err(at.src, at.span.clone(), &at.field.clone(), msg);
+    fn err_at<T>(&mut self, at: &Sp<T>, kind: Kind, msg: impl Into<String>) {
+        self.err(at.src, at.span.clone(), &at.field.clone(), kind, msg);
     }
 
     fn has_errors(&self) -> bool {
@@ -263,6 +272,7 @@ impl<'t, 'i> Tab<'t, 'i> {
                     self.src,
                     k.span(),
                     &self.field(key),
+                    Kind::UnknownKey,
                     format!("unknown key `{key}`; allowed: {}", allowed.join(", ")),
                 );
             }
@@ -274,6 +284,7 @@ impl<'t, 'i> Tab<'t, 'i> {
             self.src,
             self.span.clone(),
             &self.field(key),
+            Kind::MissingField,
             format!("missing required key `{key}`"),
         );
     }
@@ -292,6 +303,7 @@ impl<'t, 'i> Tab<'t, 'i> {
             self.src,
             v.span(),
             field,
+            Kind::WrongType,
             format!("expected {expected}, found {}", type_name(v.get_ref())),
         );
     }
@@ -305,7 +317,13 @@ impl<'t, 'i> Tab<'t, 'i> {
         match v.get_ref() {
             DeValue::String(s) => {
                 if s.trim().is_empty() {
-                    cx.err(self.src, v.span(), &field, "must not be empty");
+                    cx.err(
+                        self.src,
+                        v.span(),
+                        &field,
+                        Kind::BadValue,
+                        "must not be empty",
+                    );
                     None
                 } else {
                     Some(self.sp(s.to_string(), v.span(), field))
@@ -357,7 +375,7 @@ impl<'t, 'i> Tab<'t, 'i> {
                 .get(key)
                 .is_some_and(|v| v.get_ref().as_array().is_some_and(|a| a.is_empty()))
         {
-            cx.err_at(&list, "must list at least one entry");
+            cx.err_at(&list, Kind::BadValue, "must list at least one entry");
         }
         Some(list)
     }
@@ -379,7 +397,7 @@ impl<'t, 'i> Tab<'t, 'i> {
                 } else {
                     format!("must be between {min} and {max}")
                 };
-                cx.err(self.src, v.span(), &field, msg);
+                cx.err(self.src, v.span(), &field, Kind::BadValue, msg);
                 None
             }
         }
@@ -466,7 +484,11 @@ fn parse_ip(cx: &mut Ctx, s: Sp<String>) -> Option<Sp<IpAddr>> {
     match IpAddr::from_str(&s.v) {
         Ok(ip) => Some(s.map(|_| ip)),
         Err(_) => {
-            cx.err_at(&s, format!("`{}`: expected an IP address", s.v));
+            cx.err_at(
+                &s,
+                Kind::BadValue,
+                format!("`{}`: expected an IP address", s.v),
+            );
             None
         }
     }
@@ -477,13 +499,14 @@ fn parse_next_hop(cx: &mut Ctx, s: Sp<String>) -> Option<Sp<NextHop>> {
         Ok((_, addr)) if addr.ip().is_unspecified() => {
             cx.err_at(
                 &s,
+                Kind::BadValue,
                 format!("`{}`: cannot send to an unspecified address", s.v),
             );
             None
         }
         Ok((transport, addr)) => Some(s.map(|_| NextHop { transport, addr })),
         Err(m) => {
-            cx.err_at(&s, m);
+            cx.err_at(&s, Kind::BadValue, m);
             None
         }
     }
@@ -496,6 +519,7 @@ fn parse_trust(cx: &mut Ctx, s: Sp<String>) -> Option<Trust> {
         other => {
             cx.err_at(
                 &s,
+                Kind::BadValue,
                 format!("`{other}`: expected \"trusted\" or \"untrusted\""),
             );
             None
@@ -526,6 +550,7 @@ fn domain_list(cx: &mut Ctx, list: Sp<Vec<Sp<String>>>) -> Vec<Sp<String>> {
         } else {
             cx.err_at(
                 &d,
+                Kind::BadValue,
                 format!(
                     "`{}`: expected a domain name such as \"operator-b.example\"",
                     d.v
@@ -553,9 +578,13 @@ fn headers(cx: &mut Ctx, parent: &Tab) -> HeaderPolicy {
     let mut allow: Vec<String> = Vec::new();
     for h in list.v {
         if !is_token(&h.v) {
-            cx.err_at(&h, format!("`{}`: not a valid header name", h.v));
+            cx.err_at(
+                &h,
+                Kind::BadValue,
+                format!("`{}`: not a valid header name", h.v),
+            );
         } else if allow.iter().any(|a| a.eq_ignore_ascii_case(&h.v)) {
-            cx.err_at(&h, format!("`{}` is listed twice", h.v));
+            cx.err_at(&h, Kind::Duplicate, format!("`{}` is listed twice", h.v));
         } else {
             allow.push(h.v);
         }
@@ -588,6 +617,7 @@ fn sip_settings(cx: &mut Ctx, root: &Tab) -> SipSettings {
         if let Some(at) = at {
             cx.err_at(
                 at,
+                Kind::Conflict,
                 format!(
                     "t2 ({} ms) must not be smaller than t1 ({} ms)",
                     s.t2.as_millis(),
@@ -644,6 +674,7 @@ fn media_settings(cx: &mut Ctx, root: &Tab) -> MediaSettings {
             "strict" => m.strict_latching = true,
             other => cx.err_at(
                 &l,
+                Kind::BadValue,
                 format!("`{other}`: expected \"symmetric\" or \"strict\""),
             ),
         }
@@ -661,7 +692,7 @@ fn media_settings(cx: &mut Ctx, root: &Tab) -> MediaSettings {
         {
             m.nft_table = v.v;
         } else {
-            cx.err_at(&v, "only letters, digits, `_` and `-`");
+            cx.err_at(&v, Kind::BadValue, "only letters, digits, `_` and `-`");
         }
     }
     m
@@ -678,6 +709,7 @@ fn parse_port_range(cx: &mut Ctx, s: Sp<String>) -> Option<(u16, u16)> {
         _ => {
             cx.err_at(
                 &s,
+                Kind::BadValue,
                 format!(
                     "`{}`: expected \"LOW-HIGH\" with an even LOW of at least 1024 and HIGH > LOW",
                     s.v
@@ -715,6 +747,7 @@ fn peer(cx: &mut Ctx, mut t: Tab, realm: Option<&str>, inline: bool) -> RawPeer 
         if r.v != realm {
             cx.err_at(
                 &r,
+                Kind::Conflict,
                 format!(
                     "peer is referenced from realm `{realm}` but says realm = \"{}\"",
                     r.v
@@ -736,7 +769,11 @@ fn peer(cx: &mut Ctx, mut t: Tab, realm: Option<&str>, inline: bool) -> RawPeer 
         .unwrap_or_default();
     for s in &sources {
         if s.v.is_unspecified() {
-            cx.err_at(s, format!("`{}`: a source must be a concrete address", s.v));
+            cx.err_at(
+                s,
+                Kind::BadValue,
+                format!("`{}`: a source must be a concrete address", s.v),
+            );
         }
     }
     let next_hop = t
@@ -756,13 +793,14 @@ fn peer(cx: &mut Ctx, mut t: Tab, realm: Option<&str>, inline: bool) -> RawPeer 
                 if !is_token(&m.v) || m.v.chars().any(|c| c.is_ascii_lowercase()) {
                     cx.err_at(
                         &m,
+                        Kind::BadValue,
                         format!(
                             "`{}`: expected an upper-case SIP method name such as \"INVITE\"",
                             m.v
                         ),
                     );
                 } else if out.contains(&m.v) {
-                    cx.err_at(&m, format!("`{}` is listed twice", m.v));
+                    cx.err_at(&m, Kind::Duplicate, format!("`{}` is listed twice", m.v));
                 } else {
                     out.push(m.v);
                 }
@@ -803,7 +841,13 @@ fn document<'i>(cx: &mut Ctx, src: usize, text: &'i str) -> Option<Spanned<DeTab
         let (line, _) = line_col(text, span.start);
         if !lines_seen.contains(&line) {
             lines_seen.push(line);
-            cx.err(src, span, "(syntax)", e.message().trim().to_string());
+            cx.err(
+                src,
+                span,
+                "(syntax)",
+                Kind::Syntax,
+                e.message().trim().to_string(),
+            );
         }
     }
     None
@@ -814,7 +858,7 @@ fn peer_file(cx: &mut Ctx, base: &Path, rel: Sp<String>, realm: Option<&str>) ->
     let path = base.join(&rel.v);
     if let Some(first) = cx.peer_files.get(&path) {
         let msg = format!("{} is already named by {first}", path.display());
-        cx.err_at(&rel, msg);
+        cx.err_at(&rel, Kind::Duplicate, msg);
         return None;
     }
     cx.peer_files.insert(path.clone(), rel.field.clone());
@@ -823,6 +867,7 @@ fn peer_file(cx: &mut Ctx, base: &Path, rel: Sp<String>, realm: Option<&str>) ->
         Err(e) => {
             cx.err_at(
                 &rel,
+                Kind::Io,
                 format!("cannot read peer policy file {}: {e}", path.display()),
             );
             return None;
@@ -864,7 +909,11 @@ fn realm(cx: &mut Ctx, mut t: Tab, base: &Path, taken: &[String]) -> RawRealm {
         "home" => Some(k.map(|_| RealmKind::Home)),
         "peer" => Some(k.map(|_| RealmKind::Peer)),
         other => {
-            cx.err_at(&k, format!("`{other}`: expected \"home\" or \"peer\""));
+            cx.err_at(
+                &k,
+                Kind::BadValue,
+                format!("`{other}`: expected \"home\" or \"peer\""),
+            );
             None
         }
     });
@@ -875,7 +924,7 @@ fn realm(cx: &mut Ctx, mut t: Tab, base: &Path, taken: &[String]) -> RawRealm {
                 .filter_map(|s| match parse_transport_addr(&s.v) {
                     Ok((transport, addr)) => Some(s.map(|_| Listen { transport, addr })),
                     Err(m) => {
-                        cx.err_at(&s, m);
+                        cx.err_at(&s, Kind::BadValue, m);
                         None
                     }
                 })
@@ -886,6 +935,7 @@ fn realm(cx: &mut Ctx, mut t: Tab, base: &Path, taken: &[String]) -> RawRealm {
         Some(a) if a.v.is_unspecified() => {
             cx.err_at(
                 &a,
+                Kind::BadValue,
                 format!("`{}`: must be a concrete address peers can reach", a.v),
             );
             None
@@ -896,6 +946,7 @@ fn realm(cx: &mut Ctx, mut t: Tab, base: &Path, taken: &[String]) -> RawRealm {
             Some(l) if l.v.addr.ip().is_unspecified() => {
                 cx.err_at(
                     l,
+                    Kind::MissingField,
                     format!(
                         "listening on {} needs `advertise` (the address written into Via, Contact and Record-Route)",
                         l.v.addr.ip()
@@ -914,6 +965,7 @@ fn realm(cx: &mut Ctx, mut t: Tab, base: &Path, taken: &[String]) -> RawRealm {
                 t.src,
                 span,
                 &t.field(key),
+                Kind::Misplaced,
                 format!("`{key}` is only allowed in a {allowed_in} realm"),
             );
         }
@@ -933,7 +985,7 @@ fn realm(cx: &mut Ctx, mut t: Tab, base: &Path, taken: &[String]) -> RawRealm {
                         && t.get("core_sources")
                             .is_some_and(|v| v.get_ref().as_array().is_some_and(|a| a.is_empty()))
                     {
-                        cx.err_at(&l, "must list at least one entry (or leave it out to use the core's address)");
+                        cx.err_at(&l, Kind::BadValue, "must list at least one entry (or leave it out to use the core's address)");
                     }
                     l.v.into_iter().filter_map(|s| parse_ip(cx, s)).collect()
                 }
@@ -1128,8 +1180,8 @@ fn media_overlaps(cx: &mut Ctx, realms: &[RawRealm]) {
                     "media ports {lo}-{hi} on {addr} overlap realm `{other}` ({lo2}-{hi2}); give each realm its own range or media_address"
                 );
                 match (&later.media_ports, &later.name) {
-                    (Some(p), _) => cx.err_at(p, msg),
-                    (None, Some(n)) => cx.err_at(n, msg),
+                    (Some(p), _) => cx.err_at(p, Kind::Conflict, msg),
+                    (None, Some(n)) => cx.err_at(n, Kind::Conflict, msg),
                     (None, None) => {}
                 }
             }
@@ -1143,7 +1195,7 @@ fn cross_checks(cx: &mut Ctx, root: &Tab, home_domains: &[Sp<String>], realms: &
     for n in realms.iter().filter_map(|r| r.name.as_ref()) {
         if let Some(first) = names.get(n.v.as_str()) {
             let msg = format!("realm name `{}` is already used by {}", n.v, first.field);
-            cx.err_at(n, msg);
+            cx.err_at(n, Kind::Duplicate, msg);
         } else {
             names.insert(&n.v, n);
         }
@@ -1166,6 +1218,7 @@ fn cross_checks(cx: &mut Ctx, root: &Tab, home_domains: &[Sp<String>], realms: &
                 root.src,
                 realm_span.clone(),
                 "realm",
+                Kind::MissingField,
                 "no home realm: exactly one realm must have kind = \"home\"",
             );
         }
@@ -1174,7 +1227,7 @@ fn cross_checks(cx: &mut Ctx, root: &Tab, home_domains: &[Sp<String>], realms: &
                 "only one home realm is allowed; {} is already home",
                 homes[0].field.trim_end_matches(".kind")
             );
-            cx.err_at(extra, msg);
+            cx.err_at(extra, Kind::Duplicate, msg);
         }
         let has_peer = realms
             .iter()
@@ -1184,6 +1237,7 @@ fn cross_checks(cx: &mut Ctx, root: &Tab, home_domains: &[Sp<String>], realms: &
                 root.src,
                 realm_span,
                 "realm",
+                Kind::MissingField,
                 "no peer realm: at least one realm must have kind = \"peer\"",
             );
         }
@@ -1202,7 +1256,7 @@ fn cross_checks(cx: &mut Ctx, root: &Tab, home_domains: &[Sp<String>], realms: &
         });
         if let Some(o) = clash {
             let msg = format!("{} overlaps {} of {}", l.v, o.v, o.field);
-            cx.err_at(l, msg);
+            cx.err_at(l, Kind::Conflict, msg);
         } else {
             seen.push(l);
         }
@@ -1219,7 +1273,7 @@ fn cross_checks(cx: &mut Ctx, root: &Tab, home_domains: &[Sp<String>], realms: &
     let mut domains: HashMap<&str, Option<(usize, &str)>> = HashMap::new();
     for d in home_domains {
         if domains.contains_key(d.v.as_str()) {
-            cx.err_at(d, format!("`{}` is listed twice", d.v));
+            cx.err_at(d, Kind::Duplicate, format!("`{}` is listed twice", d.v));
         } else {
             domains.insert(&d.v, None);
         }
@@ -1234,7 +1288,7 @@ fn cross_checks(cx: &mut Ctx, root: &Tab, home_domains: &[Sp<String>], realms: &
                     n.v,
                     cx.srcs[first.src].file.display()
                 );
-                cx.err_at(n, msg);
+                cx.err_at(n, Kind::Duplicate, msg);
             } else {
                 peer_names.insert(&n.v, n);
             }
@@ -1243,14 +1297,15 @@ fn cross_checks(cx: &mut Ctx, root: &Tab, home_domains: &[Sp<String>], realms: &
             match domains.get(d.v.as_str()) {
                 Some(None) => cx.err_at(
                     d,
+                    Kind::Conflict,
                     format!("`{}` is one of this operator's home_domains", d.v),
                 ),
                 Some(Some((owner, _))) if *owner == pi => {
-                    cx.err_at(d, format!("`{}` is listed twice", d.v))
+                    cx.err_at(d, Kind::Duplicate, format!("`{}` is listed twice", d.v))
                 }
                 Some(Some((_, owner))) => {
                     let msg = format!("`{}` is already claimed by peer `{owner}`", d.v);
-                    cx.err_at(d, msg)
+                    cx.err_at(d, Kind::Duplicate, msg)
                 }
                 None => {
                     domains.insert(&d.v, Some((pi, pname)));
@@ -1260,7 +1315,7 @@ fn cross_checks(cx: &mut Ctx, root: &Tab, home_domains: &[Sp<String>], realms: &
         for s in &p.sources {
             if let Some(c) = core_sources.iter().find(|c| c.v == s.v) {
                 let msg = format!("`{}` is a core source of the home realm ({})", s.v, c.field);
-                cx.err_at(s, msg);
+                cx.err_at(s, Kind::Conflict, msg);
             } else if let Some((owner_idx, owner)) = sources.get(&s.v) {
                 let msg = if *owner_idx == pi {
                     format!("`{}` is listed twice", s.v)
@@ -1270,7 +1325,7 @@ fn cross_checks(cx: &mut Ctx, root: &Tab, home_domains: &[Sp<String>], realms: &
                         s.v
                     )
                 };
-                cx.err_at(s, msg);
+                cx.err_at(s, Kind::Duplicate, msg);
             } else {
                 sources.insert(s.v, (pi, pname));
             }
