@@ -24,7 +24,7 @@ fn none_of<T: fmt::Debug>(parse: fn(&str) -> Option<T>, bad: &[&str]) {
 
 #[test]
 fn rack_and_rseq() {
-    // RFC 3262 §7.
+    // RFC 3262 §7.1, §7.2.
     let r = round_trip(RAck::parse, "776656 1 INVITE");
     assert_eq!(
         r,
@@ -73,7 +73,7 @@ fn rack_and_rseq() {
 
 #[test]
 fn subscription_state() {
-    // RFC 6665 §8.2.3 and the §7 examples.
+    // RFC 6665 §8.2.3 grammar; values as in its examples.
     let s = round_trip(SubscriptionState::parse, "active;expires=60");
     assert_eq!(s.state, SubState::Active);
     assert_eq!(s.expires, Some(60));
@@ -121,7 +121,7 @@ fn subscription_state() {
 
 #[test]
 fn event() {
-    // RFC 6665 §8.2.1 and the matching example of §8.2.1 / RFC 3265 §7.2.1.
+    // RFC 6665 §8.2.1 grammar and its matching rule (the RFC 3265 §7.2.1 example).
     let e = round_trip(Event::parse, "presence");
     assert_eq!(e.package, "presence");
     assert!(e.templates.is_empty() && e.id.is_none());
@@ -211,7 +211,7 @@ fn content_type() {
 
 #[test]
 fn replaces() {
-    // RFC 3891 §6.1 examples.
+    // RFC 3891 examples.
     let r = round_trip(
         Replaces::parse,
         "98732@sip.example.com;from-tag=r33th4x0r;to-tag=ff87ff",
@@ -343,7 +343,7 @@ fn refer_to() {
 
 #[test]
 fn session_expires() {
-    // RFC 4028 §4 and §10.
+    // RFC 4028 §4 examples.
     let s = round_trip(SessionExpires::parse, "4000;refresher=uac");
     assert_eq!((s.delta, s.refresher), (4000, Some(Refresher::Uac)));
     let s = round_trip(SessionExpires::parse, "1800");
