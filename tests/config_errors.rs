@@ -1,7 +1,9 @@
 //! The shipped configuration files load and agree with each other, and broken files are reported
 //! with the right file, line and field.
 
-use palisade::config::{self, Config, ConfigError, Listen, RealmKind, Transport, Trust};
+use palisade::config::{
+    self, Config, ConfigError, ConfigErrorKind as Kind, Listen, RealmKind, Transport, Trust,
+};
 use std::path::{Path, PathBuf};
 
 fn lab(name: &str) -> PathBuf {
@@ -180,6 +182,10 @@ fn summary(errors: &[ConfigError]) -> Vec<(String, usize, usize, String)> {
         .collect()
 }
 
+fn kinds(errors: &[ConfigError]) -> Vec<Kind> {
+    errors.iter().map(|e| e.kind).collect()
+}
+
 #[test]
 fn good_base_loads() {
     let d = Dir::new("good", &[("node.toml", NODE), ("peers/far.toml", FAR)]);
@@ -195,6 +201,7 @@ fn missing_node_file() {
     let e = d.load("nowhere.toml");
     assert_eq!(e.len(), 1);
     assert!(e[0].file.ends_with("nowhere.toml"));
+    assert_eq!(e[0].kind, Kind::Io);
     assert!(e[0].message.contains("cannot read"));
 }
 
@@ -204,6 +211,7 @@ fn syntax_error() {
     let d = Dir::new("syntax", &[("node.toml", &bad), ("peers/far.toml", FAR)]);
     let e = d.load("node.toml");
     assert_eq!(summary(&e), [("node.toml".into(), 6, 8, "(syntax)".into())]);
+    assert_eq!(kinds(&e), [Kind::Syntax]);
 }
 
 #[test]
@@ -219,6 +227,7 @@ fn unreadable_peer_file_names_reference_and_path() {
             "realm.interconnect.peers[0]".into()
         )]
     );
+    assert_eq!(kinds(&e), [Kind::Io]);
     let wanted = d.0.join("peers/far.toml");
     assert!(
         e[0].message.contains(&wanted.display().to_string()),
@@ -241,6 +250,7 @@ fn error_inside_peer_file_names_peer_file() {
             ("far.toml".into(), 6, 9, "trust".into()),
         ]
     );
+    assert_eq!(kinds(&e), [Kind::Conflict, Kind::BadValue]);
     assert!(e[0].message.contains("interconnect"));
     assert!(e[1].message.contains("\"trusted\" or \"untrusted\""));
 }
@@ -270,11 +280,15 @@ fn three_errors_in_one_file_all_reported() {
             ),
         ]
     );
-    assert!(e[0].message.contains("unknown key `max_call`"));
+    assert_eq!(
+        kinds(&e),
+        [Kind::UnknownKey, Kind::BadValue, Kind::Misplaced]
+    );
+    assert!(e[0].message.contains("`max_call`"));
     assert!(e[0].message.contains("allowed: name, home_domains"));
     assert!(e[1].message.contains("missing transport"));
     assert!(e[1].message.contains("expected transport:ip:port"));
-    assert!(e[2].message.contains("only allowed in a home realm"));
+    assert!(e[2].message.contains("home realm"));
     // Display: one `file:line:col: field: message` per error.
     let shown = config::ConfigErrors(e).to_string();
     assert_eq!(shown.lines().count(), 3);
@@ -318,12 +332,23 @@ next_hop = "udp:203.0.113.9:5060"
             ("near.toml".into(), 3, 12, "sources[0]".into()),
         ]
     );
-    assert!(e[0]
-        .message
-        .contains("already named by realm.interconnect.peers[0]"));
-    assert!(e[1].message.contains("already claimed by peer `far`"));
+    assert_eq!(
+        kinds(&e),
+        [
+            Kind::Duplicate,
+            Kind::Duplicate,
+            Kind::Conflict,
+            Kind::Conflict
+        ]
+    );
+    assert!(e[0].message.contains("realm.interconnect.peers[0]"));
+    assert!(e[1].message.contains("peer `far`"));
     assert!(e[2].message.contains("home_domains"));
-    assert!(e[3].message.contains("core source"));
+    assert!(
+        e[3].message.contains("(realm.home.core)"),
+        "{}",
+        e[3].message
+    );
 }
 
 #[test]
@@ -341,6 +366,7 @@ fn realm_structure_errors() {
     let s = summary(&e);
     let fields: Vec<&str> = s.iter().map(|x| x.3.as_str()).collect();
     assert_eq!(fields, ["sip.t2_ms", "realm[1].name", "realm[1].listen[0]"]);
+    assert_eq!(kinds(&e), [Kind::Conflict, Kind::Duplicate, Kind::Conflict]);
     assert_eq!(s[2].1, 17);
     assert!(e[2].message.contains("of realm.home.listen[0]"));
 }

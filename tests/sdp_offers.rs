@@ -555,24 +555,38 @@ fn remote_without_connection() {
 
 #[test]
 fn malformed_inputs_are_errors_with_line_numbers() {
-    let cases: &[(&[u8], usize)] = &[
-        (b"", 1),
-        (b"\r\n\r\n", 1),
-        (b"s=-\r\nv=0\r\n", 1),
-        (b"v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\nhello world\r\n", 3),
-        (b"v=0\r\ns=-\r\n=x\r\n", 3),
-        (b"v=0\r\ns=-\r\nm=audio abc RTP/AVP 0\r\n", 3),
-        (b"v=0\r\ns=-\r\nm=audio -1 RTP/AVP 0\r\n", 3),
-        (b"v=0\r\ns=-\r\nm=audio 65536 RTP/AVP 0\r\n", 3),
-        (b"v=0\r\ns=-\r\nc=IN IP4 host.example.com\r\n", 3),
-        (b"v=0\r\ns=-\r\nc=IN IP4\r\n", 3),
-        (b"v=0\r\ns=-\r\nc=XX IP4 192.0.2.1\r\n", 3),
-        (b"v=0\r\ns=-\r\nt=0 0\r\na=\xc3\x28\r\n", 4),
-        (b"v=0\r\ns=-\r\nt=0 0\r\na=x\x00\r\n", 4),
+    use sdp::SdpErrorKind::*;
+    let cases: &[(&[u8], usize, sdp::SdpErrorKind)] = &[
+        (b"", 1, Empty),
+        (b"\r\n\r\n", 1, Empty),
+        (b"s=-\r\nv=0\r\n", 1, MissingVersion),
+        (
+            b"v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\nhello world\r\n",
+            3,
+            BadLine,
+        ),
+        (b"v=0\r\ns=-\r\n=x\r\n", 3, BadLine),
+        (b"v=0\r\ns=-\r\nm=audio abc RTP/AVP 0\r\n", 3, BadMedia),
+        (b"v=0\r\ns=-\r\nm=audio -1 RTP/AVP 0\r\n", 3, BadMedia),
+        (b"v=0\r\ns=-\r\nm=audio 65536 RTP/AVP 0\r\n", 3, BadMedia),
+        (
+            b"v=0\r\ns=-\r\nc=IN IP4 host.example.com\r\n",
+            3,
+            BadConnection,
+        ),
+        (b"v=0\r\ns=-\r\nc=IN IP4\r\n", 3, BadConnection),
+        (b"v=0\r\ns=-\r\nc=XX IP4 192.0.2.1\r\n", 3, BadConnection),
+        (b"v=0\r\ns=-\r\nt=0 0\r\na=\xc3\x28\r\n", 4, NotUtf8),
+        (b"v=0\r\ns=-\r\nt=0 0\r\na=x\x00\r\n", 4, ControlCharacter),
     ];
-    for (body, line) in cases {
+    for (body, line, kind) in cases {
         let e = sdp::parse(body).expect_err(&String::from_utf8_lossy(body));
-        assert_eq!(e.line, *line, "{e} for {:?}", String::from_utf8_lossy(body));
+        assert_eq!(
+            (e.line, e.kind),
+            (*line, *kind),
+            "{e} for {:?}",
+            String::from_utf8_lossy(body)
+        );
         assert!(!e.reason.is_empty());
     }
 }
@@ -585,6 +599,7 @@ fn huge_line_count_is_refused() {
     }
     let e = sdp::parse(&body).unwrap_err();
     assert_eq!(e.line, sdp::MAX_LINES + 1);
+    assert_eq!(e.kind, sdp::SdpErrorKind::TooManyLines);
 }
 
 fn all_fixtures() -> Vec<Vec<u8>> {

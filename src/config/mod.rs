@@ -263,7 +263,38 @@ pub struct ConfigError {
     /// `realm[2].name` (before the name is known), `sip.t2_ms`. In a peer policy file the path is
     /// relative to that file (`next_hop`). TOML syntax errors use `(syntax)`.
     pub field: String,
+    /// What class of problem it is, for code and tests to match on; `message` says it in words.
+    pub kind: ConfigErrorKind,
     pub message: String,
+}
+
+/// The class of a configuration problem.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ConfigErrorKind {
+    /// A file could not be read: the node file, or a peer policy file it names.
+    Io,
+    /// TOML syntax.
+    Syntax,
+    /// A key the table does not have.
+    UnknownKey,
+    /// A known key where it does not apply (`core` in a peer realm, `peers` in the home realm).
+    Misplaced,
+    /// A required key is absent (`advertise` with a wildcard listen included), or the realms lack
+    /// a home or a peer realm.
+    MissingField,
+    /// A value of the wrong TOML type (an integer where a string belongs).
+    WrongType,
+    /// A value of the right type that is not acceptable: a bad address, domain, method or header
+    /// name, an out-of-range number, an unknown keyword, an empty string or list.
+    BadValue,
+    /// The same thing given twice: a list entry, a realm or peer name, a peer policy file, a
+    /// second home realm, a domain or source claimed by two peers.
+    Duplicate,
+    /// Values that cannot hold together: t2 below t1, overlapping listeners or media port
+    /// ranges, a peer domain that is a home domain, a peer source that is a core source, a peer
+    /// file naming another realm than the one that references it.
+    Conflict,
 }
 
 /// All problems found, in file order.
@@ -279,6 +310,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
             line: 1,
             column: 1,
             field: "(file)".to_string(),
+            kind: ConfigErrorKind::Io,
             message: format!("cannot read configuration file: {e}"),
         }])
     })?;

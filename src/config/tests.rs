@@ -1,3 +1,4 @@
+use super::ConfigErrorKind as Kind;
 use super::*;
 use std::collections::HashMap;
 
@@ -49,7 +50,11 @@ fn errors(text: &str) -> Vec<ConfigError> {
     parse_with(text, &files(&[])).expect_err("should fail").0
 }
 
-/// The one error expected, as `line:col field`.
+fn kinds(errors: &[ConfigError]) -> Vec<Kind> {
+    errors.iter().map(|e| e.kind).collect()
+}
+
+/// The one error expected.
 fn one_error(text: &str) -> ConfigError {
     let e = errors(text);
     assert_eq!(e.len(), 1, "{}", ConfigErrors(e.clone()));
@@ -107,6 +112,7 @@ fn ipv6_listen_and_sip_settings() {
 fn syntax_error_has_position() {
     let e = one_error("name = \"x\"\nhome_domains = [\"a\"\n");
     assert_eq!(e.field, "(syntax)");
+    assert_eq!(e.kind, Kind::Syntax);
     assert_eq!(e.line, 2);
 }
 
@@ -116,14 +122,13 @@ fn unknown_key_names_key_and_alternatives() {
     let e = errors(&text);
     let unk = e.iter().find(|e| e.field == "realm.home.cores").unwrap();
     assert_eq!((unk.line, unk.column), (8, 1));
-    assert!(
-        unk.message.contains("unknown key `cores`"),
-        "{}",
-        unk.message
-    );
+    assert_eq!(unk.kind, Kind::UnknownKey);
+    assert!(unk.message.contains("`cores`"), "{}", unk.message);
     assert!(unk.message.contains("core_sources"));
     // and the missing core is reported too
-    assert!(e.iter().any(|e| e.field == "realm.home.core"));
+    assert!(e
+        .iter()
+        .any(|e| e.field == "realm.home.core" && e.kind == Kind::MissingField));
 }
 
 #[test]
@@ -131,6 +136,7 @@ fn wrong_type() {
     let e = one_error(&NODE.replace("name = \"palisade-a\"", "name = 7"));
     assert_eq!(e.field, "name");
     assert_eq!((e.line, e.column), (1, 8));
+    assert_eq!(e.kind, Kind::WrongType);
     assert!(e.message.contains("expected a string, found an integer"));
 }
 
@@ -142,6 +148,7 @@ fn bad_address_and_port_zero() {
             .replace("tcp:127.0.10.2:5060", "tcp:127.0.10.2:0"),
     );
     assert_eq!(e.len(), 2, "{}", ConfigErrors(e.clone()));
+    assert_eq!(kinds(&e), [Kind::BadValue, Kind::BadValue]);
     assert_eq!(e[0].field, "realm.home.listen[0]");
     assert!(e[0].message.contains("expected transport:ip:port"));
     assert_eq!((e[0].line, e[0].column), (7, 11));
@@ -153,6 +160,7 @@ fn bad_address_and_port_zero() {
 fn home_realm_rules() {
     let e = one_error(&NODE.replace("core = \"udp:127.0.10.1:5060\"\n", ""));
     assert_eq!(e.field, "realm.home.core");
+    assert_eq!(e.kind, Kind::MissingField);
     assert_eq!(e.line, 4);
 
     let e = errors(
@@ -163,10 +171,12 @@ fn home_realm_rules() {
             )
             .replace("peers = [\"peers/b.toml\"]\n", ""),
     );
-    let two = e
-        .iter()
-        .find(|e| e.message.contains("only one home realm"))
-        .unwrap();
+    let two = e.iter().find(|e| e.kind == Kind::Duplicate).unwrap();
+    assert!(
+        two.message.contains("realm.home is already home"),
+        "{}",
+        two.message
+    );
     assert_eq!(
         (two.line, two.field.as_str()),
         (12, "realm.interconnect.kind")
@@ -182,11 +192,12 @@ fn needs_a_peer_realm_and_unique_names() {
     let e = errors(&text.replace("peers = [\"peers/b.toml\"]\n", ""));
     assert!(e
         .iter()
-        .any(|e| e.field == "realm" && e.message.contains("no peer realm")));
+        .any(|e| e.field == "realm" && e.kind == Kind::MissingField));
 
     let e = one_error(&NODE.replace("name = \"interconnect\"", "name = \"home\""));
     // The name field itself is addressed by index: the name is what is in question.
     assert_eq!(e.field, "realm[1].name");
+    assert_eq!(e.kind, Kind::Duplicate);
     assert_eq!(e.line, 11);
     assert!(e.message.contains("already used by realm[0].name"));
 }
@@ -198,6 +209,7 @@ fn peer_keys_only_in_peer_realm() {
         "core = \"udp:127.0.10.1:5060\"\npeers = []",
     ));
     assert_eq!(e.field, "realm.home.peers");
+    assert_eq!(e.kind, Kind::Misplaced);
 }
 
 #[test]
@@ -205,6 +217,7 @@ fn same_listen_twice() {
     // The default media port ranges then collide too, but that is not reported twice.
     let e = one_error(&NODE.replace("udp:127.0.20.2:5060", "udp:127.0.10.2:5060"));
     assert_eq!(e.field, "realm.interconnect.listen[0]");
+    assert_eq!(e.kind, Kind::Conflict);
     assert!(e.message.contains("realm.home.listen[0]"), "{}", e.message);
 }
 
@@ -223,19 +236,22 @@ fn media_settings_and_port_ranges() {
     assert_eq!(errs.len(), 2, "{errs:?}");
     assert_eq!(errs[0].field, "media.kernel");
     assert_eq!(errs[1].field, "media.latching");
+    assert_eq!(kinds(&errs), [Kind::WrongType, Kind::BadValue]);
     let overlap = NODE.replace(
         "listen = [\"udp:127.0.20.2:5060\"]",
         "listen = [\"udp:127.0.20.2:5060\"]\nmedia_address = \"127.0.10.2\"\nmedia_ports = \"29000-30999\"",
     );
     let e = one_error(&overlap);
     assert_eq!(e.field, "realm.interconnect.media_ports");
-    assert!(e.message.contains("overlap realm `home`"), "{}", e.message);
+    assert_eq!(e.kind, Kind::Conflict);
+    assert!(e.message.contains("realm `home`"), "{}", e.message);
 }
 
 #[test]
 fn wildcard_listen_needs_advertise() {
     let e = one_error(&NODE.replace("udp:127.0.20.2:5060", "udp:0.0.0.0:5070"));
     assert_eq!(e.field, "realm.interconnect.listen[0]");
+    assert_eq!(e.kind, Kind::MissingField);
     assert!(e.message.contains("advertise"));
     let ok = NODE.replace(
         "listen = [\"udp:127.0.20.2:5060\"]",
@@ -252,6 +268,7 @@ fn wildcard_listen_needs_advertise() {
 fn empty_listen() {
     let e = one_error(&NODE.replace("listen = [\"udp:127.0.20.2:5060\"]", "listen = []"));
     assert_eq!(e.field, "realm.interconnect.listen");
+    assert_eq!(e.kind, Kind::BadValue);
 }
 
 #[test]
@@ -263,6 +280,7 @@ fn sip_timers() {
     ));
     assert_eq!(e.len(), 1, "{}", ConfigErrors(e.clone()));
     assert_eq!(e[0].field, "sip.t1_ms");
+    assert_eq!(e[0].kind, Kind::BadValue);
     assert_eq!(e[0].message, "must be greater than 0");
 
     let e = errors(&NODE.replace(
@@ -271,6 +289,7 @@ fn sip_timers() {
     ));
     assert_eq!(e.len(), 1, "{}", ConfigErrors(e.clone()));
     assert_eq!(e[0].field, "sip.t2_ms");
+    assert_eq!(e[0].kind, Kind::Conflict);
     assert!(e[0].message.contains("t2 (100 ms)"));
 }
 
@@ -279,6 +298,7 @@ fn peer_file_unreadable() {
     let e = one_error(&NODE.replace("peers/b.toml", "peers/c.toml"));
     assert_eq!(e.file, PathBuf::from("/etc/palisade/node.toml"));
     assert_eq!(e.field, "realm.interconnect.peers[0]");
+    assert_eq!(e.kind, Kind::Io);
     assert_eq!((e.line, e.column), (14, 10));
     assert!(
         e.message.contains("/etc/palisade/peers/c.toml"),
@@ -298,6 +318,7 @@ fn error_in_peer_file_names_it() {
         .all(|e| e.file == Path::new("/etc/palisade/peers/b.toml")));
     assert_eq!((e[0].field.as_str(), e[0].line), ("next_hop", 4));
     assert_eq!((e[1].field.as_str(), e[1].line), ("realm", 5));
+    assert_eq!(kinds(&e), [Kind::BadValue, Kind::Conflict]);
 }
 
 #[test]
@@ -319,13 +340,21 @@ fn inline_peers_and_conflicts() {
         "{}",
         ConfigErrors(e.clone())
     );
+    assert_eq!(
+        kinds(&e),
+        [
+            Kind::Duplicate,
+            Kind::Conflict,
+            Kind::Duplicate,
+            Kind::Conflict,
+            Kind::Duplicate
+        ]
+    );
     assert!(e[0].message.contains("/etc/palisade/peers/b.toml"));
     assert!(e[1].message.contains("home_domains"));
-    assert!(e[2]
-        .message
-        .contains("already claimed by peer `operator-b`"));
-    assert!(e[3].message.contains("core source"));
-    assert!(e[4].message.contains("already a source of peer"));
+    assert!(e[2].message.contains("peer `operator-b`"));
+    assert!(e[3].message.contains("realm.home"), "{}", e[3].message);
+    assert!(e[4].message.contains("peer `operator-b`"));
 }
 
 #[test]
@@ -348,6 +377,10 @@ fn all_errors_reported_together() {
         ],
         "{}",
         ConfigErrors(e.clone())
+    );
+    assert_eq!(
+        kinds(&e),
+        [Kind::UnknownKey, Kind::BadValue, Kind::BadValue]
     );
     let shown = ConfigErrors(e).to_string();
     assert_eq!(shown.lines().count(), 3);
@@ -387,6 +420,7 @@ fn syntax_error_in_peer_file_names_it() {
     assert_eq!(e.len(), 1, "{}", ConfigErrors(e.clone()));
     assert_eq!(e[0].file, PathBuf::from("/etc/palisade/peers/b.toml"));
     assert_eq!(e[0].field, "(syntax)");
+    assert_eq!(e[0].kind, Kind::Syntax);
 }
 
 #[test]
@@ -412,8 +446,18 @@ fn wrong_element_type_and_bad_values() {
         "{}",
         ConfigErrors(e.clone())
     );
+    assert_eq!(
+        kinds(&e),
+        [
+            Kind::BadValue,
+            Kind::BadValue,
+            Kind::BadValue,
+            Kind::WrongType,
+            Kind::BadValue
+        ]
+    );
     assert!(e[3].message.contains("expected a string, found an integer"));
-    assert!(e[4].message.contains("expected an IP address"));
+    assert!(e[4].message.contains("`host.example`"), "{}", e[4].message);
 }
 
 #[test]
@@ -422,6 +466,7 @@ fn inline_peer_realm_mismatch() {
         + "[[realm.peer]]\nname = \"c\"\nrealm = \"home\"\ndomains = [\"c.example\"]\nsources = [\"192.0.2.3\"]\nnext_hop = \"tcp:[2001:db8::3]:5061\"\n";
     let e = one_error(&text);
     assert_eq!(e.field, "realm.interconnect.peer.c.realm");
+    assert_eq!(e.kind, Kind::Conflict);
     assert_eq!(e.line, 16);
     let ok = text.replace("realm = \"home\"\n", "");
     let c = parse_with(&ok, &HashMap::new()).unwrap();

@@ -12,7 +12,8 @@
 //! byte. Input may use CRLF or bare LF; output is always CRLF. Blank lines are ignored.
 //!
 //! The module is pure and total: any byte string either parses or yields an [`SdpError`]
-//! naming the (1-based) line at fault; nothing here panics on input.
+//! naming the (1-based) line at fault and the [`SdpErrorKind`] of fault; nothing here panics on
+//! input.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -29,12 +30,41 @@ pub struct Sdp {
     lines: Vec<String>,
 }
 
-/// Why a body was refused. `line` is 1-based and counts physical lines of the input.
+/// Why a body was refused. `line` is 1-based and counts physical lines of the input; `kind`
+/// says what class of fault it is (for callers and tests to match on), `reason` says it in
+/// words for logs.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("SDP line {line}: {reason}")]
 pub struct SdpError {
+    pub kind: SdpErrorKind,
     pub line: usize,
     pub reason: String,
+}
+
+/// The class of an SDP fault, one per check [`parse`] makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SdpErrorKind {
+    /// No non-blank line at all.
+    Empty,
+    /// The body is not UTF-8 (`line` is where the first bad byte is).
+    NotUtf8,
+    /// More than [`MAX_LINES`] lines.
+    TooManyLines,
+    /// The first line is not `v=0`.
+    MissingVersion,
+    /// Not `x=value` with `x` a lowercase letter.
+    BadLine,
+    /// A control character (tab aside) in a line.
+    ControlCharacter,
+    /// `o=` without its 6 fields.
+    BadOrigin,
+    /// `c=` that is not `IN IP4|IP6 <address literal>` with matching address type.
+    BadConnection,
+    /// `m=` without media, a valid port and a proto.
+    BadMedia,
+    /// An attribute the rewriter owns (`a=rtcp`) that does not parse.
+    BadAttribute,
 }
 
 /// Media direction (RFC 3264 §5.1); media-level attributes override the session level.
@@ -98,7 +128,7 @@ pub fn parse(body: &[u8]) -> Result<Sdp, SdpError> {
         Err(e) => {
             let valid = body.get(..e.valid_up_to()).unwrap_or(&[]);
             let line = 1 + valid.iter().filter(|&&b| b == b'\n').count();
-            return Err(err(line, "not UTF-8"));
+            return Err(err(SdpErrorKind::NotUtf8, line, "not UTF-8"));
         }
     };
     let mut lines = Vec::new();
@@ -109,54 +139,66 @@ pub fn parse(body: &[u8]) -> Result<Sdp, SdpError> {
             continue;
         }
         if lines.len() >= MAX_LINES {
-            return Err(err(no, format!("more than {MAX_LINES} lines")));
+            return Err(err(
+                SdpErrorKind::TooManyLines,
+                no,
+                format!("more than {MAX_LINES} lines"),
+            ));
         }
-        check_line(line).map_err(|reason| err(no, reason))?;
+        check_line(line).map_err(|(kind, reason)| err(kind, no, reason))?;
         if lines.is_empty() && line != "v=0" {
-            return Err(err(no, "SDP must start with v=0"));
+            return Err(err(
+                SdpErrorKind::MissingVersion,
+                no,
+                "SDP must start with v=0",
+            ));
         }
         lines.push(line.to_owned());
     }
     if lines.is_empty() {
-        return Err(err(1, "empty body"));
+        return Err(err(SdpErrorKind::Empty, 1, "empty body"));
     }
     Ok(Sdp { lines })
 }
 
-fn err(line: usize, reason: impl Into<String>) -> SdpError {
+fn err(kind: SdpErrorKind, line: usize, reason: impl Into<String>) -> SdpError {
     SdpError {
+        kind,
         line,
         reason: reason.into(),
     }
 }
 
 /// Validates one line's shape and, for the lines the rewriter owns, its content.
-fn check_line(line: &str) -> Result<(), String> {
+fn check_line(line: &str) -> Result<(), (SdpErrorKind, String)> {
     let bytes = line.as_bytes();
     let (Some(&kind), Some(&b'=')) = (bytes.first(), bytes.get(1)) else {
-        return Err("expected `x=value`".into());
+        return Err((SdpErrorKind::BadLine, "expected `x=value`".into()));
     };
     if !kind.is_ascii_lowercase() {
-        return Err("expected `x=value` with a lowercase type letter".into());
+        return Err((
+            SdpErrorKind::BadLine,
+            "expected `x=value` with a lowercase type letter".into(),
+        ));
     }
     if line.chars().any(|c| c.is_control() && c != '\t') {
-        return Err("control character".into());
+        return Err((SdpErrorKind::ControlCharacter, "control character".into()));
     }
     let value = line.get(2..).unwrap_or("");
     match kind {
         b'o' if value.split_whitespace().count() != 6 => {
-            return Err("o= needs 6 fields".into());
+            return Err((SdpErrorKind::BadOrigin, "o= needs 6 fields".into()));
         }
         b'c' => {
-            parse_connection(value)?;
+            parse_connection(value).map_err(|e| (SdpErrorKind::BadConnection, e))?;
         }
         b'm' => {
-            parse_m(value)?;
+            parse_m(value).map_err(|e| (SdpErrorKind::BadMedia, e))?;
         }
         b'a' => {
             if let (name, Some(v)) = split_attr(value) {
                 if name.eq_ignore_ascii_case("rtcp") {
-                    parse_rtcp_attr(v)?;
+                    parse_rtcp_attr(v).map_err(|e| (SdpErrorKind::BadAttribute, e))?;
                 }
             }
         }

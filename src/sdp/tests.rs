@@ -32,33 +32,30 @@ fn media_basic() {
 }
 
 #[test]
-fn errors_carry_line_numbers() {
-    assert_eq!(parse(b"").unwrap_err().line, 1);
-    assert_eq!(parse(b"o=- 1 2 IN IP4 1.2.3.4\n").unwrap_err().line, 1);
-    assert_eq!(parse(b"v=1\n").unwrap_err().line, 1);
-    assert_eq!(parse(b"v=0\r\ns=-\r\ngarbage\r\n").unwrap_err().line, 3);
-    assert_eq!(
-        parse(b"v=0\ns=-\nc=IN IP4 999.1.1.1\n").unwrap_err().line,
-        3
-    );
-    assert_eq!(parse(b"v=0\ns=-\nc=IN IP6 1.1.1.1\n").unwrap_err().line, 3);
-    assert_eq!(
-        parse(b"v=0\ns=-\nm=audio 70000 RTP/AVP 0\n")
-            .unwrap_err()
-            .line,
-        3
-    );
-    assert_eq!(parse(b"v=0\ns=-\nm=audio\n").unwrap_err().line, 3);
-    assert_eq!(parse(b"v=0\ns=-\na=rtcp:x\n").unwrap_err().line, 3);
-    assert_eq!(parse(b"v=0\ns=-\na=rtcp:9 IN IP4\n").unwrap_err().line, 3);
-    assert_eq!(
-        parse(b"v=0\ns=-\no=- 1 IN IP4 1.2.3.4\n").unwrap_err().line,
-        3
-    );
-    assert_eq!(parse(b"v=0\ns=-\nA=x\n").unwrap_err().line, 3);
-    assert_eq!(parse(b"v=0\ns=-\na=x\x01y\n").unwrap_err().line, 3);
-    assert_eq!(parse(b"v=0\ns=-\na=x\ry\n").unwrap_err().line, 3);
-    assert_eq!(parse(b"v=0\ns=-\n\na=\xff\n").unwrap_err().line, 4);
+fn errors_carry_line_numbers_and_kinds() {
+    use SdpErrorKind::*;
+    let cases: &[(&[u8], usize, SdpErrorKind)] = &[
+        (b"", 1, Empty),
+        (b"o=- 1 2 IN IP4 1.2.3.4\n", 1, MissingVersion),
+        (b"v=1\n", 1, MissingVersion),
+        (b"v=0\r\ns=-\r\ngarbage\r\n", 3, BadLine),
+        (b"v=0\ns=-\nc=IN IP4 999.1.1.1\n", 3, BadConnection),
+        (b"v=0\ns=-\nc=IN IP6 1.1.1.1\n", 3, BadConnection),
+        (b"v=0\ns=-\nm=audio 70000 RTP/AVP 0\n", 3, BadMedia),
+        (b"v=0\ns=-\nm=audio\n", 3, BadMedia),
+        (b"v=0\ns=-\na=rtcp:x\n", 3, BadAttribute),
+        (b"v=0\ns=-\na=rtcp:9 IN IP4\n", 3, BadAttribute),
+        (b"v=0\ns=-\no=- 1 IN IP4 1.2.3.4\n", 3, BadOrigin),
+        (b"v=0\ns=-\nA=x\n", 3, BadLine),
+        (b"v=0\ns=-\na=x\x01y\n", 3, ControlCharacter),
+        (b"v=0\ns=-\na=x\ry\n", 3, ControlCharacter),
+        (b"v=0\ns=-\n\na=\xff\n", 4, NotUtf8),
+    ];
+    for (body, line, kind) in cases {
+        let e = parse(body).unwrap_err();
+        assert_eq!((e.line, e.kind), (*line, *kind), "{e}");
+        assert!(!e.reason.is_empty());
+    }
 }
 
 #[test]
@@ -69,6 +66,7 @@ fn line_cap() {
     }
     let e = parse(body.as_bytes()).unwrap_err();
     assert_eq!(e.line, MAX_LINES + 1);
+    assert_eq!(e.kind, SdpErrorKind::TooManyLines);
 }
 
 #[test]

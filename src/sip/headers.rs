@@ -229,18 +229,18 @@ impl fmt::Display for CSeq {
     }
 }
 
-fn skip_ws(s: &str) -> &str {
+pub(super) fn skip_ws(s: &str) -> &str {
     s.trim_start_matches([' ', '\t'])
 }
 
 /// Splits off the longest prefix of token characters.
-fn take_token(s: &str) -> (&str, &str) {
+pub(super) fn take_token(s: &str) -> (&str, &str) {
     let end = s.bytes().position(|b| !is_token_char(b)).unwrap_or(s.len());
     (s.get(..end).unwrap_or(""), s.get(end..).unwrap_or(""))
 }
 
 /// `s` starts with `"`: index just past the closing quote, honouring quoted-pairs.
-fn quoted_end(s: &str) -> Option<usize> {
+pub(super) fn quoted_end(s: &str) -> Option<usize> {
     let b = s.as_bytes();
     if b.first() != Some(&b'"') {
         return None;
@@ -293,7 +293,7 @@ fn parse_angle(display: Option<String>, s: &str) -> Option<NameAddr> {
 
 /// `*( SEMI generic-param )` with optional LWS around `;` and `=`; values are tokens, hosts
 /// (IPv6 with or without brackets) or quoted strings, kept as written.
-fn parse_params(s: &str) -> Option<Params> {
+pub(super) fn parse_params(s: &str) -> Option<Params> {
     let mut params = Params::default();
     let mut rest = skip_ws(s);
     while !rest.is_empty() {

@@ -236,6 +236,46 @@ fn valid_chars(s: &str, ok: fn(u8) -> bool) -> bool {
     true
 }
 
+/// Decodes the `%HH` escapes of a URI component (RFC 3986 §2.1). `None` on a malformed escape
+/// or when the decoded bytes are not UTF-8.
+pub(crate) fn percent_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while let Some(&c) = b.get(i) {
+        if c == b'%' {
+            let hi = b.get(i + 1).copied().and_then(hex_value)?;
+            let lo = b.get(i + 2).copied().and_then(hex_value)?;
+            out.push(hi << 4 | lo);
+            i += 3;
+        } else {
+            out.push(c);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+fn hex_value(b: u8) -> Option<u8> {
+    char::from(b)
+        .to_digit(16)
+        .and_then(|d| u8::try_from(d).ok())
+}
+
+/// Escapes a URI header value (`hvalue`, RFC 3261 §25.1): everything but unreserved and
+/// `hnv-unreserved` characters becomes `%HH`, so `;`, `=`, `@`, `&` and `%` are always escaped.
+pub(crate) fn percent_encode_hvalue(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if is_unreserved(b) || matches!(b, b'[' | b']' | b'/' | b'?' | b':' | b'+' | b'$') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// A hostname or IPv4 address (letters, digits, `-`, `.`, and `_` leniently).
 pub(crate) fn is_hostname(s: &str) -> bool {
     !s.is_empty()
@@ -445,6 +485,23 @@ mod tests {
             Uri::parse("SIP:alice@example.com"),
             Some(Uri::Sip(_))
         ));
+    }
+
+    #[test]
+    fn percent_escapes() {
+        assert_eq!(
+            percent_decode("12345%40192.168.118.3%3bto-tag%3D1").as_deref(),
+            Some("12345@192.168.118.3;to-tag=1")
+        );
+        assert_eq!(percent_decode("plain").as_deref(), Some("plain"));
+        for bad in ["%", "%4", "%4g", "%+1", "%ff"] {
+            assert_eq!(percent_decode(bad), None, "{bad}");
+        }
+        let raw = "a@b;to-tag=x y&%\"[]/?:+$";
+        let enc = percent_encode_hvalue(raw);
+        assert_eq!(enc, "a%40b%3Bto-tag%3Dx%20y%26%25%22[]/?:+$");
+        assert_eq!(percent_decode(&enc).as_deref(), Some(raw));
+        assert!(valid_chars(&enc, is_header_char));
     }
 
     #[test]
