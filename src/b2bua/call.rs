@@ -1,0 +1,167 @@
+//! Setting up a session: both legs built from the initial request, the request sent on leg B.
+
+#[allow(unused_imports)]
+use super::*;
+
+impl Border {
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn start_session(
+        &mut self,
+        now: Instant,
+        kind: Kind,
+        msg: Message,
+        stx: ServerTxId,
+        in_flow: Flow,
+        in_party: Party,
+        out_flow: Flow,
+        out_party: Party,
+    ) {
+        let method = msg.method().cloned().unwrap_or(Method::Invite);
+        let sid = self.next_session;
+        self.next_session += 1;
+        let toward_peer = matches!(out_party, Party::Peer(_));
+        let public = hiding::public_domain(&self.cfg).to_string();
+        let peer_domains = match out_party {
+            Party::Peer(p) => self.cfg.realms[out_flow.realm].peers[p].domains.clone(),
+            Party::Core => self.cfg.home_domains.clone(),
+        };
+        let target = request_uri(&msg)
+            .cloned()
+            .unwrap_or(Uri::Other(String::new()));
+        let callee_domain = target
+            .as_sip()
+            .map(|u| u.host_bare())
+            .unwrap_or_else(|| public.clone());
+
+        let a_flow = if in_flow.reliable() {
+            in_flow
+        } else {
+            self.party_flow(in_flow.realm, in_party).unwrap_or(in_flow)
+        };
+        let leg_a = Leg {
+            realm: in_flow.realm,
+            party: in_party,
+            flow: a_flow,
+            call_id: msg.headers.get("Call-ID").unwrap_or_default().to_string(),
+            local_tag: self.token(10),
+            remote_tag: tag_of(msg.headers.get("From")),
+            local_uri: hiding::identity_for_leg(
+                msg.headers.get("To").unwrap_or_default(),
+                false,
+                &[],
+                &public,
+            ),
+            remote_uri: hiding::identity_for_leg(
+                msg.headers.get("From").unwrap_or_default(),
+                false,
+                &[],
+                &public,
+            ),
+            local_cseq: 0,
+            remote_cseq: cseq_of(&msg).map(|c| c.seq),
+            remote_target: contact_uri(&msg),
+            route_set: msg
+                .headers
+                .values("Record-Route")
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+        };
+        let (from_domains, from_public) = (self.cfg.home_domains.clone(), public.clone());
+        let leg_b = Leg {
+            realm: out_flow.realm,
+            party: out_party,
+            flow: out_flow,
+            call_id: self.token(16),
+            local_tag: self.token(10),
+            remote_tag: None,
+            local_uri: hiding::identity_for_leg(
+                msg.headers.get("From").unwrap_or_default(),
+                toward_peer,
+                &from_domains,
+                &from_public,
+            ),
+            remote_uri: hiding::identity_for_leg(
+                msg.headers.get("To").unwrap_or_default(),
+                toward_peer,
+                &peer_domains,
+                &callee_domain,
+            ),
+            local_cseq: 0,
+            remote_cseq: None,
+            remote_target: None,
+            route_set: Vec::new(),
+        };
+        let mut out_uri = target.clone();
+        if let Uri::Sip(u) = &mut out_uri {
+            u.params.retain(|(n, _)| !n.eq_ignore_ascii_case("maddr"));
+        }
+        let mut sess = Session {
+            kind,
+            state: State::Early,
+            legs: [leg_a, leg_b],
+            initial: msg,
+            invite_stx: Some(stx),
+            invite_ctx: None,
+            invite_b: None,
+            got_provisional: false,
+            cancel_pending: false,
+            cancelled: false,
+            awaiting_ack: None,
+            last_ack: None,
+            rseq: Vec::new(),
+            next_rseq: [1, 1],
+            timer_c_at: None,
+            last_activity: now,
+            icid: self.token(16),
+            media: CallMedia::default(),
+        };
+        let mut req = self.build_request(&mut sess, 1, method, Some(out_uri), None);
+        if let Err(e) = self.anchor_msg(&mut sess, 0, &mut req) {
+            let initial = sess.initial.clone();
+            let legs = self.leg_realms(&sess);
+            self.anchoring.release(&mut sess.media, legs);
+            return self.reply(now, stx, &initial, anchor_status(&e), None);
+        }
+        let dest = sess.legs[1].flow;
+        self.dialogs.insert(
+            (sess.legs[0].call_id.clone(), sess.legs[0].local_tag.clone()),
+            (sid, 0),
+        );
+        self.dialogs.insert(
+            (sess.legs[1].call_id.clone(), sess.legs[1].local_tag.clone()),
+            (sid, 1),
+        );
+        self.invites.insert(stx, sid);
+        let ctx = self.tx.send_request(now, &req, dest);
+        sess.invite_ctx = Some(ctx);
+        sess.invite_b = Some(req);
+        self.pending.insert(
+            ctx,
+            Pending {
+                session: sid,
+                side: 1,
+                kind: PendingKind::Initial,
+            },
+        );
+        if kind == Kind::Invite {
+            self.stats.calls_started += 1;
+            let at = now + self.cfg.sip.timer_c;
+            sess.timer_c_at = Some(at);
+            self.timers.insert((at, sid, SessTimer::TimerC));
+        }
+        self.active += 1;
+        for leg in &sess.legs {
+            if let Party::Peer(p) = leg.party {
+                *self.peer_active.entry((leg.realm, p)).or_default() += 1;
+            }
+        }
+        self.sessions.insert(sid, sess);
+        self.arm_idle(now, sid);
+    }
+
+    pub(super) fn arm_idle(&mut self, now: Instant, sid: u64) {
+        let at = now + self.cfg.sip.dialog_idle_timeout;
+        self.timers.insert((at, sid, SessTimer::Idle));
+    }
+}

@@ -1,0 +1,77 @@
+//! CANCEL of an initial INVITE (RFC 3261 §9): answered at once, relayed once leg B may be
+//! cancelled (after its first provisional).
+
+#[allow(unused_imports)]
+use super::*;
+
+impl Border {
+    pub(super) fn on_cancel(&mut self, now: Instant, msg: &Message, stx: ServerTxId) {
+        let Some(sid) = self
+            .tx
+            .invite_for_cancel(msg)
+            .and_then(|inv| self.invites.get(&inv).copied())
+        else {
+            return self.reply(now, stx, msg, 481, None);
+        };
+        self.reply(now, stx, msg, 200, None);
+        let Some(sess) = self.sessions.get_mut(&sid) else {
+            return;
+        };
+        let Some(invite_stx) = sess.invite_stx else {
+            return;
+        };
+        if sess.cancelled || !self.tx.server_pending(invite_stx) {
+            return;
+        }
+        sess.cancelled = true;
+        let initial = sess.initial.clone();
+        self.reply_in_session(now, sid, invite_stx, &initial, 487);
+        let sess = self.sessions.get_mut(&sid).expect("looked up above");
+        if sess.got_provisional {
+            self.send_cancel(now, sid);
+        } else {
+            // RFC 3261 §9.1: no CANCEL before a provisional response has arrived.
+            sess.cancel_pending = true;
+        }
+    }
+
+    pub(super) fn send_cancel(&mut self, now: Instant, sid: u64) {
+        let Some(sess) = self.sessions.get_mut(&sid) else {
+            return;
+        };
+        sess.cancel_pending = false;
+        let (Some(invite), Some(ctx)) = (&sess.invite_b, sess.invite_ctx) else {
+            return;
+        };
+        if !self.tx.client_pending(ctx) {
+            return;
+        }
+        let mut headers = Headers::default();
+        if let Some(v) = invite.headers.values("Via").first() {
+            headers.push("Via", *v);
+        }
+        for h in ["Max-Forwards", "From", "To", "Call-ID"] {
+            if let Some(v) = invite.headers.get(h) {
+                headers.push(h, v);
+            }
+        }
+        if let Some(c) = cseq_of(invite) {
+            headers.push("CSeq", format!("{} CANCEL", c.seq));
+        }
+        for r in invite.headers.lines("Route") {
+            headers.push("Route", r);
+        }
+        let cancel = Message {
+            start: StartLine::Request {
+                method: Method::Cancel,
+                uri: request_uri(invite)
+                    .cloned()
+                    .unwrap_or(Uri::Other(String::new())),
+            },
+            headers,
+            body: Vec::new(),
+        };
+        let dest = sess.legs[1].flow;
+        self.send_local(now, sid, 1, &cancel, dest);
+    }
+}

@@ -1,0 +1,258 @@
+//! Input: source screening, parsing, the transaction layer, then the first decision on a
+//! new request (extensions, scheme, method policy, routing, limits) before a session exists.
+
+#[allow(unused_imports)]
+use super::*;
+
+impl Border {
+    /// Option tags in `Require` and `Proxy-Require` that are not in `sip.extensions`, in the
+    /// order they appear, each once.
+    pub(super) fn unsupported_options(&self, msg: &Message) -> Vec<String> {
+        let mut unknown: Vec<String> = Vec::new();
+        for header in ["Require", "Proxy-Require"] {
+            for v in msg.headers.values(header) {
+                let tag = v.trim();
+                if tag.is_empty()
+                    || self
+                        .cfg
+                        .sip
+                        .extensions
+                        .iter()
+                        .any(|e| e.eq_ignore_ascii_case(tag))
+                    || unknown.iter().any(|u| u.eq_ignore_ascii_case(tag))
+                {
+                    continue;
+                }
+                unknown.push(tag.to_string());
+            }
+        }
+        unknown
+    }
+
+    // === Input ===
+
+    pub fn handle_input(&mut self, now: Instant, input: Inbound<'_>) {
+        let Some(party) = self.classify(input.realm, input.remote.ip()) else {
+            // Scanners learn nothing: no answer at all. The log says why, for whoever is
+            // setting up a client and wonders where its request went.
+            self.stats.dropped_unknown_source += 1;
+            tracing::debug!(
+                realm = %self.cfg.realms.get(input.realm).map_or("?", |r| r.name.as_str()),
+                source = %input.remote,
+                "dropped: not a configured core or partner address"
+            );
+            return;
+        };
+        if input.bytes.iter().all(|b| matches!(b, b'\r' | b'\n' | 0)) {
+            return; // RFC 5626 keepalive
+        }
+        let flow = Flow {
+            realm: input.realm,
+            transport: input.transport,
+            remote: input.remote,
+        };
+        match parse_message(input.bytes, &self.limits) {
+            Ok(msg) if msg.is_request() => self.on_request(now, msg, flow, party),
+            Ok(msg) => self.on_response(now, msg),
+            Err(e) => self.on_malformed(e, flow),
+        }
+        self.drain_tx_events(now);
+    }
+
+    pub(super) fn classify(&self, realm: usize, ip: IpAddr) -> Option<Party> {
+        let r = self.cfg.realms.get(realm)?;
+        match r.kind {
+            RealmKind::Home => r.core_sources.contains(&ip).then_some(Party::Core),
+            RealmKind::Peer => r
+                .peers
+                .iter()
+                .position(|p| p.sources.contains(&ip))
+                .map(Party::Peer),
+        }
+    }
+
+    pub(super) fn on_malformed(&mut self, e: ParseError, flow: Flow) {
+        let answerable = e.is_request
+            && ["Via", "From", "To", "Call-ID", "CSeq"]
+                .iter()
+                .all(|h| e.headers.contains(h));
+        let Some(via) = e
+            .headers
+            .get("Via")
+            .and_then(Via::parse)
+            .filter(|_| answerable)
+        else {
+            self.stats.dropped_malformed += 1;
+            return;
+        };
+        self.stats.rejected_malformed += 1;
+        let status = e.kind.status();
+        let mut headers = Headers::default();
+        for v in e.headers.values("Via") {
+            headers.push("Via", v);
+        }
+        for h in ["From", "To", "Call-ID", "CSeq"] {
+            if let Some(v) = e.headers.get(h) {
+                headers.push(h, v);
+            }
+        }
+        let reason: String = e
+            .reason
+            .chars()
+            .filter(|c| c.is_ascii_graphic() || *c == ' ')
+            .collect();
+        let resp = Message {
+            start: StartLine::Response {
+                status,
+                reason: if reason.is_empty() {
+                    reason_phrase(status).to_string()
+                } else {
+                    reason
+                },
+            },
+            headers,
+            body: Vec::new(),
+        };
+        let flow = response_flow(flow, &via);
+        self.transmits.push_back(Transmit {
+            flow,
+            bytes: resp.to_bytes(),
+        });
+    }
+
+    pub(super) fn on_request(&mut self, now: Instant, msg: Message, flow: Flow, party: Party) {
+        let Some(via) = msg.headers.get("Via").and_then(Via::parse) else {
+            self.stats.dropped_malformed += 1;
+            return;
+        };
+        let rflow = response_flow(flow, &via);
+        match self.tx.on_request(now, &msg, rflow) {
+            RequestDisposition::Absorbed => {}
+            RequestDisposition::AckFor2xx(stx) => self.on_ack(now, &msg, stx, flow),
+            RequestDisposition::New(stx) => self.on_new_request(now, msg, stx, flow, party),
+        }
+    }
+
+    pub(super) fn on_new_request(
+        &mut self,
+        now: Instant,
+        msg: Message,
+        stx: ServerTxId,
+        flow: Flow,
+        party: Party,
+    ) {
+        let Some(method) = msg.method().cloned() else {
+            return;
+        };
+        let max_forwards = msg
+            .headers
+            .get("Max-Forwards")
+            .and_then(|v| v.trim().parse::<u32>().ok());
+        if method == Method::Cancel {
+            return self.on_cancel(now, &msg, stx);
+        }
+        if method != Method::Ack {
+            let unknown = self.unsupported_options(&msg);
+            if !unknown.is_empty() {
+                // RFC 3261 §8.2.2.3 / §16.3: refuse what neither leg could honour, naming it.
+                return self.reply(
+                    now,
+                    stx,
+                    &msg,
+                    420,
+                    Some(("Unsupported", unknown.join(", "))),
+                );
+            }
+        }
+        if let Some(tag) = tag_of(msg.headers.get("To")) {
+            if max_forwards == Some(0) {
+                return self.reply(now, stx, &msg, 483, None);
+            }
+            return self.on_in_dialog(now, msg, stx, &tag, flow);
+        }
+        if request_uri(&msg).is_some_and(|u| !understood_scheme(u)) {
+            // RFC 3261 §8.2.2.1: a scheme the border cannot route is 416, not 404.
+            return self.reply(now, stx, &msg, 416, None);
+        }
+        let to_border = request_uri(&msg)
+            .and_then(Uri::as_sip)
+            .is_some_and(|u| u.user.is_none());
+        if method == Method::Options && (matches!(party, Party::Peer(_)) || to_border) {
+            return self.reply_options(now, stx, &msg);
+        }
+        if max_forwards == Some(0) {
+            return self.reply(now, stx, &msg, 483, None);
+        }
+        if let Party::Peer(p) = party {
+            let peer = &self.cfg.realms[flow.realm].peers[p];
+            if !peer
+                .allowed_methods
+                .iter()
+                .any(|m| m.eq_ignore_ascii_case(method.as_str()))
+            {
+                let allow = peer.allowed_methods.join(", ");
+                return self.reply(now, stx, &msg, 405, Some(("Allow", allow)));
+            }
+        }
+        let kind = match method {
+            Method::Invite => Kind::Invite,
+            Method::Subscribe | Method::Refer => Kind::Subscribe,
+            Method::Message | Method::Options | Method::Notify | Method::Publish => {
+                Kind::Standalone
+            }
+            Method::Register => return self.reply(now, stx, &msg, 403, None),
+            Method::Ack | Method::Cancel => return,
+            Method::Bye | Method::Prack | Method::Update | Method::Info => {
+                return self.reply(now, stx, &msg, 481, None)
+            }
+            Method::Other(_) => return self.reply(now, stx, &msg, 501, None),
+        };
+        if method == Method::Invite {
+            self.reply(now, stx, &msg, 100, None);
+        }
+        let from_home = self.cfg.realms[flow.realm].kind == RealmKind::Home;
+        let Some(target) = request_uri(&msg).cloned() else {
+            return;
+        };
+        let route = self.router.route(&self.cfg, from_home, &target);
+        let (out_realm, out_party, next_hop) = match route {
+            Route::NotFound => return self.reply(now, stx, &msg, 404, None),
+            Route::Peer {
+                realm,
+                peer,
+                next_hop,
+            } => (realm, Party::Peer(peer), next_hop),
+            Route::Home { realm, next_hop } => (realm, Party::Core, next_hop),
+        };
+        if kind == Kind::Invite && self.over_limit(flow.realm, party, out_realm, out_party) {
+            let retry = ("Retry-After", "5".to_string());
+            return self.reply(now, stx, &msg, 503, Some(retry));
+        }
+        let out_flow = Flow {
+            realm: out_realm,
+            transport: next_hop.transport,
+            remote: next_hop.addr,
+        };
+        self.start_session(now, kind, msg, stx, flow, party, out_flow, out_party);
+    }
+
+    pub(super) fn over_limit(
+        &self,
+        in_realm: usize,
+        in_party: Party,
+        out_realm: usize,
+        out: Party,
+    ) -> bool {
+        if self.active_sessions() >= self.cfg.sip.max_calls {
+            return true;
+        }
+        let peer_limit = |realm: usize, party: Party| match party {
+            Party::Peer(p) => {
+                let used = self.peer_active.get(&(realm, p)).copied().unwrap_or(0);
+                used >= self.cfg.realms[realm].peers[p].max_calls
+            }
+            Party::Core => false,
+        };
+        peer_limit(in_realm, in_party) || peer_limit(out_realm, out)
+    }
+}

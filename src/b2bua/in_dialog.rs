@@ -1,0 +1,144 @@
+//! Requests inside an established dialog relayed to the other leg, and the ACK of a 2xx.
+
+#[allow(unused_imports)]
+use super::*;
+
+impl Border {
+    pub(super) fn on_in_dialog(
+        &mut self,
+        now: Instant,
+        msg: Message,
+        stx: ServerTxId,
+        tag: &str,
+        flow: Flow,
+    ) {
+        let call_id = msg.headers.get("Call-ID").unwrap_or_default().to_string();
+        let Some(&(sid, side)) = self.dialogs.get(&(call_id, tag.to_string())) else {
+            return self.reply(now, stx, &msg, 481, None);
+        };
+        let method = msg.method().cloned().unwrap_or(Method::Invite);
+        let Some(sess) = self.sessions.get_mut(&sid) else {
+            return self.reply(now, stx, &msg, 481, None);
+        };
+        if sess.state == State::Ended || sess.legs[side].realm != flow.realm {
+            return self.reply(now, stx, &msg, 481, None);
+        }
+        let seq = cseq_of(&msg).map(|c| c.seq).unwrap_or(0);
+        if let Some(prev) = sess.legs[side].remote_cseq {
+            if seq <= prev {
+                // RFC 3261 §12.2.2: out-of-order dialog request.
+                return self.reply(now, stx, &msg, 500, None);
+            }
+        }
+        sess.legs[side].remote_cseq = Some(seq);
+        sess.last_activity = now;
+        if matches!(
+            method,
+            Method::Invite | Method::Update | Method::Subscribe | Method::Notify | Method::Refer
+        ) {
+            if let Some(c) = contact_uri(&msg) {
+                sess.legs[side].remote_target = Some(c);
+            }
+        }
+        if sess.legs[side].remote_tag.is_none() {
+            sess.legs[side].remote_tag = tag_of(msg.headers.get("From"));
+        }
+        if method == Method::Invite {
+            self.reply(now, stx, &msg, 100, None);
+        }
+        let other = 1 - side;
+        let sess = self.sessions.get_mut(&sid).expect("looked up above");
+        // PRACK names the reliable provisional by its RSeq, which differs per leg.
+        let rack = if method == Method::Prack {
+            let mapped = msg
+                .headers
+                .get("RAck")
+                .and_then(|v| v.split_whitespace().next()?.parse::<u32>().ok())
+                .and_then(|r| {
+                    sess.rseq
+                        .iter()
+                        .find(|m| m.side == side && m.ours == r)
+                        .map(|m| format!("{} {} INVITE", m.theirs, m.their_cseq))
+                });
+            match mapped {
+                Some(r) => Some(r),
+                None => return self.reply(now, stx, &msg, 481, None),
+            }
+        } else {
+            None
+        };
+        if method == Method::Bye {
+            sess.state = State::Terminating;
+        }
+        let Some(built) = self.with_session(sid, |this, sess| {
+            let mut req = this.build_request(sess, other, method.clone(), None, Some(&msg));
+            this.anchor_msg(sess, side, &mut req).map(|()| req)
+        }) else {
+            return;
+        };
+        let mut req = match built {
+            Ok(req) => req,
+            Err(e) => return self.reply(now, stx, &msg, anchor_status(&e), None),
+        };
+        if let Some(r) = rack {
+            req.headers.set("RAck", r);
+        }
+        let dest = self.leg_dest(&self.sessions[&sid].legs[other]);
+        let ctx = self.tx.send_request(now, &req, dest);
+        self.pending.insert(
+            ctx,
+            Pending {
+                session: sid,
+                side: other,
+                kind: PendingKind::Relay {
+                    stx,
+                    request: Box::new(msg),
+                    out_cseq: cseq_of(&req).map(|c| c.seq).unwrap_or(0),
+                },
+            },
+        );
+    }
+
+    pub(super) fn on_ack(
+        &mut self,
+        now: Instant,
+        msg: &Message,
+        _stx: Option<ServerTxId>,
+        flow: Flow,
+    ) {
+        let call_id = msg.headers.get("Call-ID").unwrap_or_default().to_string();
+        let Some(tag) = tag_of(msg.headers.get("To")) else {
+            return;
+        };
+        let Some(&(sid, side)) = self.dialogs.get(&(call_id, tag)) else {
+            return;
+        };
+        let Some(sess) = self.sessions.get_mut(&sid) else {
+            return;
+        };
+        if sess.legs[side].realm != flow.realm {
+            return;
+        }
+        sess.last_activity = now;
+        let Some(wait) = sess.awaiting_ack.clone() else {
+            return; // a retransmitted ACK: already relayed
+        };
+        if wait.from_side != side {
+            return;
+        }
+        sess.awaiting_ack = None;
+        self.tx.confirm_2xx(now, wait.stx);
+        let out = 1 - side;
+        self.with_session(sid, |this, sess| {
+            let mut ack = this.build_ack(sess, out, wait.out_cseq, msg);
+            if this.anchor_msg(sess, side, &mut ack).is_err() {
+                ack.body.clear();
+                ack.headers.remove("Content-Type");
+            }
+            this.anchoring.open_gates(&mut sess.media);
+            let dest = this.leg_dest(&sess.legs[out]);
+            this.tx.send_stateless(&ack, dest);
+            sess.last_ack = Some((wait.ctx, ack, dest));
+        });
+    }
+}

@@ -1,0 +1,220 @@
+//! Responses on leg B (or on either leg for relayed requests): dialog state from 1xx/2xx,
+//! relay to the other leg, 2xx retransmissions and forked 2xx (RFC 3261 §13.2.2.4).
+
+#[allow(unused_imports)]
+use super::*;
+
+impl Border {
+    // === Responses ===
+
+    pub(super) fn on_response(&mut self, now: Instant, msg: Message) {
+        match self.tx.on_response(now, &msg) {
+            ResponseDisposition::Absorbed => {}
+            ResponseDisposition::Retransmitted2xx(ctx) => {
+                self.on_2xx_retransmission(now, ctx, &msg)
+            }
+            ResponseDisposition::Deliver(ctx) => self.on_client_response(now, ctx, msg),
+        }
+    }
+
+    pub(super) fn on_2xx_retransmission(&mut self, now: Instant, ctx: ClientTxId, msg: &Message) {
+        let Some(p) = self.pending.get(&ctx) else {
+            return;
+        };
+        let (sid, side, initial) = (p.session, p.side, matches!(p.kind, PendingKind::Initial));
+        let Some(sess) = self.sessions.get(&sid) else {
+            return;
+        };
+        let tag = tag_of(msg.headers.get("To"));
+        if initial && tag.is_some() && tag != sess.legs[side].remote_tag {
+            // Another branch of a forked INVITE answered too: that dialog is not wanted.
+            return self.ack_and_bye_fork(now, sid, side, msg);
+        }
+        if let Some((id, ack, dest)) = &sess.last_ack {
+            if *id == ctx {
+                let (ack, dest) = (ack.clone(), *dest);
+                self.tx.send_stateless(&ack, dest);
+            }
+        }
+    }
+
+    /// RFC 3261 §13.2.2.4: a 2xx from a second branch is ACKed and its dialog ended with BYE.
+    pub(super) fn ack_and_bye_fork(&mut self, now: Instant, sid: u64, side: usize, resp: &Message) {
+        let Some(sess) = self.sessions.get(&sid) else {
+            return;
+        };
+        let mut fork = sess.clone();
+        let leg = &mut fork.legs[side];
+        leg.remote_tag = tag_of(resp.headers.get("To"));
+        leg.remote_target = contact_uri(resp);
+        leg.route_set = uac_route_set(resp);
+        let cseq = cseq_of(resp).map(|c| c.seq).unwrap_or(1);
+        leg.local_cseq = cseq;
+        let ack = self.build_ack(&mut fork, side, cseq, &Message::empty_request());
+        let dest = self.leg_dest(&fork.legs[side]);
+        self.tx.send_stateless(&ack, dest);
+        let bye = self.build_request(&mut fork, side, Method::Bye, None, None);
+        self.send_local(now, sid, side, &bye, dest);
+    }
+
+    pub(super) fn on_client_response(&mut self, now: Instant, ctx: ClientTxId, msg: Message) {
+        let Some(status) = msg.status() else { return };
+        let Some(p) = self.pending.get(&ctx) else {
+            return;
+        };
+        let (sid, side) = (p.session, p.side);
+        let kind = p.kind.clone();
+        let Some(sess) = self.sessions.get_mut(&sid) else {
+            return;
+        };
+        sess.last_activity = now;
+        if status > 100 && status < 300 {
+            let leg = &mut sess.legs[side];
+            let initial = matches!(kind, PendingKind::Initial);
+            // RFC 3261 §12.1.2: the 2xx fixes the dialog. A forked INVITE may have produced an
+            // early dialog with another branch first; the answering one wins.
+            let confirms = initial && status >= 200;
+            if leg.remote_tag.is_none() || confirms {
+                leg.remote_tag = tag_of(msg.headers.get("To"));
+            }
+            if let Some(c) = contact_uri(&msg) {
+                leg.remote_target = Some(c);
+            }
+            if initial && (leg.route_set.is_empty() || confirms) {
+                leg.route_set = uac_route_set(&msg);
+            }
+        }
+        match kind {
+            PendingKind::Local => {}
+            PendingKind::Initial => self.on_initial_response(now, sid, ctx, status, msg),
+            PendingKind::Relay {
+                stx,
+                request,
+                out_cseq,
+            } => self.on_relay_response(now, sid, side, ctx, stx, &request, out_cseq, msg),
+        }
+    }
+
+    pub(super) fn on_initial_response(
+        &mut self,
+        now: Instant,
+        sid: u64,
+        ctx: ClientTxId,
+        status: u16,
+        msg: Message,
+    ) {
+        let sess = self.sessions.get_mut(&sid).expect("caller checked");
+        if status < 200 {
+            // Any provisional, 100 Trying included, lets a CANCEL follow (RFC 3261 §9.1).
+            sess.got_provisional = true;
+            if sess.cancel_pending {
+                return self.send_cancel(now, sid);
+            }
+            if sess.cancelled || status == 100 {
+                return;
+            }
+        }
+        let Some(stx) = sess.invite_stx else { return };
+        if sess.cancelled || !self.tx.server_pending(stx) {
+            // Leg A is already answered (CANCEL, timeout): a late 2xx on leg B is ACKed and
+            // hung up so the far side is not left with a half call.
+            if (200..300).contains(&status) && sess.kind == Kind::Invite {
+                self.ack_and_bye(now, sid, ctx, &msg);
+            }
+            if status >= 200 {
+                self.end(now, sid);
+            }
+            return;
+        }
+        let initial = sess.initial.clone();
+        let resp = self.relay_response(sid, 0, &initial, status, &msg);
+        self.tx.respond(now, stx, &resp);
+        let sess = self.sessions.get_mut(&sid).expect("caller checked");
+        match status {
+            200..=299 => {
+                sess.state = State::Confirmed;
+                sess.timer_c_at = None;
+                self.anchoring.open_gates(&mut sess.media);
+                if sess.kind == Kind::Invite {
+                    self.stats.calls_answered += 1;
+                    sess.awaiting_ack = Some(AwaitAck {
+                        from_side: 0,
+                        stx,
+                        ctx,
+                        out_cseq: cseq_of(&msg).map(|c| c.seq).unwrap_or(1),
+                    });
+                } else if sess.kind == Kind::Standalone {
+                    self.end(now, sid);
+                }
+            }
+            300..=699 => {
+                if sess.kind == Kind::Invite {
+                    self.stats.calls_failed += 1;
+                }
+                self.end(now, sid);
+            }
+            _ => {}
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn on_relay_response(
+        &mut self,
+        now: Instant,
+        sid: u64,
+        side: usize,
+        ctx: ClientTxId,
+        stx: ServerTxId,
+        request: &Message,
+        out_cseq: u32,
+        msg: Message,
+    ) {
+        let Some(status) = msg.status() else { return };
+        if status == 100 {
+            return;
+        }
+        let back = 1 - side;
+        let resp = self.relay_response(sid, back, request, status, &msg);
+        self.tx.respond(now, stx, &resp);
+        if status < 200 {
+            return;
+        }
+        let method = request.method().cloned().unwrap_or(Method::Invite);
+        let sess = self.sessions.get_mut(&sid).expect("caller checked");
+        match method {
+            Method::Invite if (200..300).contains(&status) => {
+                sess.awaiting_ack = Some(AwaitAck {
+                    from_side: back,
+                    stx,
+                    ctx,
+                    out_cseq,
+                });
+            }
+            Method::Bye => self.end(now, sid),
+            Method::Notify
+                if request.headers.get("Subscription-State").is_some_and(|s| {
+                    s.trim_start()
+                        .to_ascii_lowercase()
+                        .starts_with("terminated")
+                }) && sess.kind == Kind::Subscribe =>
+            {
+                self.end(now, sid)
+            }
+            _ => {}
+        }
+    }
+
+    pub(super) fn ack_and_bye(&mut self, now: Instant, sid: u64, ctx: ClientTxId, resp: &Message) {
+        let cseq = cseq_of(resp).map(|c| c.seq).unwrap_or(1);
+        let Some((bye, dest)) = self.with_session(sid, |this, sess| {
+            let ack = this.build_ack(sess, 1, cseq, &Message::empty_request());
+            let dest = this.leg_dest(&sess.legs[1]);
+            this.tx.send_stateless(&ack, dest);
+            sess.last_ack = Some((ctx, ack, dest));
+            (this.build_request(sess, 1, Method::Bye, None, None), dest)
+        }) else {
+            return;
+        };
+        self.send_local(now, sid, 1, &bye, dest);
+    }
+}

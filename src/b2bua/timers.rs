@@ -1,0 +1,167 @@
+//! Transaction events and the session timers (Timer C, dialog idle, reap), and the end of a
+//! session: teardown with BYE and Reason, release of media and limits.
+
+#[allow(unused_imports)]
+use super::*;
+
+impl Border {
+    // === Timers and transaction events ===
+
+    pub(super) fn drain_tx_events(&mut self, now: Instant) {
+        while let Some(ev) = self.tx.poll_event() {
+            match ev {
+                TxEvent::ClientTimeout(ctx) => {
+                    if let Some(p) = self.pending.remove(&ctx) {
+                        self.on_client_timeout(now, p);
+                    }
+                }
+                TxEvent::ClientTerminated(ctx) => {
+                    self.pending.remove(&ctx);
+                }
+                TxEvent::AckTimeout(stx) => {
+                    let found = self
+                        .sessions
+                        .iter()
+                        .find(|(_, s)| s.awaiting_ack.as_ref().is_some_and(|w| w.stx == stx))
+                        .map(|(id, _)| *id);
+                    if let Some(sid) = found {
+                        self.teardown(now, sid, Hangup::AckTimeout);
+                    }
+                }
+            }
+        }
+    }
+
+    pub(super) fn on_client_timeout(&mut self, now: Instant, p: Pending) {
+        let sid = p.session;
+        let Some(sess) = self.sessions.get(&sid) else {
+            return;
+        };
+        match p.kind {
+            PendingKind::Local => {}
+            PendingKind::Initial => {
+                let kind = sess.kind;
+                if let Some(stx) = sess.invite_stx {
+                    let initial = sess.initial.clone();
+                    self.reply_in_session(now, sid, stx, &initial, 408);
+                }
+                if kind == Kind::Invite {
+                    self.stats.calls_failed += 1;
+                }
+                self.end(now, sid);
+            }
+            PendingKind::Relay { stx, request, .. } => {
+                self.reply(now, stx, &request, 408, None);
+                if request.method() == Some(&Method::Bye) {
+                    self.end(now, sid);
+                }
+            }
+        }
+    }
+
+    pub(super) fn fire(&mut self, now: Instant, at: Instant, sid: u64, which: SessTimer) {
+        let Some(sess) = self.sessions.get(&sid) else {
+            return;
+        };
+        match which {
+            SessTimer::TimerC => {
+                if sess.timer_c_at != Some(at) || sess.state != State::Early {
+                    return;
+                }
+                if let Some(stx) = sess.invite_stx {
+                    let initial = sess.initial.clone();
+                    self.reply_in_session(now, sid, stx, &initial, 408);
+                }
+                self.send_cancel(now, sid);
+                self.stats.calls_failed += 1;
+                self.end(now, sid);
+            }
+            SessTimer::Idle => {
+                if sess.state == State::Ended {
+                    return;
+                }
+                let idle_until = sess.last_activity + self.cfg.sip.dialog_idle_timeout;
+                if idle_until > now {
+                    self.timers.insert((idle_until, sid, SessTimer::Idle));
+                } else {
+                    self.teardown(now, sid, Hangup::DialogIdle);
+                }
+            }
+            SessTimer::Reap => {
+                if sess.state != State::Ended {
+                    return;
+                }
+                let sess = self.sessions.remove(&sid).expect("looked up above");
+                for leg in &sess.legs {
+                    self.dialogs
+                        .remove(&(leg.call_id.clone(), leg.local_tag.clone()));
+                }
+                if let Some(stx) = sess.invite_stx {
+                    self.invites.remove(&stx);
+                }
+            }
+        }
+    }
+
+    /// Ends a session whose signalling is finished; its state lingers 64·T1 so that late
+    /// retransmissions still find it, then is freed.
+    pub(super) fn end(&mut self, now: Instant, sid: u64) {
+        if let Some(sess) = self.sessions.get_mut(&sid) {
+            if sess.state != State::Ended {
+                sess.state = State::Ended;
+                self.active -= 1;
+                for leg in &sess.legs {
+                    if let Party::Peer(p) = leg.party {
+                        if let Some(n) = self.peer_active.get_mut(&(leg.realm, p)) {
+                            *n -= 1;
+                        }
+                    }
+                }
+                let legs = [0, 1].map(|i| LegRealm {
+                    realm: sess.legs[i].realm,
+                    addr: self.cfg.realms[sess.legs[i].realm].media_address,
+                });
+                self.anchoring.release(&mut sess.media, legs);
+                let at = now + self.cfg.sip.t1 * 64;
+                self.timers.insert((at, sid, SessTimer::Reap));
+            }
+        }
+    }
+
+    /// Hangs up both legs (BYE on each confirmed dialog) and ends the session.
+    pub(super) fn teardown(&mut self, now: Instant, sid: u64, why: Hangup) {
+        let Some(sess) = self.sessions.get(&sid) else {
+            return;
+        };
+        if sess.state == State::Ended {
+            return;
+        }
+        tracing::info!(
+            call_id = %sess.legs[0].call_id,
+            "border hangs up the call: {}",
+            why.text()
+        );
+        let (state, kind) = (sess.state, sess.kind);
+        if (state == State::Confirmed || state == State::Terminating) && kind == Kind::Invite {
+            for side in 0..2 {
+                let Some((mut bye, dest)) = self.with_session(sid, |this, sess| {
+                    let bye = this.build_request(sess, side, Method::Bye, None, None);
+                    (bye, this.leg_dest(&sess.legs[side]))
+                }) else {
+                    return;
+                };
+                // RFC 3326: say why the border, not a user, ended the call.
+                bye.headers.push(
+                    "Reason",
+                    format!("SIP;cause={};text=\"{}\"", why.cause(), why.text()),
+                );
+                self.send_local(now, sid, side, &bye, dest);
+            }
+        } else if let Some(stx) = sess.invite_stx {
+            let initial = sess.initial.clone();
+            self.reply_in_session(now, sid, stx, &initial, 408);
+            self.send_cancel(now, sid);
+        }
+        self.end(now, sid);
+    }
+}
