@@ -10,7 +10,7 @@ use rand::Rng;
 use super::hiding::{self, copy_body, copy_screened, map_status, reason_phrase, Crossing};
 use super::media::AnchorError;
 use super::session::{self, Leg, Session};
-use super::{cseq_of, has_option, request_uri, tag_of, Border, Party};
+use super::{cseq_of, has_option, request_uri, tag_of, Border, Event, Party};
 use crate::config::{HeaderPolicy, Transport, Trust};
 use crate::sip::{Headers, Message, Method, NameAddr, StartLine, Uri, Via};
 use crate::transaction::{Flow, ServerTxId};
@@ -369,6 +369,45 @@ impl Border {
         resp
     }
 
+    /// Sends a response through its server transaction: the one place the border answers, so a
+    /// final answer is reported exactly once ([`Event::RequestAnswered`]).
+    pub(super) fn respond(&mut self, now: Instant, stx: ServerTxId, resp: &Message) {
+        let status = resp.status().unwrap_or(0);
+        if status >= 200 && self.tx.server_pending(stx) {
+            if let Some((method, realm, party)) = self.stx_origin.remove(&stx) {
+                let from = self.origin(realm, party);
+                self.emit(Event::RequestAnswered {
+                    method,
+                    status,
+                    from,
+                });
+            }
+        }
+        self.tx.respond(now, stx, resp);
+    }
+
+    /// Refuses a request by the border's own policy, reported as [`Event::Rejected`].
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn reject(
+        &mut self,
+        now: Instant,
+        stx: ServerTxId,
+        request: &Message,
+        status: u16,
+        extra: Option<(&str, String)>,
+        reason: super::RejectReason,
+        from: (usize, Party),
+    ) {
+        let ev = Event::Rejected {
+            method: request.method().cloned().unwrap_or(Method::Invite),
+            status,
+            reason,
+            from: self.origin(from.0, from.1),
+        };
+        self.emit(ev);
+        self.reply(now, stx, request, status, extra);
+    }
+
     /// Answers a request locally through its server transaction.
     pub(super) fn reply(
         &mut self,
@@ -383,7 +422,7 @@ impl Border {
         if let Some((name, value)) = extra {
             resp.headers.push(name, value);
         }
-        self.tx.respond(now, stx, &resp);
+        self.respond(now, stx, &resp);
     }
 
     /// Answers the initial request of a session with the To tag its leg 0 already uses, so a
@@ -397,7 +436,7 @@ impl Border {
         status: u16,
     ) {
         let resp = self.response_to(sid, 0, request, status);
-        self.tx.respond(now, stx, &resp);
+        self.respond(now, stx, &resp);
     }
 
     pub(super) fn reply_options(&mut self, now: Instant, stx: ServerTxId, request: &Message) {
@@ -409,7 +448,7 @@ impl Border {
         );
         resp.headers.push("Accept", "application/sdp");
         resp.headers.push("Supported", "100rel, timer");
-        self.tx.respond(now, stx, &resp);
+        self.respond(now, stx, &resp);
     }
 }
 

@@ -113,6 +113,9 @@ impl Border {
             next_rseq: [1, 1],
             timer_c_at: None,
             last_activity: now,
+            created: now,
+            answered_at: None,
+            ended_by: None,
             icid: self.token(16),
             media: CallMedia::default(),
         };
@@ -146,6 +149,12 @@ impl Border {
         );
         if kind == Kind::Invite {
             self.stats.calls_started += 1;
+            let ev = Event::CallStarted {
+                call_id: sess.legs[0].call_id.clone(),
+                from: self.origin(sess.legs[0].realm, sess.legs[0].party),
+                to: self.origin(sess.legs[1].realm, sess.legs[1].party),
+            };
+            self.emit(ev);
             let at = now + self.cfg.sip.timer_c;
             sess.timer_c_at = Some(at);
             self.timers.insert((at, sid, SessTimer::TimerC));

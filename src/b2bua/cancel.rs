@@ -24,7 +24,9 @@ impl Border {
             return;
         }
         sess.cancelled = true;
+        let call_id = sess.legs[0].call_id.clone();
         let initial = sess.initial.clone();
+        self.emit(Event::CallCancelled { call_id });
         self.reply_in_session(now, sid, invite_stx, &initial, 487);
         let sess = self.sessions.get_mut(&sid).expect("looked up above");
         if sess.got_provisional {

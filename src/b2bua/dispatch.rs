@@ -36,6 +36,12 @@ impl Border {
             // Scanners learn nothing: no answer at all. The log says why, for whoever is
             // setting up a client and wonders where its request went.
             self.stats.dropped_unknown_source += 1;
+            let realm = self.cfg.realms.get(input.realm);
+            self.emit(Event::Dropped {
+                reason: DropReason::UnknownSource,
+                realm: realm.map_or_else(String::new, |r| r.name.clone()),
+                source: input.remote,
+            });
             tracing::debug!(
                 realm = %self.cfg.realms.get(input.realm).map_or("?", |r| r.name.as_str()),
                 source = %input.remote,
@@ -71,6 +77,16 @@ impl Border {
         }
     }
 
+    pub(super) fn drop_malformed(&mut self, flow: Flow) {
+        self.stats.dropped_malformed += 1;
+        let realm = self.cfg.realms[flow.realm].name.clone();
+        self.emit(Event::Dropped {
+            reason: DropReason::Malformed,
+            realm,
+            source: flow.remote,
+        });
+    }
+
     pub(super) fn on_malformed(&mut self, e: ParseError, flow: Flow) {
         let answerable = e.is_request
             && ["Via", "From", "To", "Call-ID", "CSeq"]
@@ -82,11 +98,15 @@ impl Border {
             .and_then(Via::parse)
             .filter(|_| answerable)
         else {
-            self.stats.dropped_malformed += 1;
+            self.drop_malformed(flow);
             return;
         };
         self.stats.rejected_malformed += 1;
         let status = e.kind.status();
+        self.emit(Event::MalformedRejected {
+            status,
+            source: flow.remote,
+        });
         let mut headers = Headers::default();
         for v in e.headers.values("Via") {
             headers.push("Via", v);
@@ -122,7 +142,7 @@ impl Border {
 
     pub(super) fn on_request(&mut self, now: Instant, msg: Message, flow: Flow, party: Party) {
         let Some(via) = msg.headers.get("Via").and_then(Via::parse) else {
-            self.stats.dropped_malformed += 1;
+            self.drop_malformed(flow);
             return;
         };
         let rflow = response_flow(flow, &via);
@@ -148,31 +168,45 @@ impl Border {
             .headers
             .get("Max-Forwards")
             .and_then(|v| v.trim().parse::<u32>().ok());
+        if method != Method::Ack {
+            self.stx_origin
+                .insert(stx, (method.clone(), flow.realm, party));
+            let from = self.origin(flow.realm, party);
+            self.emit(Event::RequestReceived {
+                method: method.clone(),
+                from,
+            });
+        }
         if method == Method::Cancel {
             return self.on_cancel(now, &msg, stx);
         }
+        let who = (flow.realm, party);
         if method != Method::Ack {
             let unknown = self.unsupported_options(&msg);
             if !unknown.is_empty() {
                 // RFC 3261 §8.2.2.3 / §16.3: refuse what neither leg could honour, naming it.
-                return self.reply(
-                    now,
-                    stx,
-                    &msg,
-                    420,
-                    Some(("Unsupported", unknown.join(", "))),
-                );
+                let unsupported = Some(("Unsupported", unknown.join(", ")));
+                let why = RejectReason::UnsupportedExtension;
+                return self.reject(now, stx, &msg, 420, unsupported, why, who);
             }
         }
         if let Some(tag) = tag_of(msg.headers.get("To")) {
             if max_forwards == Some(0) {
-                return self.reply(now, stx, &msg, 483, None);
+                return self.reject(now, stx, &msg, 483, None, RejectReason::TooManyHops, who);
             }
             return self.on_in_dialog(now, msg, stx, &tag, flow);
         }
         if request_uri(&msg).is_some_and(|u| !understood_scheme(u)) {
             // RFC 3261 §8.2.2.1: a scheme the border cannot route is 416, not 404.
-            return self.reply(now, stx, &msg, 416, None);
+            return self.reject(
+                now,
+                stx,
+                &msg,
+                416,
+                None,
+                RejectReason::UnsupportedScheme,
+                who,
+            );
         }
         let to_border = request_uri(&msg)
             .and_then(Uri::as_sip)
@@ -181,7 +215,7 @@ impl Border {
             return self.reply_options(now, stx, &msg);
         }
         if max_forwards == Some(0) {
-            return self.reply(now, stx, &msg, 483, None);
+            return self.reject(now, stx, &msg, 483, None, RejectReason::TooManyHops, who);
         }
         if let Party::Peer(p) = party {
             let peer = &self.cfg.realms[flow.realm].peers[p];
@@ -191,7 +225,8 @@ impl Border {
                 .any(|m| m.eq_ignore_ascii_case(method.as_str()))
             {
                 let allow = peer.allowed_methods.join(", ");
-                return self.reply(now, stx, &msg, 405, Some(("Allow", allow)));
+                let why = RejectReason::MethodNotAllowed;
+                return self.reject(now, stx, &msg, 405, Some(("Allow", allow)), why, who);
             }
         }
         let kind = match method {
@@ -200,7 +235,10 @@ impl Border {
             Method::Message | Method::Options | Method::Notify | Method::Publish => {
                 Kind::Standalone
             }
-            Method::Register => return self.reply(now, stx, &msg, 403, None),
+            Method::Register => {
+                let why = RejectReason::RegisterNotServed;
+                return self.reject(now, stx, &msg, 403, None, why, who);
+            }
             Method::Ack | Method::Cancel => return,
             Method::Bye | Method::Prack | Method::Update | Method::Info => {
                 return self.reply(now, stx, &msg, 481, None)
@@ -216,7 +254,9 @@ impl Border {
         };
         let route = self.router.route(&self.cfg, from_home, &target);
         let (out_realm, out_party, next_hop) = match route {
-            Route::NotFound => return self.reply(now, stx, &msg, 404, None),
+            Route::NotFound => {
+                return self.reject(now, stx, &msg, 404, None, RejectReason::NoRoute, who)
+            }
             Route::Peer {
                 realm,
                 peer,
@@ -226,7 +266,8 @@ impl Border {
         };
         if kind == Kind::Invite && self.over_limit(flow.realm, party, out_realm, out_party) {
             let retry = ("Retry-After", "5".to_string());
-            return self.reply(now, stx, &msg, 503, Some(retry));
+            let why = RejectReason::CallLimit;
+            return self.reject(now, stx, &msg, 503, Some(retry), why, who);
         }
         let out_flow = Flow {
             realm: out_realm,

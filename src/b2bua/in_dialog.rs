@@ -69,6 +69,12 @@ impl Border {
         };
         if method == Method::Bye {
             sess.state = State::Terminating;
+            let by = if side == 0 {
+                EndedBy::Caller
+            } else {
+                EndedBy::Callee
+            };
+            sess.ended_by.get_or_insert(by);
         }
         let Some(built) = self.with_session(sid, |this, sess| {
             let mut req = this.build_request(sess, other, method.clone(), None, Some(&msg));

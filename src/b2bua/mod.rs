@@ -13,6 +13,7 @@ use build::{anchor_status, response_flow};
 mod call;
 mod cancel;
 mod dispatch;
+pub mod events;
 pub mod hiding;
 mod in_dialog;
 pub mod media;
@@ -40,6 +41,7 @@ use crate::transaction::{
 };
 
 use crate::media::FlowId;
+pub use events::{DropReason, EndedBy, Event, Origin, RejectReason};
 use hiding::reason_phrase;
 use media::{AnchorError, Anchoring, CallMedia, LegRealm, MediaCommand};
 use session::{AwaitAck, Kind, Leg, Pending, PendingKind, Session, State};
@@ -108,6 +110,15 @@ enum SessTimer {
 }
 
 /// The B2BUA engine of one border instance.
+///
+/// # Driving it
+/// Feed [`Border::handle_input`] with what the transports received, [`Border::handle_timeout`]
+/// when [`Border::poll_timeout`] is due, and [`Border::media_idle`] with the TrGW's idle report.
+/// After each input drain, in this order: [`Border::poll_media`] (so a relay port is open before
+/// the SDP naming it reaches anyone), [`Border::poll_transmit`], then [`Border::poll_event`]
+/// (events describe what was just sent; they never have to be consumed for the engine to make
+/// progress, and beyond [`events::EVENT_BACKLOG`] the oldest are discarded and counted in
+/// [`Border::events_lost`]). Finally re-read [`Border::poll_timeout`].
 pub struct Border {
     cfg: Arc<Config>,
     router: Box<dyn Router + Send>,
@@ -129,6 +140,11 @@ pub struct Border {
     active: usize,
     peer_active: HashMap<(usize, usize), usize>,
     stats: Stats,
+    events: VecDeque<Event>,
+    /// Events dropped because the backlog was full (the consumer fell behind).
+    events_lost: u64,
+    /// Where each open server transaction's request came from, for [`Event::RequestAnswered`].
+    stx_origin: HashMap<ServerTxId, (Method, usize, Party)>,
 }
 
 fn tag_of(value: Option<&str>) -> Option<String> {
@@ -217,6 +233,9 @@ impl Border {
             active: 0,
             peer_active: HashMap::new(),
             stats: Stats::default(),
+            events: VecDeque::new(),
+            events_lost: 0,
+            stx_origin: HashMap::new(),
         }
     }
 
@@ -239,7 +258,7 @@ impl Border {
         let (c, s) = self.tx.len();
         (
             self.sessions.len(),
-            self.dialogs.len() + self.invites.len(),
+            self.dialogs.len() + self.invites.len() + self.stx_origin.len(),
             self.pending.len(),
             c + s,
         )
@@ -269,6 +288,17 @@ impl Border {
         for sid in dead {
             self.teardown(now, sid, Hangup::MediaInactivity);
         }
+    }
+
+    /// The next event (see [`Event`]), oldest first.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// Events discarded because nobody drained them (the backlog holds
+    /// [`events::EVENT_BACKLOG`]).
+    pub fn events_lost(&self) -> u64 {
+        self.events_lost
     }
 
     pub fn poll_transmit(&mut self) -> Option<Transmit> {

@@ -128,7 +128,7 @@ impl Border {
         }
         let initial = sess.initial.clone();
         let resp = self.relay_response(sid, 0, &initial, status, &msg);
-        self.tx.respond(now, stx, &resp);
+        self.respond(now, stx, &resp);
         let sess = self.sessions.get_mut(&sid).expect("caller checked");
         match status {
             200..=299 => {
@@ -137,12 +137,18 @@ impl Border {
                 self.anchoring.open_gates(&mut sess.media);
                 if sess.kind == Kind::Invite {
                     self.stats.calls_answered += 1;
+                    sess.answered_at = Some(now);
+                    let ev = Event::CallAnswered {
+                        call_id: sess.legs[0].call_id.clone(),
+                        setup: now.saturating_duration_since(sess.created),
+                    };
                     sess.awaiting_ack = Some(AwaitAck {
                         from_side: 0,
                         stx,
                         ctx,
                         out_cseq: cseq_of(&msg).map(|c| c.seq).unwrap_or(1),
                     });
+                    self.emit(ev);
                 } else if sess.kind == Kind::Standalone {
                     self.end(now, sid);
                 }
@@ -150,6 +156,8 @@ impl Border {
             300..=699 => {
                 if sess.kind == Kind::Invite {
                     self.stats.calls_failed += 1;
+                    let call_id = sess.legs[0].call_id.clone();
+                    self.emit(Event::CallFailed { call_id, status });
                 }
                 self.end(now, sid);
             }
@@ -175,7 +183,7 @@ impl Border {
         }
         let back = 1 - side;
         let resp = self.relay_response(sid, back, request, status, &msg);
-        self.tx.respond(now, stx, &resp);
+        self.respond(now, stx, &resp);
         if status < 200 {
             return;
         }

@@ -124,6 +124,11 @@ pub(super) struct Session {
     pub next_rseq: [u32; 2],
     pub timer_c_at: Option<Instant>,
     pub last_activity: Instant,
+    /// When the initial request arrived, for setup time and duration.
+    pub created: Instant,
+    pub answered_at: Option<Instant>,
+    /// Who sent the BYE (or the border's reason), once known.
+    pub ended_by: Option<super::EndedBy>,
     /// Charging identifier used when the originating side sent none we may keep.
     pub icid: String,
     /// The call's anchored streams.

@@ -1184,3 +1184,5 @@ fn dialog_requests_never_follow_a_target_outside_the_party() {
         _ => unreachable!(),
     }
 }
+
+mod events;

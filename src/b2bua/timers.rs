@@ -37,6 +37,17 @@ impl Border {
         let Some(sess) = self.sessions.get(&sid) else {
             return;
         };
+        let leg = &sess.legs[p.side];
+        let method = match &p.kind {
+            PendingKind::Local => None,
+            PendingKind::Initial => sess.initial.method().cloned(),
+            PendingKind::Relay { request, .. } => request.method().cloned(),
+        };
+        let to = self.origin(leg.realm, leg.party);
+        self.emit(Event::TransactionTimeout { method, to });
+        let Some(sess) = self.sessions.get(&sid) else {
+            return;
+        };
         match p.kind {
             PendingKind::Local => {}
             PendingKind::Initial => {
@@ -47,6 +58,7 @@ impl Border {
                 }
                 if kind == Kind::Invite {
                     self.stats.calls_failed += 1;
+                    self.emit_failed(sid, 408);
                 }
                 self.end(now, sid);
             }
@@ -74,6 +86,7 @@ impl Border {
                 }
                 self.send_cancel(now, sid);
                 self.stats.calls_failed += 1;
+                self.emit_failed(sid, 408);
                 self.end(now, sid);
             }
             SessTimer::Idle => {
@@ -103,6 +116,13 @@ impl Border {
         }
     }
 
+    fn emit_failed(&mut self, sid: u64, status: u16) {
+        if let Some(sess) = self.sessions.get(&sid) {
+            let call_id = sess.legs[0].call_id.clone();
+            self.emit(Event::CallFailed { call_id, status });
+        }
+    }
+
     /// Ends a session whose signalling is finished; its state lingers 64·T1 so that late
     /// retransmissions still find it, then is freed.
     pub(super) fn end(&mut self, now: Instant, sid: u64) {
@@ -110,6 +130,15 @@ impl Border {
             if sess.state != State::Ended {
                 sess.state = State::Ended;
                 self.active -= 1;
+                let ended = match (sess.kind, sess.answered_at) {
+                    (Kind::Invite, Some(at)) => Some(Event::CallEnded {
+                        call_id: sess.legs[0].call_id.clone(),
+                        duration: now.saturating_duration_since(at),
+                        // A BYE that was never seen (both legs gone quiet) is the border's.
+                        by: sess.ended_by.unwrap_or(EndedBy::Border("Dialog ended")),
+                    }),
+                    _ => None,
+                };
                 for leg in &sess.legs {
                     if let Party::Peer(p) = leg.party {
                         if let Some(n) = self.peer_active.get_mut(&(leg.realm, p)) {
@@ -124,6 +153,9 @@ impl Border {
                 self.anchoring.release(&mut sess.media, legs);
                 let at = now + self.cfg.sip.t1 * 64;
                 self.timers.insert((at, sid, SessTimer::Reap));
+                if let Some(ev) = ended {
+                    self.emit(ev);
+                }
             }
         }
     }
@@ -142,6 +174,10 @@ impl Border {
             why.text()
         );
         let (state, kind) = (sess.state, sess.kind);
+        let invite_stx = sess.invite_stx;
+        if let Some(sess) = self.sessions.get_mut(&sid) {
+            sess.ended_by.get_or_insert(EndedBy::Border(why.text()));
+        }
         if (state == State::Confirmed || state == State::Terminating) && kind == Kind::Invite {
             for side in 0..2 {
                 let Some((mut bye, dest)) = self.with_session(sid, |this, sess| {
@@ -157,10 +193,13 @@ impl Border {
                 );
                 self.send_local(now, sid, side, &bye, dest);
             }
-        } else if let Some(stx) = sess.invite_stx {
-            let initial = sess.initial.clone();
+        } else if let Some(stx) = invite_stx {
+            let initial = self.sessions[&sid].initial.clone();
             self.reply_in_session(now, sid, stx, &initial, 408);
             self.send_cancel(now, sid);
+            if kind == Kind::Invite {
+                self.emit_failed(sid, 408);
+            }
         }
         self.end(now, sid);
     }

@@ -39,6 +39,22 @@ fn raise_fd_limit() {
     }
 }
 
+/// The service's consumer of the engine's events today: one log line each (calls at info,
+/// per-request detail at debug). Metrics and call records will read the same stream.
+fn log_event(ev: &crate::b2bua::Event) {
+    use crate::b2bua::Event;
+    match ev {
+        Event::CallStarted { .. }
+        | Event::CallAnswered { .. }
+        | Event::CallFailed { .. }
+        | Event::CallCancelled { .. }
+        | Event::CallEnded { .. }
+        | Event::Rejected { .. }
+        | Event::TransactionTimeout { .. } => tracing::info!(event = ?ev),
+        _ => tracing::debug!(event = ?ev),
+    }
+}
+
 /// Runs one border instance until SIGINT or SIGTERM.
 pub async fn run(cfg: Config) -> anyhow::Result<()> {
     raise_fd_limit();
@@ -97,6 +113,9 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         }
         while let Some(t) = border.poll_transmit() {
             transports.send(t);
+        }
+        while let Some(ev) = border.poll_event() {
+            log_event(&ev);
         }
     }
     media.shutdown();
