@@ -311,12 +311,7 @@ impl Border {
         }
         // Reliable provisionals (RFC 3262) carry an RSeq per leg.
         if (101..200).contains(&status) && has_option(src, "Require", "100rel") {
-            if let (Some(theirs), Some(c)) = (
-                src.headers
-                    .get("RSeq")
-                    .and_then(|v| v.trim().parse::<u32>().ok()),
-                cseq_of(src),
-            ) {
+            if let (Some(theirs), Some(c)) = (src.headers.rseq().map(|r| r.0), cseq_of(src)) {
                 let sess = self.sessions.get_mut(&sid).expect("caller checked");
                 let ours = match sess
                     .rseq
@@ -339,7 +334,8 @@ impl Border {
                 if !has_option(&resp, "Require", "100rel") {
                     resp.headers.push("Require", "100rel");
                 }
-                resp.headers.push("RSeq", ours.to_string());
+                resp.headers
+                    .push("RSeq", crate::sip::RSeq(ours).to_string());
             }
         }
         resp

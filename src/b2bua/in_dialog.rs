@@ -50,16 +50,19 @@ impl Border {
         let sess = self.sessions.get_mut(&sid).expect("looked up above");
         // PRACK names the reliable provisional by its RSeq, which differs per leg.
         let rack = if method == Method::Prack {
-            let mapped = msg
-                .headers
-                .get("RAck")
-                .and_then(|v| v.split_whitespace().next()?.parse::<u32>().ok())
-                .and_then(|r| {
-                    sess.rseq
-                        .iter()
-                        .find(|m| m.side == side && m.ours == r)
-                        .map(|m| format!("{} {} INVITE", m.theirs, m.their_cseq))
-                });
+            let mapped = msg.headers.rack().and_then(|r| {
+                sess.rseq
+                    .iter()
+                    .find(|m| m.side == side && m.ours == r.rseq)
+                    .map(|m| {
+                        crate::sip::RAck {
+                            rseq: m.theirs,
+                            cseq: m.their_cseq,
+                            method: r.method.clone(),
+                        }
+                        .to_string()
+                    })
+            });
             match mapped {
                 Some(r) => Some(r),
                 None => return self.reply(now, stx, &msg, 481, None),

@@ -341,11 +341,15 @@ impl Border {
         from: usize,
         msg: &mut Message,
     ) -> Result<(), AnchorError> {
-        let is_sdp = msg.headers.get("Content-Type").is_some_and(|ct| {
-            ct.trim()
-                .to_ascii_lowercase()
-                .starts_with("application/sdp")
-        });
+        // A Content-Type the typed parser refuses (say a parameter without a value) still names
+        // SDP when it starts so: such a body is anchored, never passed through unrewritten.
+        let is_sdp = match msg.headers.content_type() {
+            Some(ct) => ct.is_sdp(),
+            None => msg.headers.get("Content-Type").is_some_and(|ct| {
+                let ct = ct.trim().as_bytes();
+                ct.len() >= 15 && ct[..15].eq_ignore_ascii_case(b"application/sdp")
+            }),
+        };
         // SDP offer/answer happens in INVITE, UPDATE, PRACK and ACK and their responses
         // (RFC 3264, RFC 3311, RFC 3262); other bodies are not media descriptions.
         let offer_answer = cseq_of(msg).is_some_and(|c| {

@@ -200,11 +200,11 @@ impl Border {
             }
             Method::Bye => self.end(now, sid),
             Method::Notify
-                if request.headers.get("Subscription-State").is_some_and(|s| {
-                    s.trim_start()
-                        .to_ascii_lowercase()
-                        .starts_with("terminated")
-                }) && sess.kind == Kind::Subscribe =>
+                if request
+                    .headers
+                    .subscription_state()
+                    .is_some_and(|s| s.is_terminated())
+                    && sess.kind == Kind::Subscribe =>
             {
                 self.end(now, sid)
             }
