@@ -66,14 +66,14 @@ impl Border {
     pub(super) fn party_trust(&self, realm: usize, party: Party) -> Trust {
         match party {
             Party::Core => self.cfg.realms[realm].trust,
-            Party::Peer(p) => self.cfg.realms[realm].peers[p].trust,
+            Party::Peer(p) => self.partners.get(p).trust,
         }
     }
 
     pub(super) fn party_headers(&self, realm: usize, party: Party) -> &HeaderPolicy {
         match party {
             Party::Core => &self.cfg.realms[realm].headers,
-            Party::Peer(p) => &self.cfg.realms[realm].peers[p].headers,
+            Party::Peer(p) => &self.partners.get(p).headers,
         }
     }
 
@@ -81,7 +81,7 @@ impl Border {
         let r = &self.cfg.realms[realm];
         let hop = match party {
             Party::Core => r.core.as_ref()?,
-            Party::Peer(p) => &r.peers[p].next_hop,
+            Party::Peer(p) => &self.partners.get(p).next_hop,
         };
         Some(Flow {
             realm,
@@ -99,8 +99,9 @@ impl Border {
                 ips
             }
             Party::Peer(p) => {
-                let mut ips = r.peers[p].sources.clone();
-                ips.push(r.peers[p].next_hop.addr.ip());
+                let peer = self.partners.get(p);
+                let mut ips = peer.sources.clone();
+                ips.push(peer.next_hop.addr.ip());
                 ips
             }
         }
@@ -220,7 +221,7 @@ impl Border {
         let dst_leg = &sess.legs[side];
         let from_trusted = self.party_trust(src_leg.realm, src_leg.party) == Trust::Trusted;
         let ioi_of = |leg: &Leg| match leg.party {
-            Party::Peer(p) => self.cfg.realms[leg.realm].peers[p].ioi.clone(),
+            Party::Peer(p) => self.partners.get(p).ioi.clone(),
             Party::Core => self.cfg.ioi.clone(),
         };
         // The originating network's IOI goes in orig-ioi; on responses the terminating one is added.

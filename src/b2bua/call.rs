@@ -22,7 +22,7 @@ impl Border {
         let toward_peer = matches!(out_party, Party::Peer(_));
         let public = hiding::public_domain(&self.cfg).to_string();
         let peer_domains = match out_party {
-            Party::Peer(p) => self.cfg.realms[out_flow.realm].peers[p].domains.clone(),
+            Party::Peer(p) => self.partners.get(p).domains.clone(),
             Party::Core => self.cfg.home_domains.clone(),
         };
         let target = request_uri(&msg)
@@ -162,7 +162,7 @@ impl Border {
         self.active += 1;
         for leg in &sess.legs {
             if let Party::Peer(p) = leg.party {
-                *self.peer_active.entry((leg.realm, p)).or_default() += 1;
+                self.partners.hold(p);
             }
         }
         self.sessions.insert(sid, sess);

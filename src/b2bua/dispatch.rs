@@ -69,11 +69,10 @@ impl Border {
         let r = self.cfg.realms.get(realm)?;
         match r.kind {
             RealmKind::Home => r.core_sources.contains(&ip).then_some(Party::Core),
-            RealmKind::Peer => r
-                .peers
-                .iter()
-                .position(|p| p.sources.contains(&ip))
-                .map(Party::Peer),
+            RealmKind::Peer => self
+                .partners
+                .by_source(realm, ip)
+                .map(|(id, _)| Party::Peer(id)),
         }
     }
 
@@ -145,6 +144,21 @@ impl Border {
             self.drop_malformed(flow);
             return;
         };
+        if let Party::Peer(p) = party {
+            let new = tag_of(msg.headers.get("To")).is_none()
+                && !matches!(msg.method(), Some(Method::Cancel | Method::Ack));
+            if new && self.partners.is_retired(p) {
+                // A partner removed by a reload finishes its calls but starts nothing new: to
+                // a new request it is as unknown as any other source.
+                self.stats.dropped_unknown_source += 1;
+                let realm = self.cfg.realms[flow.realm].name.clone();
+                return self.emit(Event::Dropped {
+                    reason: DropReason::UnknownSource,
+                    realm,
+                    source: flow.remote,
+                });
+            }
+        }
         let rflow = response_flow(flow, &via);
         match self.tx.on_request(now, &msg, rflow) {
             RequestDisposition::Absorbed => {}
@@ -218,7 +232,7 @@ impl Border {
             return self.reject(now, stx, &msg, 483, None, RejectReason::TooManyHops, who);
         }
         if let Party::Peer(p) = party {
-            let peer = &self.cfg.realms[flow.realm].peers[p];
+            let peer = self.partners.get(p);
             if !peer
                 .allowed_methods
                 .iter()
@@ -261,7 +275,17 @@ impl Border {
                 realm,
                 peer,
                 next_hop,
-            } => (realm, Party::Peer(peer), next_hop),
+            } => {
+                // The router speaks in positions of the configuration it was given; the leg
+                // keeps the partner's stable identity.
+                let name = &self.cfg.realms[realm].peers[peer].name;
+                match self.partners.find(realm, name) {
+                    Some(id) => (realm, Party::Peer(id), next_hop),
+                    None => {
+                        return self.reject(now, stx, &msg, 404, None, RejectReason::NoRoute, who)
+                    }
+                }
+            }
             Route::Home { realm, next_hop } => (realm, Party::Core, next_hop),
         };
         if kind == Kind::Invite && self.over_limit(flow.realm, party, out_realm, out_party) {
@@ -287,11 +311,8 @@ impl Border {
         if self.active_sessions() >= self.cfg.sip.max_calls {
             return true;
         }
-        let peer_limit = |realm: usize, party: Party| match party {
-            Party::Peer(p) => {
-                let used = self.peer_active.get(&(realm, p)).copied().unwrap_or(0);
-                used >= self.cfg.realms[realm].peers[p].max_calls
-            }
+        let peer_limit = |_realm: usize, party: Party| match party {
+            Party::Peer(p) => self.partners.active(p) >= self.partners.get(p).max_calls,
             Party::Core => false,
         };
         peer_limit(in_realm, in_party) || peer_limit(out_realm, out)

@@ -115,7 +115,7 @@ impl Border {
             realm: r.name.clone(),
             peer: match party {
                 Party::Core => None,
-                Party::Peer(p) => Some(r.peers[p].name.clone()),
+                Party::Peer(p) => Some(self.partners.get(p).name.clone()),
             },
         }
     }

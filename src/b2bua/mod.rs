@@ -14,6 +14,9 @@ mod call;
 mod cancel;
 mod dispatch;
 pub mod events;
+mod partners;
+use partners::Partners;
+pub use partners::PeerId;
 pub mod hiding;
 mod in_dialog;
 pub mod media;
@@ -60,7 +63,14 @@ pub struct Inbound<'a> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Party {
     Core,
-    Peer(usize),
+    Peer(PeerId),
+}
+
+/// Why [`Border::reconfigure`] refused a configuration.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReconfigureError {
+    #[error("realms, listeners or relay port ranges changed: a restart is needed to apply them")]
+    RealmsChanged,
 }
 
 /// Counters kept by the engine; the service exports them.
@@ -138,7 +148,7 @@ pub struct Border {
     /// Sessions not yet ended, in all and per (realm, peer): the call limits are checked on
     /// every INVITE, so they are counted, not recomputed.
     active: usize,
-    peer_active: HashMap<(usize, usize), usize>,
+    partners: Partners,
     stats: Stats,
     events: VecDeque<Event>,
     /// Events dropped because the backlog was full (the consumer fell behind).
@@ -216,6 +226,7 @@ impl Border {
             max_headers: cfg.sip.max_headers,
         };
         let anchoring = Anchoring::new(&cfg);
+        let partners = Partners::new(&cfg);
         Border {
             cfg,
             router,
@@ -231,12 +242,44 @@ impl Border {
             transmits: VecDeque::new(),
             anchoring,
             active: 0,
-            peer_active: HashMap::new(),
+            partners,
             stats: Stats::default(),
             events: VecDeque::new(),
             events_lost: 0,
             stx_origin: HashMap::new(),
         }
+    }
+
+    /// Takes a new configuration while calls run (a reload). Partners are matched by name (see
+    /// [`PeerId`]): live calls stay on the partner they were set up with, a removed partner's
+    /// calls run to their end, new requests use the new policy. Realms are tied to bound
+    /// listeners and relay port pools, so a configuration that changes them is refused (the
+    /// service must restart for that) and nothing is applied.
+    pub fn reconfigure(&mut self, cfg: Arc<Config>) -> Result<(), ReconfigureError> {
+        let same_realms = self.cfg.realms.len() == cfg.realms.len()
+            && self.cfg.realms.iter().zip(&cfg.realms).all(|(a, b)| {
+                a.name == b.name
+                    && a.kind == b.kind
+                    && a.listen == b.listen
+                    && a.advertise == b.advertise
+                    && a.media_address == b.media_address
+                    && a.media_ports == b.media_ports
+            });
+        if !same_realms {
+            return Err(ReconfigureError::RealmsChanged);
+        }
+        self.partners.swap(&cfg);
+        self.limits = Limits {
+            max_message_size: cfg.sip.max_message_size,
+            max_headers: cfg.sip.max_headers,
+        };
+        self.cfg = cfg;
+        Ok(())
+    }
+
+    /// Partners the engine holds, those removed by a reload whose calls still run included.
+    pub fn partners_known(&self) -> usize {
+        self.partners.known()
     }
 
     pub fn config(&self) -> &Config {

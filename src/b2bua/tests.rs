@@ -1186,3 +1186,4 @@ fn dialog_requests_never_follow_a_target_outside_the_party() {
 }
 
 mod events;
+mod reconfigure;

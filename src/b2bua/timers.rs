@@ -108,6 +108,9 @@ impl Border {
                 for leg in &sess.legs {
                     self.dialogs
                         .remove(&(leg.call_id.clone(), leg.local_tag.clone()));
+                    if let Party::Peer(p) = leg.party {
+                        self.partners.release(p);
+                    }
                 }
                 if let Some(stx) = sess.invite_stx {
                     self.invites.remove(&stx);
@@ -141,9 +144,7 @@ impl Border {
                 };
                 for leg in &sess.legs {
                     if let Party::Peer(p) = leg.party {
-                        if let Some(n) = self.peer_active.get_mut(&(leg.realm, p)) {
-                            *n -= 1;
-                        }
+                        self.partners.ended(p);
                     }
                 }
                 let legs = [0, 1].map(|i| LegRealm {

@@ -1,0 +1,157 @@
+//! The peering partners the engine knows, by stable identity.
+//!
+//! A leg names its partner by [`PeerId`], a handle this table hands out once per (realm name,
+//! partner name) and never reuses, not by the partner's position in the configuration lists.
+//! [`Partners::swap`] applies a new configuration: a partner kept under the same name keeps its
+//! id (and takes the new policy), a new one gets a fresh id, and a removed one is *retired*: it
+//! stays here, with the policy it had, while any session still refers to it, so its calls run to
+//! their end on the partner they were set up with and nobody else's call is pointed at it.
+
+use std::net::IpAddr;
+
+use crate::config::{Config, Peer, RealmKind};
+
+/// A partner's stable identity within one engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PeerId(pub u32);
+
+#[derive(Debug, Clone)]
+struct Entry {
+    id: PeerId,
+    /// Index of the (peer) realm it is reached through; realms are tied to listeners and do not
+    /// change under a running engine (see `Border::reconfigure`).
+    realm: usize,
+    peer: Peer,
+    /// Removed from the configuration: no new session may use it.
+    retired: bool,
+    /// Sessions not yet ended with a leg on this partner (its share of the call limit).
+    active: usize,
+    /// Sessions not yet freed (ended ones linger 64·T1) that still read its policy.
+    held: usize,
+}
+
+/// The table of partners; see the module documentation.
+#[derive(Debug, Clone, Default)]
+pub struct Partners {
+    entries: Vec<Entry>,
+    next: u32,
+}
+
+impl Partners {
+    pub fn new(cfg: &Config) -> Partners {
+        let mut t = Partners::default();
+        t.swap(cfg);
+        t
+    }
+
+    /// Applies a new configuration (see the module documentation).
+    pub fn swap(&mut self, cfg: &Config) {
+        for e in &mut self.entries {
+            e.retired = true;
+        }
+        for (ri, realm) in cfg.realms.iter().enumerate() {
+            if realm.kind != RealmKind::Peer {
+                continue;
+            }
+            for peer in &realm.peers {
+                let found = self
+                    .entries
+                    .iter_mut()
+                    .find(|e| e.realm == ri && e.peer.name == peer.name);
+                match found {
+                    Some(e) => {
+                        e.peer = peer.clone();
+                        e.retired = false;
+                    }
+                    None => {
+                        let id = PeerId(self.next);
+                        self.next += 1;
+                        self.entries.push(Entry {
+                            id,
+                            realm: ri,
+                            peer: peer.clone(),
+                            retired: false,
+                            active: 0,
+                            held: 0,
+                        });
+                    }
+                }
+            }
+        }
+        self.entries.retain(|e| !e.retired || e.held > 0);
+    }
+
+    fn entry(&self, id: PeerId) -> &Entry {
+        // Ids come only from this table, and an entry is dropped only when no session holds it.
+        self.entries
+            .iter()
+            .find(|e| e.id == id)
+            .expect("a partner held by a session stays in the table")
+    }
+
+    fn entry_mut(&mut self, id: PeerId) -> Option<&mut Entry> {
+        self.entries.iter_mut().find(|e| e.id == id)
+    }
+
+    /// The partner's policy (the one it was last configured with, if it has been removed).
+    pub fn get(&self, id: PeerId) -> &Peer {
+        &self.entry(id).peer
+    }
+
+    /// The live partner of `realm` called `name`.
+    pub fn find(&self, realm: usize, name: &str) -> Option<PeerId> {
+        self.entries
+            .iter()
+            .find(|e| e.realm == realm && !e.retired && e.peer.name == name)
+            .map(|e| e.id)
+    }
+
+    /// Which partner of `realm` sends from `ip`: live partners first, then retired ones whose
+    /// calls are still running. The flag says whether it was retired.
+    pub fn by_source(&self, realm: usize, ip: IpAddr) -> Option<(PeerId, bool)> {
+        let hit = |retired: bool| {
+            self.entries
+                .iter()
+                .find(|e| e.realm == realm && e.retired == retired && e.peer.sources.contains(&ip))
+                .map(|e| (e.id, retired))
+        };
+        hit(false).or_else(|| hit(true))
+    }
+
+    pub fn is_retired(&self, id: PeerId) -> bool {
+        self.entry(id).retired
+    }
+
+    /// Sessions not yet ended with this partner.
+    pub fn active(&self, id: PeerId) -> usize {
+        self.entry(id).active
+    }
+
+    /// A session with a leg on `id` starts.
+    pub fn hold(&mut self, id: PeerId) {
+        if let Some(e) = self.entry_mut(id) {
+            e.active += 1;
+            e.held += 1;
+        }
+    }
+
+    /// That session ended (its call-limit share is free; the policy is still read).
+    pub fn ended(&mut self, id: PeerId) {
+        if let Some(e) = self.entry_mut(id) {
+            e.active = e.active.saturating_sub(1);
+        }
+    }
+
+    /// That session is freed: a retired partner nobody holds any more leaves the table.
+    pub fn release(&mut self, id: PeerId) {
+        if let Some(e) = self.entry_mut(id) {
+            e.held = e.held.saturating_sub(1);
+        }
+        self.entries.retain(|e| !e.retired || e.held > 0);
+    }
+
+    /// Partners in the table, retired ones included.
+    pub fn known(&self) -> usize {
+        self.entries.len()
+    }
+}
