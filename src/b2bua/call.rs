@@ -13,8 +13,8 @@ impl Border {
         stx: ServerTxId,
         in_flow: Flow,
         in_party: Party,
-        out_flow: Flow,
-        out_party: Party,
+        (out_flow, out_party): (Flow, Party),
+        alternates: VecDeque<Flow>,
     ) {
         let method = msg.method().cloned().unwrap_or(Method::Invite);
         let sid = self.next_session;
@@ -104,6 +104,7 @@ impl Border {
             invite_stx: Some(stx),
             invite_ctx: None,
             invite_b: None,
+            alternates,
             got_provisional: false,
             cancel_pending: false,
             cancelled: false,

@@ -267,38 +267,43 @@ impl Border {
             return;
         };
         let route = self.router.route(&self.cfg, from_home, &target);
-        let (out_realm, out_party, next_hop) = match route {
+        let (out_realm, out_party, targets) = match route {
             Route::NotFound => {
                 return self.reject(now, stx, &msg, 404, None, RejectReason::NoRoute, who)
             }
             Route::Peer {
                 realm,
                 peer,
-                next_hop,
+                targets,
             } => {
                 // The router speaks in positions of the configuration it was given; the leg
                 // keeps the partner's stable identity.
                 let name = &self.cfg.realms[realm].peers[peer].name;
                 match self.partners.find(realm, name) {
-                    Some(id) => (realm, Party::Peer(id), next_hop),
+                    Some(id) => (realm, Party::Peer(id), targets),
                     None => {
                         return self.reject(now, stx, &msg, 404, None, RejectReason::NoRoute, who)
                     }
                 }
             }
-            Route::Home { realm, next_hop } => (realm, Party::Core, next_hop),
+            Route::Home { realm, targets } => (realm, Party::Core, targets),
         };
         if kind == Kind::Invite && self.over_limit(flow.realm, party, out_realm, out_party) {
             let retry = ("Retry-After", "5".to_string());
             let why = RejectReason::CallLimit;
             return self.reject(now, stx, &msg, 503, Some(retry), why, who);
         }
-        let out_flow = Flow {
+        let mut flows = targets.iter().map(|t| Flow {
             realm: out_realm,
-            transport: next_hop.transport,
-            remote: next_hop.addr,
+            transport: t.transport,
+            remote: t.addr,
+        });
+        let Some(out_flow) = flows.next() else {
+            return self.reject(now, stx, &msg, 404, None, RejectReason::NoRoute, who);
         };
-        self.start_session(now, kind, msg, stx, flow, party, out_flow, out_party);
+        let alternates = flows.collect();
+        let out = (out_flow, out_party);
+        self.start_session(now, kind, msg, stx, flow, party, out, alternates);
     }
 
     pub(super) fn over_limit(

@@ -104,6 +104,12 @@ pub enum Event {
         duration: Duration,
         by: EndedBy,
     },
+    /// A target of the route failed (timeout: `status` None, or 503) and the next is tried.
+    TargetFailed {
+        call_id: String,
+        target: SocketAddr,
+        status: Option<u16>,
+    },
     /// A request the border sent got no final response in time.
     TransactionTimeout { method: Option<Method>, to: Origin },
 }

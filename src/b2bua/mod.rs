@@ -14,6 +14,7 @@ mod call;
 mod cancel;
 mod dispatch;
 pub mod events;
+mod failover;
 mod partners;
 use partners::Partners;
 pub use partners::PeerId;

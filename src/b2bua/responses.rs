@@ -114,6 +114,10 @@ impl Border {
                 return;
             }
         }
+        if status == 503 && self.try_next_target(now, sid, Some(503)) {
+            return;
+        }
+        let sess = self.sessions.get_mut(&sid).expect("caller checked");
         let Some(stx) = sess.invite_stx else { return };
         if sess.cancelled || !self.tx.server_pending(stx) {
             // Leg A is already answered (CANCEL, timeout): a late 2xx on leg B is ACKed and

@@ -114,6 +114,8 @@ pub(super) struct Session {
     pub invite_ctx: Option<ClientTxId>,
     /// The initial request as sent on leg 1 (CANCEL is built from it).
     pub invite_b: Option<Message>,
+    /// Further targets of the route, tried in order when the current one fails (RFC 3263 §4.3).
+    pub alternates: std::collections::VecDeque<Flow>,
     pub got_provisional: bool,
     pub cancel_pending: bool,
     pub cancelled: bool,

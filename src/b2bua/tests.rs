@@ -32,6 +32,8 @@ struct Sim {
     /// Messages delivered to A's core and B's core: (from, bytes).
     core: [VecDeque<(SocketAddr, Vec<u8>)>; 2],
     interconnect: Vec<Vec<u8>>,
+    /// What was sent to an address nobody in the simulation listens on (a dead target).
+    blackhole: Vec<(SocketAddr, Vec<u8>)>,
     /// Drop every n-th datagram between the borders (0 = lossless).
     lossy: usize,
     sent: usize,
@@ -47,6 +49,7 @@ impl Sim {
             ],
             core: [VecDeque::new(), VecDeque::new()],
             interconnect: Vec::new(),
+            blackhole: Vec::new(),
             lossy: 0,
             sent: 0,
         }
@@ -80,6 +83,8 @@ impl Sim {
             self.core[0].push_back((from, bytes));
         } else if to == addr(CORE_B) {
             self.core[1].push_back((from, bytes));
+        } else {
+            self.blackhole.push((to, bytes));
         }
     }
 
@@ -1186,4 +1191,5 @@ fn dialog_requests_never_follow_a_target_outside_the_party() {
 }
 
 mod events;
+mod failover;
 mod reconfigure;

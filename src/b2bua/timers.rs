@@ -45,12 +45,15 @@ impl Border {
         };
         let to = self.origin(leg.realm, leg.party);
         self.emit(Event::TransactionTimeout { method, to });
-        let Some(sess) = self.sessions.get(&sid) else {
-            return;
-        };
         match p.kind {
             PendingKind::Local => {}
             PendingKind::Initial => {
+                if self.try_next_target(now, sid, None) {
+                    return;
+                }
+                let Some(sess) = self.sessions.get(&sid) else {
+                    return;
+                };
                 let kind = sess.kind;
                 if let Some(stx) = sess.invite_stx {
                     let initial = sess.initial.clone();

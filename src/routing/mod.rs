@@ -5,17 +5,20 @@
 use crate::config::{Config, NextHop, RealmKind};
 use crate::sip::Uri;
 
-/// Where a new request goes.
+/// Where a new request goes. `targets` are in the order to try them (RFC 3263 §4.3): the core
+/// sends to the first and moves to the next when a target times out or answers 503 before any
+/// early dialog exists; a route always has at least one target.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
-    /// To a peering partner: realm index, peer index within that realm, next hop.
+    /// To a peering partner: realm index, peer index within that realm (positions in the
+    /// configuration the router was given; the engine turns them into a stable identity).
     Peer {
         realm: usize,
         peer: usize,
-        next_hop: NextHop,
+        targets: Vec<NextHop>,
     },
     /// To this operator's core.
-    Home { realm: usize, next_hop: NextHop },
+    Home { realm: usize, targets: Vec<NextHop> },
     /// No route: answer 404 from the border.
     NotFound,
 }
@@ -48,7 +51,7 @@ impl Router for StaticRouter {
                         return Route::Peer {
                             realm: ri,
                             peer: pi,
-                            next_hop: peer.next_hop.clone(),
+                            targets: vec![peer.next_hop.clone()],
                         };
                     }
                 }
@@ -68,7 +71,7 @@ impl Router for StaticRouter {
             match &home.core {
                 Some(next_hop) => Route::Home {
                     realm: ri,
-                    next_hop: next_hop.clone(),
+                    targets: vec![next_hop.clone()],
                 },
                 None => Route::NotFound,
             }

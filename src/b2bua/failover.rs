@@ -1,0 +1,54 @@
+//! Trying the next target of a route (RFC 3263 §4.3): when the initial request on leg B times
+//! out or is answered 503 before any early dialog exists, the same request (same Call-ID, tags
+//! and body, a new transaction: new branch) goes to the next target the router gave, within the
+//! same Timer C budget. The caller sees only the last target's answer.
+
+#[allow(unused_imports)]
+use super::*;
+
+impl Border {
+    /// Sends the initial request to the session's next target; `false` when there is none (or
+    /// the call may no longer move: cancelled, or an early dialog already exists).
+    pub(super) fn try_next_target(&mut self, now: Instant, sid: u64, status: Option<u16>) -> bool {
+        let Some(sess) = self.sessions.get_mut(&sid) else {
+            return false;
+        };
+        if sess.cancelled || sess.state != State::Early || sess.legs[1].remote_tag.is_some() {
+            return false;
+        }
+        let (Some(mut req), Some(next)) = (sess.invite_b.clone(), sess.alternates.pop_front())
+        else {
+            return false;
+        };
+        let failed = sess.legs[1].flow.remote;
+        let call_id = sess.legs[0].call_id.clone();
+        sess.legs[1].flow = next;
+        sess.got_provisional = false;
+        sess.cancel_pending = false;
+        let via = self.via(next.realm, next.transport);
+        req.headers.set("Via", via);
+        if req.headers.get("Contact").is_some() {
+            req.headers
+                .set("Contact", self.contact(next.realm, next.transport));
+        }
+        tracing::info!(%call_id, %failed, next = %next.remote, ?status, "target failed, trying the next");
+        self.emit(Event::TargetFailed {
+            call_id,
+            target: failed,
+            status,
+        });
+        let ctx = self.tx.send_request(now, &req, next);
+        let sess = self.sessions.get_mut(&sid).expect("looked up above");
+        sess.invite_ctx = Some(ctx);
+        sess.invite_b = Some(req);
+        self.pending.insert(
+            ctx,
+            Pending {
+                session: sid,
+                side: 1,
+                kind: PendingKind::Initial,
+            },
+        );
+        true
+    }
+}
