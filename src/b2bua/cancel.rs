@@ -6,11 +6,15 @@ use super::*;
 
 impl Border {
     pub(super) fn on_cancel(&mut self, now: Instant, msg: &Message, stx: ServerTxId) {
-        let Some(sid) = self
-            .tx
-            .invite_for_cancel(msg)
-            .and_then(|inv| self.invites.get(&inv).copied())
-        else {
+        let invite = self.tx.invite_for_cancel(msg);
+        if let Some(inv) = invite {
+            if self.parked_by_stx.contains_key(&inv) {
+                self.reply(now, stx, msg, 200, None);
+                self.cancel_parked(now, inv);
+                return;
+            }
+        }
+        let Some(sid) = invite.and_then(|inv| self.invites.get(&inv).copied()) else {
             return self.reply(now, stx, msg, 481, None);
         };
         self.reply(now, stx, msg, 200, None);

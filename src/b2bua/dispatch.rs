@@ -266,7 +266,44 @@ impl Border {
         let Some(target) = request_uri(&msg).cloned() else {
             return;
         };
+        if self.router.defer(&self.cfg, from_home, &target) {
+            let parked = Parked {
+                msg,
+                stx,
+                flow,
+                party,
+                kind,
+            };
+            return self.park(now, parked, target, from_home);
+        }
         let route = self.router.route(&self.cfg, from_home, &target);
+        let parked = Parked {
+            msg,
+            stx,
+            flow,
+            party,
+            kind,
+        };
+        self.route_and_start(now, parked, Ok(route));
+    }
+
+    /// The rest of a new request's handling once its route is known (at once, or after a
+    /// lookup): partner identity, limits, then the session.
+    pub(super) fn route_and_start(&mut self, now: Instant, p: Parked, route: LookupResult) {
+        let Parked {
+            msg,
+            stx,
+            flow,
+            party,
+            kind,
+        } = p;
+        let who = (flow.realm, party);
+        let route = match route {
+            Ok(route) => route,
+            Err(status) => {
+                return self.reject(now, stx, &msg, status, None, RejectReason::NoRoute, who)
+            }
+        };
         let (out_realm, out_party, targets) = match route {
             Route::NotFound => {
                 return self.reject(now, stx, &msg, 404, None, RejectReason::NoRoute, who)

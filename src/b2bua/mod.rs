@@ -13,6 +13,8 @@ use build::{anchor_status, response_flow};
 mod call;
 mod cancel;
 mod dispatch;
+mod parking;
+use parking::Parked;
 pub mod events;
 mod failover;
 mod partners;
@@ -34,7 +36,7 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 
 use crate::config::{Config, RealmKind, Transport};
-use crate::routing::{Route, Router, StaticRouter};
+use crate::routing::{LookupId, LookupRequest, LookupResult, Route, Router, StaticRouter};
 use crate::sip::{
     parse_message, CSeq, Headers, Limits, Message, Method, NameAddr, ParseError, StartLine, Uri,
     Via,
@@ -118,6 +120,8 @@ enum SessTimer {
     Idle,
     /// An ended session is kept for 64·T1 to answer late retransmissions, then freed.
     Reap,
+    /// A parked request's route lookup ran out of time (the id is the lookup's, not a session).
+    Lookup,
 }
 
 /// The B2BUA engine of one border instance.
@@ -150,6 +154,10 @@ pub struct Border {
     /// every INVITE, so they are counted, not recomputed.
     active: usize,
     partners: Partners,
+    parked: HashMap<LookupId, Parked>,
+    parked_by_stx: HashMap<ServerTxId, LookupId>,
+    lookups: VecDeque<LookupRequest>,
+    next_lookup: u64,
     stats: Stats,
     events: VecDeque<Event>,
     /// Events dropped because the backlog was full (the consumer fell behind).
@@ -244,6 +252,10 @@ impl Border {
             anchoring,
             active: 0,
             partners,
+            parked: HashMap::new(),
+            parked_by_stx: HashMap::new(),
+            lookups: VecDeque::new(),
+            next_lookup: 0,
             stats: Stats::default(),
             events: VecDeque::new(),
             events_lost: 0,
@@ -302,7 +314,7 @@ impl Border {
         let (c, s) = self.tx.len();
         (
             self.sessions.len(),
-            self.dialogs.len() + self.invites.len() + self.stx_origin.len(),
+            self.dialogs.len() + self.invites.len() + self.stx_origin.len() + self.parked_len(),
             self.pending.len(),
             c + s,
         )

@@ -1192,4 +1192,5 @@ fn dialog_requests_never_follow_a_target_outside_the_party() {
 
 mod events;
 mod failover;
+mod parking;
 mod reconfigure;

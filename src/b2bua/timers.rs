@@ -75,6 +75,9 @@ impl Border {
     }
 
     pub(super) fn fire(&mut self, now: Instant, at: Instant, sid: u64, which: SessTimer) {
+        if which == SessTimer::Lookup {
+            return self.lookup_expired(now, sid);
+        }
         let Some(sess) = self.sessions.get(&sid) else {
             return;
         };
@@ -103,6 +106,7 @@ impl Border {
                     self.teardown(now, sid, Hangup::DialogIdle);
                 }
             }
+            SessTimer::Lookup => {}
             SessTimer::Reap => {
                 if sess.state != State::Ended {
                     return;

@@ -111,6 +111,9 @@ pub struct SipSettings {
     pub t4: Duration,
     /// Timer C: how long an INVITE may wait for a final response before the border gives up.
     pub timer_c: Duration,
+    /// How long a new request may stay parked while the router resolves its target (ENUM,
+    /// DNS) before the border answers 504.
+    pub lookup_timeout: Duration,
     pub max_message_size: usize,
     pub max_headers: usize,
     /// Max-Forwards put on requests that arrive without one.
@@ -136,6 +139,7 @@ impl Default for SipSettings {
             t2: Duration::from_secs(4),
             t4: Duration::from_secs(5),
             timer_c: Duration::from_secs(180),
+            lookup_timeout: Duration::from_secs(5),
             max_message_size: 65_535,
             max_headers: 256,
             max_forwards: 70,

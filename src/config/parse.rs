@@ -106,6 +106,7 @@ const SIP_KEYS: &[&str] = &[
     "t2_ms",
     "t4_ms",
     "timer_c_s",
+    "lookup_timeout_ms",
     "max_message_size",
     "max_headers",
     "max_forwards",

@@ -23,10 +23,32 @@ pub enum Route {
     NotFound,
 }
 
+/// Identifies one route lookup handed out by the engine (`Border::poll_lookup`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LookupId(pub u64);
+
+/// A target to resolve outside the engine (ENUM, DNS); the answer goes back with its id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LookupRequest {
+    pub id: LookupId,
+    pub target: Uri,
+    /// Whether the request came from this operator's core.
+    pub from_home: bool,
+}
+
+/// What a lookup found: a route, or the status the caller gets (404, 604, 503...).
+pub type LookupResult = Result<Route, u16>;
+
 /// Decides routes for new requests.
 pub trait Router {
     /// `from_home` says whether the request came from this operator's core.
     fn route(&self, cfg: &Config, from_home: bool, target: &Uri) -> Route;
+
+    /// Whether this target must be resolved outside the engine first (a network lookup): the
+    /// request is then parked and its route comes back through `Border::handle_lookup`.
+    fn defer(&self, _cfg: &Config, _from_home: bool, _target: &Uri) -> bool {
+        false
+    }
 }
 
 /// Routes by the Request-URI's domain: from home to the peer that serves it, from a peer to the

@@ -42,6 +42,9 @@ pub(super) fn sip_settings(cx: &mut Ctx, root: &Tab) -> SipSettings {
     if let Some(v) = t.int(cx, "timer_c_s", 1, S) {
         s.timer_c = Duration::from_secs(v.v);
     }
+    if let Some(v) = t.int(cx, "lookup_timeout_ms", 1, MS) {
+        s.lookup_timeout = Duration::from_millis(v.v);
+    }
     if let Some(v) = t.int(cx, "max_message_size", 1, N) {
         s.max_message_size = v.v as usize;
     }
