@@ -137,17 +137,7 @@ impl Border {
             (sid, 1),
         );
         self.invites.insert(stx, sid);
-        let ctx = self.tx.send_request(now, &req, dest);
-        sess.invite_ctx = Some(ctx);
-        sess.invite_b = Some(req);
-        self.pending.insert(
-            ctx,
-            Pending {
-                session: sid,
-                side: 1,
-                kind: PendingKind::Initial,
-            },
-        );
+        self.send_initial(now, sid, &mut sess, req, dest);
         if kind == Kind::Invite {
             self.stats.calls_started += 1;
             let ev = Event::CallStarted {

@@ -266,17 +266,6 @@ impl Border {
         let Some(target) = request_uri(&msg).cloned() else {
             return;
         };
-        if self.router.defer(&self.cfg, from_home, &target) {
-            let parked = Parked {
-                msg,
-                stx,
-                flow,
-                party,
-                kind,
-            };
-            return self.park(now, parked, target, from_home);
-        }
-        let route = self.router.route(&self.cfg, from_home, &target);
         let parked = Parked {
             msg,
             stx,
@@ -284,6 +273,10 @@ impl Border {
             party,
             kind,
         };
+        if self.router.defer(&self.cfg, from_home, &target) {
+            return self.park(now, parked, target, from_home);
+        }
+        let route = self.router.route(&self.cfg, from_home, &target);
         self.route_and_start(now, parked, Ok(route));
     }
 

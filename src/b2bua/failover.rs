@@ -37,8 +37,23 @@ impl Border {
             target: failed,
             status,
         });
-        let ctx = self.tx.send_request(now, &req, next);
-        let sess = self.sessions.get_mut(&sid).expect("looked up above");
+        self.with_session(sid, |this, sess| {
+            this.send_initial(now, sid, sess, req, next)
+        });
+        true
+    }
+
+    /// Sends the initial request on leg B as a new client transaction whose responses drive
+    /// the session; CANCEL is built from it.
+    pub(super) fn send_initial(
+        &mut self,
+        now: Instant,
+        sid: u64,
+        sess: &mut Session,
+        req: Message,
+        dest: Flow,
+    ) {
+        let ctx = self.tx.send_request(now, &req, dest);
         sess.invite_ctx = Some(ctx);
         sess.invite_b = Some(req);
         self.pending.insert(
@@ -49,6 +64,5 @@ impl Border {
                 kind: PendingKind::Initial,
             },
         );
-        true
     }
 }
