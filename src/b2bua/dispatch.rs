@@ -36,10 +36,10 @@ impl Border {
             // Scanners learn nothing: no answer at all. The log says why, for whoever is
             // setting up a client and wonders where its request went.
             self.stats.dropped_unknown_source += 1;
-            let realm = self.cfg.realms.get(input.realm);
+            let realm = self.realm_name(input.realm);
             self.emit(Event::Dropped {
                 reason: DropReason::UnknownSource,
-                realm: realm.map_or_else(String::new, |r| r.name.clone()),
+                realm,
                 source: input.remote,
             });
             tracing::debug!(
@@ -78,7 +78,7 @@ impl Border {
 
     pub(super) fn drop_malformed(&mut self, flow: Flow) {
         self.stats.dropped_malformed += 1;
-        let realm = self.cfg.realms[flow.realm].name.clone();
+        let realm = self.realm_name(flow.realm);
         self.emit(Event::Dropped {
             reason: DropReason::Malformed,
             realm,
@@ -151,7 +151,7 @@ impl Border {
                 // A partner removed by a reload finishes its calls but starts nothing new: to
                 // a new request it is as unknown as any other source.
                 self.stats.dropped_unknown_source += 1;
-                let realm = self.cfg.realms[flow.realm].name.clone();
+                let realm = self.realm_name(flow.realm);
                 return self.emit(Event::Dropped {
                     reason: DropReason::UnknownSource,
                     realm,

@@ -6,6 +6,7 @@
 //! so a consumer's counters stay right across a reload that reorders partners.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::{Border, Party};
@@ -14,9 +15,9 @@ use crate::sip::Method;
 /// Who a request came from or went to: a realm and, on a peer realm, the partner.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Origin {
-    pub realm: String,
+    pub realm: Arc<str>,
     /// The partner's name; `None` for this operator's core.
-    pub peer: Option<String>,
+    pub peer: Option<Arc<str>>,
 }
 
 /// Why the border refused a request itself (a policy decision, not a far end's answer).
@@ -83,7 +84,7 @@ pub enum Event {
     /// An input was discarded without an answer.
     Dropped {
         reason: DropReason,
-        realm: String,
+        realm: Arc<str>,
         source: SocketAddr,
     },
     /// An INVITE was relayed toward `to`: a call is being set up.
@@ -116,14 +117,21 @@ pub enum Event {
 
 impl Border {
     pub(super) fn origin(&self, realm: usize, party: Party) -> Origin {
-        let r = &self.cfg.realms[realm];
+        // Names are shared, not copied: an event per request must stay cheap.
         Origin {
-            realm: r.name.clone(),
+            realm: self.realm_name(realm),
             peer: match party {
                 Party::Core => None,
-                Party::Peer(p) => Some(self.partners.get(p).name.clone()),
+                Party::Peer(p) => Some(self.partners.name(p)),
             },
         }
+    }
+
+    pub(super) fn realm_name(&self, realm: usize) -> Arc<str> {
+        self.realm_names
+            .get(realm)
+            .cloned()
+            .unwrap_or_else(|| Arc::from(""))
     }
 
     pub(super) fn emit(&mut self, ev: Event) {

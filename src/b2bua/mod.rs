@@ -154,6 +154,8 @@ pub struct Border {
     /// every INVITE, so they are counted, not recomputed.
     active: usize,
     partners: Partners,
+    /// Realm names by index, shared with events.
+    realm_names: Vec<Arc<str>>,
     parked: HashMap<LookupId, Parked>,
     parked_by_stx: HashMap<ServerTxId, LookupId>,
     lookups: VecDeque<LookupRequest>,
@@ -236,6 +238,11 @@ impl Border {
         };
         let anchoring = Anchoring::new(&cfg);
         let partners = Partners::new(&cfg);
+        let realm_names = cfg
+            .realms
+            .iter()
+            .map(|r| Arc::from(r.name.as_str()))
+            .collect();
         Border {
             cfg,
             router,
@@ -252,6 +259,7 @@ impl Border {
             anchoring,
             active: 0,
             partners,
+            realm_names,
             parked: HashMap::new(),
             parked_by_stx: HashMap::new(),
             lookups: VecDeque::new(),

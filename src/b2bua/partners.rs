@@ -8,6 +8,7 @@
 //! their end on the partner they were set up with and nobody else's call is pointed at it.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use crate::config::{Config, Peer, RealmKind};
 
@@ -21,6 +22,8 @@ struct Entry {
     /// Index of the (peer) realm it is reached through; realms are tied to listeners and do not
     /// change under a running engine (see `Border::reconfigure`).
     realm: usize,
+    /// The partner's name, shared with the events that carry it.
+    name: Arc<str>,
     peer: Peer,
     /// Removed from the configuration: no new session may use it.
     retired: bool,
@@ -69,6 +72,7 @@ impl Partners {
                         self.entries.push(Entry {
                             id,
                             realm: ri,
+                            name: Arc::from(peer.name.as_str()),
                             peer: peer.clone(),
                             retired: false,
                             active: 0,
@@ -96,6 +100,10 @@ impl Partners {
     /// The partner's policy (the one it was last configured with, if it has been removed).
     pub fn get(&self, id: PeerId) -> &Peer {
         &self.entry(id).peer
+    }
+
+    pub fn name(&self, id: PeerId) -> Arc<str> {
+        self.entry(id).name.clone()
     }
 
     /// The live partner of `realm` called `name`.

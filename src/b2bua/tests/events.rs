@@ -47,7 +47,7 @@ fn answered_call_reports_start_answer_and_end_by_the_callee() {
         panic!("second event is the call start: {ev:?}");
     };
     assert_eq!((from, call_id.as_str()), (&home(), "ev1@127.0.10.1"));
-    assert_eq!(to.realm, "interconnect");
+    assert_eq!(&*to.realm, "interconnect");
     assert!(to.peer.is_some(), "the partner is named: {to:?}");
     let answered = ev
         .iter()
