@@ -8,6 +8,7 @@
 
 pub mod b2bua;
 pub mod config;
+pub mod files;
 pub mod media;
 pub mod routing;
 pub mod sdp;

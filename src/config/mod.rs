@@ -306,20 +306,8 @@ pub enum ConfigErrorKind {
 #[error("{}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"))]
 pub struct ConfigErrors(pub Vec<ConfigError>);
 
-/// Reads and validates a node file and the peer policy files it names (paths relative to it).
-pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        ConfigErrors(vec![ConfigError {
-            file: path.to_path_buf(),
-            line: 1,
-            column: 1,
-            field: "(file)".to_string(),
-            kind: ConfigErrorKind::Io,
-            message: format!("cannot read configuration file: {e}"),
-        }])
-    })?;
-    parse(&text, path, &|p| std::fs::read_to_string(p))
-}
+/// Reading the files from disk lives outside this (pure) module; see [`crate::files`].
+pub use crate::files::load;
 
 /// Validates a node file given as text. `origin` is used in error messages and to resolve the
 /// relative paths of peer policy files; `read` fetches those files (tests pass an in-memory map).
