@@ -383,8 +383,8 @@ impl Border {
         self.tx.respond(now, stx, resp);
     }
 
-    /// Refuses a request by the border's own policy, reported as [`Event::Rejected`].
-    #[allow(clippy::too_many_arguments)]
+    /// Refuses a request by the border's own policy, reported as [`Event::Rejected`] (method and
+    /// sender are those recorded when the request arrived).
     pub(super) fn reject(
         &mut self,
         now: Instant,
@@ -393,15 +393,16 @@ impl Border {
         status: u16,
         extra: Option<(&str, String)>,
         reason: super::RejectReason,
-        from: (usize, Party),
     ) {
-        let ev = Event::Rejected {
-            method: request.method().cloned().unwrap_or(Method::Invite),
-            status,
-            reason,
-            from: self.origin(from.0, from.1),
-        };
-        self.emit(ev);
+        if let Some((method, realm, party)) = self.stx_origin.get(&stx).cloned() {
+            let from = self.origin(realm, party);
+            self.emit(Event::Rejected {
+                method,
+                status,
+                reason,
+                from,
+            });
+        }
         self.reply(now, stx, request, status, extra);
     }
 

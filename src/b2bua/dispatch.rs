@@ -194,33 +194,24 @@ impl Border {
         if method == Method::Cancel {
             return self.on_cancel(now, &msg, stx);
         }
-        let who = (flow.realm, party);
         if method != Method::Ack {
             let unknown = self.unsupported_options(&msg);
             if !unknown.is_empty() {
                 // RFC 3261 §8.2.2.3 / §16.3: refuse what neither leg could honour, naming it.
                 let unsupported = Some(("Unsupported", unknown.join(", ")));
                 let why = RejectReason::UnsupportedExtension;
-                return self.reject(now, stx, &msg, 420, unsupported, why, who);
+                return self.reject(now, stx, &msg, 420, unsupported, why);
             }
         }
         if let Some(tag) = tag_of(msg.headers.get("To")) {
             if max_forwards == Some(0) {
-                return self.reject(now, stx, &msg, 483, None, RejectReason::TooManyHops, who);
+                return self.reject(now, stx, &msg, 483, None, RejectReason::TooManyHops);
             }
             return self.on_in_dialog(now, msg, stx, &tag, flow);
         }
         if request_uri(&msg).is_some_and(|u| !understood_scheme(u)) {
             // RFC 3261 §8.2.2.1: a scheme the border cannot route is 416, not 404.
-            return self.reject(
-                now,
-                stx,
-                &msg,
-                416,
-                None,
-                RejectReason::UnsupportedScheme,
-                who,
-            );
+            return self.reject(now, stx, &msg, 416, None, RejectReason::UnsupportedScheme);
         }
         let to_border = request_uri(&msg)
             .and_then(Uri::as_sip)
@@ -229,7 +220,7 @@ impl Border {
             return self.reply_options(now, stx, &msg);
         }
         if max_forwards == Some(0) {
-            return self.reject(now, stx, &msg, 483, None, RejectReason::TooManyHops, who);
+            return self.reject(now, stx, &msg, 483, None, RejectReason::TooManyHops);
         }
         if let Party::Peer(p) = party {
             let peer = self.partners.get(p);
@@ -240,7 +231,7 @@ impl Border {
             {
                 let allow = peer.allowed_methods.join(", ");
                 let why = RejectReason::MethodNotAllowed;
-                return self.reject(now, stx, &msg, 405, Some(("Allow", allow)), why, who);
+                return self.reject(now, stx, &msg, 405, Some(("Allow", allow)), why);
             }
         }
         let kind = match method {
@@ -251,7 +242,7 @@ impl Border {
             }
             Method::Register => {
                 let why = RejectReason::RegisterNotServed;
-                return self.reject(now, stx, &msg, 403, None, why, who);
+                return self.reject(now, stx, &msg, 403, None, why);
             }
             Method::Ack | Method::Cancel => return,
             Method::Bye | Method::Prack | Method::Update | Method::Info => {
@@ -290,16 +281,13 @@ impl Border {
             party,
             kind,
         } = p;
-        let who = (flow.realm, party);
         let route = match route {
             Ok(route) => route,
-            Err(status) => {
-                return self.reject(now, stx, &msg, status, None, RejectReason::NoRoute, who)
-            }
+            Err(status) => return self.reject(now, stx, &msg, status, None, RejectReason::NoRoute),
         };
         let (out_realm, out_party, targets) = match route {
             Route::NotFound => {
-                return self.reject(now, stx, &msg, 404, None, RejectReason::NoRoute, who)
+                return self.reject(now, stx, &msg, 404, None, RejectReason::NoRoute)
             }
             Route::Peer {
                 realm,
@@ -311,9 +299,7 @@ impl Border {
                 let name = &self.cfg.realms[realm].peers[peer].name;
                 match self.partners.find(realm, name) {
                     Some(id) => (realm, Party::Peer(id), targets),
-                    None => {
-                        return self.reject(now, stx, &msg, 404, None, RejectReason::NoRoute, who)
-                    }
+                    None => return self.reject(now, stx, &msg, 404, None, RejectReason::NoRoute),
                 }
             }
             Route::Home { realm, targets } => (realm, Party::Core, targets),
@@ -321,7 +307,7 @@ impl Border {
         if kind == Kind::Invite && self.over_limit(flow.realm, party, out_realm, out_party) {
             let retry = ("Retry-After", "5".to_string());
             let why = RejectReason::CallLimit;
-            return self.reject(now, stx, &msg, 503, Some(retry), why, who);
+            return self.reject(now, stx, &msg, 503, Some(retry), why);
         }
         let mut flows = targets.iter().map(|t| Flow {
             realm: out_realm,
@@ -329,7 +315,7 @@ impl Border {
             remote: t.addr,
         });
         let Some(out_flow) = flows.next() else {
-            return self.reject(now, stx, &msg, 404, None, RejectReason::NoRoute, who);
+            return self.reject(now, stx, &msg, 404, None, RejectReason::NoRoute);
         };
         let alternates = flows.collect();
         let out = (out_flow, out_party);
