@@ -23,8 +23,9 @@ impl Border {
         let failed = sess.legs[1].flow.remote;
         let call_id = sess.legs[0].call_id.clone();
         sess.legs[1].flow = next;
+        // A CANCEL cannot be pending here (a cancelled call does not move), but the new target
+        // has sent nothing yet, so a later CANCEL must wait for its first provisional again.
         sess.got_provisional = false;
-        sess.cancel_pending = false;
         let via = self.via(next.realm, next.transport);
         req.headers.set("Via", via);
         if req.headers.get("Contact").is_some() {

@@ -150,6 +150,21 @@ impl Sim {
         self.settle();
     }
 
+    /// Feeds one UDP datagram straight into a border's realm (as if from `from`), without
+    /// settling: the caller decides what to do with the border's answer.
+    fn inject(&mut self, border: usize, realm: usize, from: SocketAddr, bytes: &[u8]) {
+        let now = self.now;
+        self.borders[border].handle_input(
+            now,
+            Inbound {
+                realm,
+                transport: Transport::Udp,
+                remote: from,
+                bytes,
+            },
+        );
+    }
+
     /// Takes the next message that reached a core, skipping 100 Trying.
     fn take(&mut self, side: usize) -> Message {
         while let Some((_, bytes)) = self.core[side].pop_front() {
@@ -571,16 +586,7 @@ fn options_from_peer_is_answered_locally() {
     let opt = "OPTIONS sip:127.0.30.2:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.20.2:5060;branch=z9hG4bKka\r\n\
                Max-Forwards: 70\r\nFrom: <sip:operator-a.example>;tag=k\r\nTo: <sip:operator-b.example>\r\n\
                Call-ID: ka1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n";
-    let now = sim.now;
-    sim.borders[1].handle_input(
-        now,
-        Inbound {
-            realm: 1,
-            transport: Transport::Udp,
-            remote: addr("127.0.20.2:5060"),
-            bytes: opt.as_bytes(),
-        },
-    );
+    sim.inject(1, 1, addr("127.0.20.2:5060"), opt.as_bytes());
     let t = sim.borders[1].poll_transmit().expect("answered");
     let m = parse_message(&t.bytes, &Limits::default()).expect("parses");
     assert_eq!(m.status(), Some(200));

@@ -106,7 +106,7 @@ impl Border {
                     self.teardown(now, sid, Hangup::DialogIdle);
                 }
             }
-            SessTimer::Lookup => {}
+            SessTimer::Lookup => {} // handled above: its id is a lookup's, not a session's
             SessTimer::Reap => {
                 if sess.state != State::Ended {
                     return;

@@ -141,15 +141,11 @@ fn timed_out_call_reports_the_transaction_timeout_and_408() {
 #[test]
 fn unknown_source_is_reported_as_dropped() {
     let mut sim = Sim::new();
-    let now = sim.now;
-    sim.borders[0].handle_input(
-        now,
-        Inbound {
-            realm: 1,
-            transport: Transport::Udp,
-            remote: addr("192.0.2.66:5060"),
-            bytes: b"OPTIONS sip:x SIP/2.0\r\n\r\n",
-        },
+    sim.inject(
+        0,
+        1,
+        addr("192.0.2.66:5060"),
+        b"OPTIONS sip:x SIP/2.0\r\n\r\n",
     );
     let ev = drain(&mut sim.borders[0]);
     assert!(matches!(

@@ -97,16 +97,7 @@ fn a_target_that_answers_503_is_skipped() {
     // The 503 comes from an address of the partner (its other border, say).
     let partner = sim.borders[1].config().realms[1].listen[0].addr;
     let busy = answer(&inv, 503, "busytag", "", "").replace('\n', "\r\n");
-    let now = sim.now;
-    sim.borders[0].handle_input(
-        now,
-        Inbound {
-            realm: 1,
-            transport: Transport::Udp,
-            remote: partner,
-            bytes: busy.as_bytes(),
-        },
-    );
+    sim.inject(0, 1, partner, busy.as_bytes());
     sim.settle();
     assert_eq!(failed_targets(&mut sim.borders[0]), [Some(503)]);
     complete_at_b(&mut sim);
