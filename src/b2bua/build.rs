@@ -316,14 +316,15 @@ impl Border {
                 let sess = self.sessions.get_mut(&sid).expect("caller checked");
                 let ours = match sess
                     .rseq
+                    .maps
                     .iter()
                     .find(|m| m.side == side && m.theirs == theirs && m.their_cseq == c.seq)
                 {
                     Some(m) => m.ours,
                     None => {
-                        let ours = sess.next_rseq[side];
-                        sess.next_rseq[side] += 1;
-                        sess.rseq.push(session::RseqMap {
+                        let ours = sess.rseq.next[side];
+                        sess.rseq.next[side] += 1;
+                        sess.rseq.maps.push(session::RseqMap {
                             side,
                             ours,
                             theirs,

@@ -96,27 +96,24 @@ impl Border {
         if let Uri::Sip(u) = &mut out_uri {
             u.params.retain(|(n, _)| !n.eq_ignore_ascii_case("maddr"));
         }
+        let timer_c_at = (kind == Kind::Invite).then(|| now + self.cfg.sip.timer_c);
         let mut sess = Session {
             kind,
-            state: State::Early,
+            phase: Phase::Early(Box::new(Early {
+                ctx: None,
+                request: None,
+                alternates,
+                got_provisional: false,
+                cancel: Cancel::None,
+                timer_c_at,
+                forks: Default::default(),
+            })),
             legs: [leg_a, leg_b],
+            rseq: Default::default(),
             initial: msg,
-            invite_stx: Some(stx),
-            invite_ctx: None,
-            invite_b: None,
-            alternates,
-            got_provisional: false,
-            cancel_pending: false,
-            cancelled: false,
-            awaiting_ack: None,
-            last_ack: None,
-            rseq: Vec::new(),
-            next_rseq: [1, 1],
-            timer_c_at: None,
+            initial_stx: stx,
             last_activity: now,
             created: now,
-            answered_at: None,
-            ended_by: None,
             icid: self.token(16),
             media: CallMedia::default(),
         };
@@ -146,8 +143,8 @@ impl Border {
                 to: self.origin(sess.legs[1].realm, sess.legs[1].party),
             };
             self.emit(ev);
-            let at = now + self.cfg.sip.timer_c;
-            sess.timer_c_at = Some(at);
+        }
+        if let Some(at) = timer_c_at {
             self.timers.insert((at, sid, SessTimer::TimerC));
         }
         self.active += 1;

@@ -21,23 +21,24 @@ impl Border {
         let Some(sess) = self.sessions.get_mut(&sid) else {
             return;
         };
-        let Some(invite_stx) = sess.invite_stx else {
+        let invite_stx = sess.initial_stx;
+        let pending = self.tx.server_pending(invite_stx);
+        let Some(early) = sess.phase.early_mut().filter(|e| !e.cancelled() && pending) else {
             return;
         };
-        if sess.cancelled || !self.tx.server_pending(invite_stx) {
-            return;
-        }
-        sess.cancelled = true;
+        // RFC 3261 §9.1: no CANCEL before a provisional response has arrived.
+        let send_now = early.got_provisional;
+        early.cancel = if send_now {
+            Cancel::Sent
+        } else {
+            Cancel::Waiting
+        };
         let call_id = sess.legs[0].call_id.clone();
         let initial = sess.initial.clone();
         self.emit(Event::CallCancelled { call_id });
         self.reply_in_session(now, sid, invite_stx, &initial, 487);
-        let sess = self.sessions.get_mut(&sid).expect("looked up above");
-        if sess.got_provisional {
+        if send_now {
             self.send_cancel(now, sid);
-        } else {
-            // RFC 3261 §9.1: no CANCEL before a provisional response has arrived.
-            sess.cancel_pending = true;
         }
     }
 
@@ -45,8 +46,13 @@ impl Border {
         let Some(sess) = self.sessions.get_mut(&sid) else {
             return;
         };
-        sess.cancel_pending = false;
-        let (Some(invite), Some(ctx)) = (&sess.invite_b, sess.invite_ctx) else {
+        let Some(early) = sess.phase.early_mut() else {
+            return;
+        };
+        if early.cancel == Cancel::Waiting {
+            early.cancel = Cancel::Sent;
+        }
+        let (Some(invite), Some(ctx)) = (&early.request, early.ctx) else {
             return;
         };
         if !self.tx.client_pending(ctx) {

@@ -13,19 +13,23 @@ impl Border {
         let Some(sess) = self.sessions.get_mut(&sid) else {
             return false;
         };
-        if sess.cancelled || sess.state != State::Early || sess.legs[1].remote_tag.is_some() {
-            return false;
-        }
-        let (Some(mut req), Some(next)) = (sess.invite_b.clone(), sess.alternates.pop_front())
+        let no_dialog = sess.legs[1].remote_tag.is_none();
+        let Some(early) = sess
+            .phase
+            .early_mut()
+            .filter(|e| !e.cancelled() && no_dialog)
         else {
             return false;
         };
+        let (Some(mut req), Some(next)) = (early.request.clone(), early.alternates.pop_front())
+        else {
+            return false;
+        };
+        // The new target has sent nothing yet: a later CANCEL waits for its first provisional.
+        early.got_provisional = false;
         let failed = sess.legs[1].flow.remote;
         let call_id = sess.legs[0].call_id.clone();
         sess.legs[1].flow = next;
-        // A CANCEL cannot be pending here (a cancelled call does not move), but the new target
-        // has sent nothing yet, so a later CANCEL must wait for its first provisional again.
-        sess.got_provisional = false;
         let via = self.via(next.realm, next.transport);
         req.headers.set("Via", via);
         if req.headers.get("Contact").is_some() {
@@ -55,8 +59,10 @@ impl Border {
         dest: Flow,
     ) {
         let ctx = self.tx.send_request(now, &req, dest);
-        sess.invite_ctx = Some(ctx);
-        sess.invite_b = Some(req);
+        if let Some(early) = sess.phase.early_mut() {
+            early.ctx = Some(ctx);
+            early.request = Some(req);
+        }
         self.pending.insert(
             ctx,
             Pending {

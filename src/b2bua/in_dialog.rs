@@ -20,7 +20,11 @@ impl Border {
         let Some(sess) = self.sessions.get_mut(&sid) else {
             return self.reply(now, stx, &msg, 481, None);
         };
-        if sess.state == State::Ended || sess.legs[side].realm != flow.realm {
+        if sess.phase.is_ended() || sess.legs[side].realm != flow.realm {
+            return self.reply(now, stx, &msg, 481, None);
+        }
+        // While forked, the request is about one early dialog: the legs must hold it.
+        if !sess.select_for(side, &msg) {
             return self.reply(now, stx, &msg, 481, None);
         }
         let seq = cseq_of(&msg).map(|c| c.seq).unwrap_or(0);
@@ -52,6 +56,7 @@ impl Border {
         let rack = if method == Method::Prack {
             let mapped = msg.headers.rack().and_then(|r| {
                 sess.rseq
+                    .maps
                     .iter()
                     .find(|m| m.side == side && m.ours == r.rseq)
                     .map(|m| {
@@ -71,13 +76,18 @@ impl Border {
             None
         };
         if method == Method::Bye {
-            sess.state = State::Terminating;
             let by = if side == 0 {
                 EndedBy::Caller
             } else {
                 EndedBy::Callee
             };
-            sess.ended_by.get_or_insert(by);
+            // A BYE on an early dialog leaves the call early: its INVITE still gets an answer.
+            if let Phase::Confirmed(answered) = &sess.phase {
+                sess.phase = Phase::Terminating {
+                    answered: answered.clone(),
+                    by,
+                };
+            }
         }
         let Some(built) = self.with_session(sid, |this, sess| {
             let mut req = this.build_request(sess, other, method.clone(), None, Some(&msg));
@@ -129,13 +139,16 @@ impl Border {
             return;
         }
         sess.last_activity = now;
-        let Some(wait) = sess.awaiting_ack.clone() else {
+        let Some(answered) = sess.phase.answered_mut() else {
+            return;
+        };
+        let Some(wait) = answered.awaiting_ack.clone() else {
             return; // a retransmitted ACK: already relayed
         };
         if wait.from_side != side {
             return;
         }
-        sess.awaiting_ack = None;
+        answered.awaiting_ack = None;
         self.tx.confirm_2xx(now, wait.stx);
         let out = 1 - side;
         self.with_session(sid, |this, sess| {
@@ -147,7 +160,13 @@ impl Border {
             this.anchoring.open_gates(&mut sess.media);
             let dest = this.leg_dest(&sess.legs[out]);
             this.tx.send_stateless(&ack, dest);
-            sess.last_ack = Some((wait.ctx, ack, dest));
+            if let Some(answered) = sess.phase.answered_mut() {
+                answered.last_ack = Some(SentAck {
+                    ctx: wait.ctx,
+                    ack,
+                    dest,
+                });
+            }
         });
     }
 }

@@ -17,6 +17,7 @@ mod parking;
 use parking::Parked;
 pub mod events;
 mod failover;
+mod fork;
 mod partners;
 use partners::Partners;
 pub use partners::PeerId;
@@ -50,7 +51,9 @@ use crate::media::FlowId;
 pub use events::{DropReason, EndedBy, Event, Origin, RejectReason};
 use hiding::reason_phrase;
 use media::{AnchorError, Anchoring, CallMedia, LegRealm, MediaCommand};
-use session::{AwaitAck, Kind, Leg, Pending, PendingKind, Session, State};
+use session::{
+    Answered, AwaitAck, Cancel, Early, Kind, Leg, Pending, PendingKind, Phase, SentAck, Session,
+};
 
 /// One message as received by a transport.
 #[derive(Debug, Clone, Copy)]
@@ -345,7 +348,7 @@ impl Border {
         let dead: Vec<u64> = self
             .sessions
             .iter()
-            .filter(|(_, s)| s.state == State::Confirmed && !s.media.is_empty())
+            .filter(|(_, s)| matches!(s.phase, Phase::Confirmed(_)) && !s.media.is_empty())
             .filter(|(_, s)| s.media.flows().all(|f| idle.contains(&f)))
             .map(|(id, _)| *id)
             .collect();

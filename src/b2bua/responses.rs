@@ -30,11 +30,9 @@ impl Border {
             // Another branch of a forked INVITE answered too: that dialog is not wanted.
             return self.ack_and_bye_fork(now, sid, side, msg);
         }
-        if let Some((id, ack, dest)) = &sess.last_ack {
-            if *id == ctx {
-                let (ack, dest) = (ack.clone(), *dest);
-                self.tx.send_stateless(&ack, dest);
-            }
+        if let Some(sent) = sess.phase.last_ack().filter(|s| s.ctx == ctx) {
+            let (ack, dest) = (sent.ack.clone(), sent.dest);
+            self.tx.send_stateless(&ack, dest);
         }
     }
 
@@ -68,13 +66,27 @@ impl Border {
             return;
         };
         sess.last_activity = now;
+        let initial = matches!(kind, PendingKind::Initial);
+        if !matches!(kind, PendingKind::Local) && !sess.select_for(side, &msg) {
+            // A tag that names no early dialog of this call: a new branch of a forked INVITE
+            // (RFC 3261 §13.2.2.4) gets its own early dialog, on both legs, when it creates one.
+            if initial && status > 100 && status < 300 {
+                if let Some(b_tag) = tag_of(msg.headers.get("To")) {
+                    let a_tag = self.token(10);
+                    let sess = self.sessions.get_mut(&sid).expect("looked up above");
+                    let call_id = sess.legs[0].call_id.clone();
+                    sess.add_fork(a_tag.clone(), b_tag);
+                    self.dialogs.insert((call_id, a_tag), (sid, 0));
+                }
+            }
+        }
+        let sess = self.sessions.get_mut(&sid).expect("looked up above");
         if status > 100 && status < 300 {
             let leg = &mut sess.legs[side];
-            let initial = matches!(kind, PendingKind::Initial);
-            // RFC 3261 §12.1.2: the 2xx fixes the dialog. A forked INVITE may have produced an
-            // early dialog with another branch first; the answering one wins.
+            // RFC 3261 §12.1.2: the 2xx fixes the dialog's route set; an early dialog's comes
+            // from its first provisional.
             let confirms = initial && status >= 200;
-            if leg.remote_tag.is_none() || confirms {
+            if leg.remote_tag.is_none() {
                 leg.remote_tag = tag_of(msg.headers.get("To"));
             }
             if let Some(c) = contact_uri(&msg) {
@@ -104,54 +116,67 @@ impl Border {
         msg: Message,
     ) {
         let sess = self.sessions.get_mut(&sid).expect("caller checked");
+        let Some(early) = sess.phase.early_mut() else {
+            // Already decided (a final answer, a timeout): a late 2xx is a forked answer or
+            // a retransmission the transaction layer passed on.
+            return;
+        };
         if status < 200 {
             // Any provisional, 100 Trying included, lets a CANCEL follow (RFC 3261 §9.1).
-            sess.got_provisional = true;
-            if sess.cancel_pending {
+            early.got_provisional = true;
+            if early.cancel == Cancel::Waiting {
                 return self.send_cancel(now, sid);
             }
-            if sess.cancelled || status == 100 {
+            if early.cancelled() || status == 100 {
                 return;
             }
         }
+        let cancelled = early.cancelled();
         if status == 503 && self.try_next_target(now, sid, Some(503)) {
             return;
         }
         let sess = self.sessions.get_mut(&sid).expect("caller checked");
-        let Some(stx) = sess.invite_stx else { return };
-        if sess.cancelled || !self.tx.server_pending(stx) {
+        let stx = sess.initial_stx;
+        if cancelled || !self.tx.server_pending(stx) {
             // Leg A is already answered (CANCEL, timeout): a late 2xx on leg B is ACKed and
             // hung up so the far side is not left with a half call.
-            if (200..300).contains(&status) && sess.kind == Kind::Invite {
-                self.ack_and_bye(now, sid, ctx, &msg);
-            }
+            let hang_up = (200..300).contains(&status) && sess.kind == Kind::Invite;
             if status >= 200 {
                 self.end(now, sid);
+            }
+            if hang_up {
+                self.ack_and_bye(now, sid, ctx, &msg);
             }
             return;
         }
         let initial = sess.initial.clone();
         let resp = self.relay_response(sid, 0, &initial, status, &msg);
         self.respond(now, stx, &resp);
+        if status < 200 {
+            return;
+        }
+        self.leave_early(sid);
         let sess = self.sessions.get_mut(&sid).expect("caller checked");
         match status {
             200..=299 => {
-                sess.state = State::Confirmed;
-                sess.timer_c_at = None;
+                let awaiting_ack = (sess.kind == Kind::Invite).then(|| AwaitAck {
+                    from_side: 0,
+                    stx,
+                    ctx,
+                    out_cseq: cseq_of(&msg).map(|c| c.seq).unwrap_or(1),
+                });
+                sess.phase = Phase::Confirmed(Answered {
+                    at: now,
+                    awaiting_ack,
+                    last_ack: None,
+                });
                 self.anchoring.open_gates(&mut sess.media);
                 if sess.kind == Kind::Invite {
                     self.stats.calls_answered += 1;
-                    sess.answered_at = Some(now);
                     let ev = Event::CallAnswered {
                         call_id: sess.legs[0].call_id.clone(),
                         setup: now.saturating_duration_since(sess.created),
                     };
-                    sess.awaiting_ack = Some(AwaitAck {
-                        from_side: 0,
-                        stx,
-                        ctx,
-                        out_cseq: cseq_of(&msg).map(|c| c.seq).unwrap_or(1),
-                    });
                     self.emit(ev);
                 } else if sess.kind == Kind::Standalone {
                     self.end(now, sid);
@@ -195,12 +220,14 @@ impl Border {
         let sess = self.sessions.get_mut(&sid).expect("caller checked");
         match method {
             Method::Invite if (200..300).contains(&status) => {
-                sess.awaiting_ack = Some(AwaitAck {
-                    from_side: back,
-                    stx,
-                    ctx,
-                    out_cseq,
-                });
+                if let Some(answered) = sess.phase.answered_mut() {
+                    answered.awaiting_ack = Some(AwaitAck {
+                        from_side: back,
+                        stx,
+                        ctx,
+                        out_cseq,
+                    });
+                }
             }
             Method::Bye => self.end(now, sid),
             Method::Notify
@@ -216,14 +243,19 @@ impl Border {
         }
     }
 
+    /// A 2xx that nobody wants any more (the caller cancelled or was answered already), on an
+    /// ended session: ACKed (the ACK kept for the 2xx's retransmissions) and hung up.
     pub(super) fn ack_and_bye(&mut self, now: Instant, sid: u64, ctx: ClientTxId, resp: &Message) {
         let cseq = cseq_of(resp).map(|c| c.seq).unwrap_or(1);
         let Some((bye, dest)) = self.with_session(sid, |this, sess| {
             let ack = this.build_ack(sess, 1, cseq, &Message::empty_request());
             let dest = this.leg_dest(&sess.legs[1]);
             this.tx.send_stateless(&ack, dest);
-            sess.last_ack = Some((ctx, ack, dest));
-            (this.build_request(sess, 1, Method::Bye, None, None), dest)
+            let bye = this.build_request(sess, 1, Method::Bye, None, None);
+            if let Phase::Ended { last_ack } = &mut sess.phase {
+                *last_ack = Some(SentAck { ctx, ack, dest });
+            }
+            (bye, dest)
         }) else {
             return;
         };

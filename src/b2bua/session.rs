@@ -1,11 +1,18 @@
-//! One session: the two legs (dialogs) of a call, subscription or standalone transaction, and
-//! what is pending between them.
+//! One session: the two legs (dialogs) of a call, subscription or standalone transaction, the
+//! phase it is in, and what is pending between them.
+//!
+//! The phase is an enum whose variants own what only that phase needs, so states that cannot
+//! happen (a cancelled call that is also confirmed, an ACK awaited before any answer) cannot be
+//! written down either.
 
+use std::collections::VecDeque;
 use std::time::Instant;
 
-use super::Party;
+use super::{EndedBy, Party};
 use crate::sip::{Headers, Message, Method, Uri};
 use crate::transaction::{ClientTxId, Flow, ServerTxId};
+
+pub(super) use super::fork::{Forks, RseqMap, Rseqs};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Kind {
@@ -14,14 +21,6 @@ pub(super) enum Kind {
     Subscribe,
     /// MESSAGE, OPTIONS, NOTIFY, PUBLISH outside a dialog: one transaction relayed.
     Standalone,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum State {
-    Early,
-    Confirmed,
-    Terminating,
-    Ended,
 }
 
 /// One dialog, as this border's UA sees it.
@@ -71,15 +70,6 @@ pub(super) struct AwaitAck {
     pub out_cseq: u32,
 }
 
-/// RSeq of a reliable provisional on one leg ↔ the one received on the other.
-#[derive(Debug, Clone)]
-pub(super) struct RseqMap {
-    pub side: usize,
-    pub ours: u32,
-    pub theirs: u32,
-    pub their_cseq: u32,
-}
-
 #[derive(Debug, Clone)]
 pub(super) enum PendingKind {
     /// The request that created the session, sent on leg B.
@@ -102,35 +92,131 @@ pub(super) struct Pending {
     pub kind: PendingKind,
 }
 
+/// An ACK the border sent for a 2xx on leg B, re-sent when that 2xx is retransmitted.
+#[derive(Debug, Clone)]
+pub(super) struct SentAck {
+    pub ctx: ClientTxId,
+    pub ack: Message,
+    pub dest: Flow,
+}
+
+/// CANCEL of the initial INVITE (RFC 3261 §9.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Cancel {
+    /// Not asked for.
+    None,
+    /// The caller cancelled (it has its 487); leg B has sent no provisional yet, so the CANCEL
+    /// waits for one.
+    Waiting,
+    /// The caller cancelled and the CANCEL went out on leg B (or was not needed there).
+    Sent,
+}
+
+/// The initial request is out on leg B and has no final answer yet.
+#[derive(Debug, Clone)]
+pub(super) struct Early {
+    /// The client transaction of the request on leg B (`None` only while it is being built).
+    pub ctx: Option<ClientTxId>,
+    /// The request as sent on leg B: CANCEL and the next target's retry are built from it.
+    pub request: Option<Message>,
+    /// Further targets of the route, tried in order when the current one fails (RFC 3263 §4.3).
+    pub alternates: VecDeque<Flow>,
+    /// Any provisional arrived from the current target: a CANCEL may follow.
+    pub got_provisional: bool,
+    pub cancel: Cancel,
+    /// RFC 3261 §16.6 Timer C (INVITE only).
+    pub timer_c_at: Option<Instant>,
+    /// The early dialogs of a forked INVITE besides the one the legs hold.
+    pub forks: Forks,
+}
+
+impl Early {
+    pub fn cancelled(&self) -> bool {
+        self.cancel != Cancel::None
+    }
+}
+
+/// A 2xx made the dialog: what the confirmed call needs.
+#[derive(Debug, Clone)]
+pub(super) struct Answered {
+    pub at: Instant,
+    /// A 2xx to an INVITE relayed to one side, whose ACK is still to come and be relayed.
+    pub awaiting_ack: Option<AwaitAck>,
+    pub last_ack: Option<SentAck>,
+}
+
+#[derive(Debug, Clone)]
+pub(super) enum Phase {
+    Early(Box<Early>),
+    Confirmed(Answered),
+    /// A BYE is crossing (or the border hung up): who ended it is known.
+    Terminating {
+        answered: Answered,
+        by: EndedBy,
+    },
+    /// Signalling is over; the state lingers 64·T1 for late retransmissions, then is freed.
+    Ended {
+        last_ack: Option<SentAck>,
+    },
+}
+
+impl Phase {
+    pub fn early(&self) -> Option<&Early> {
+        match self {
+            Phase::Early(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    pub fn early_mut(&mut self) -> Option<&mut Early> {
+        match self {
+            Phase::Early(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    pub fn answered(&self) -> Option<&Answered> {
+        match self {
+            Phase::Confirmed(a) | Phase::Terminating { answered: a, .. } => Some(a),
+            _ => None,
+        }
+    }
+
+    pub fn answered_mut(&mut self) -> Option<&mut Answered> {
+        match self {
+            Phase::Confirmed(a) | Phase::Terminating { answered: a, .. } => Some(a),
+            _ => None,
+        }
+    }
+
+    pub fn last_ack(&self) -> Option<&SentAck> {
+        match self {
+            Phase::Confirmed(a) | Phase::Terminating { answered: a, .. } => a.last_ack.as_ref(),
+            Phase::Ended { last_ack } => last_ack.as_ref(),
+            Phase::Early(_) => None,
+        }
+    }
+
+    pub fn is_ended(&self) -> bool {
+        matches!(self, Phase::Ended { .. })
+    }
+}
+
 #[derive(Debug, Clone)]
 pub(super) struct Session {
     pub kind: Kind,
-    pub state: State,
+    pub phase: Phase,
     /// Leg 0 faces the party that sent the initial request, leg 1 the one it was routed to.
+    /// During a forked INVITE they hold the early dialog selected last (see [`Forks`]).
     pub legs: [Leg; 2],
-    /// The initial request as received on leg 0.
+    /// Reliable provisional numbering between the legs' dialogs (per early dialog while forked).
+    pub rseq: Rseqs,
+    /// The initial request as received on leg 0, and its server transaction.
     pub initial: Message,
-    pub invite_stx: Option<ServerTxId>,
-    pub invite_ctx: Option<ClientTxId>,
-    /// The initial request as sent on leg 1 (CANCEL is built from it).
-    pub invite_b: Option<Message>,
-    /// Further targets of the route, tried in order when the current one fails (RFC 3263 §4.3).
-    pub alternates: std::collections::VecDeque<Flow>,
-    pub got_provisional: bool,
-    pub cancel_pending: bool,
-    pub cancelled: bool,
-    pub awaiting_ack: Option<AwaitAck>,
-    /// The last ACK sent for a 2xx, re-sent when that 2xx is retransmitted.
-    pub last_ack: Option<(ClientTxId, Message, Flow)>,
-    pub rseq: Vec<RseqMap>,
-    pub next_rseq: [u32; 2],
-    pub timer_c_at: Option<Instant>,
+    pub initial_stx: ServerTxId,
     pub last_activity: Instant,
     /// When the initial request arrived, for setup time and duration.
     pub created: Instant,
-    pub answered_at: Option<Instant>,
-    /// Who sent the BYE (or the border's reason), once known.
-    pub ended_by: Option<super::EndedBy>,
     /// Charging identifier used when the originating side sent none we may keep.
     pub icid: String,
     /// The call's anchored streams.

@@ -1198,5 +1198,6 @@ fn dialog_requests_never_follow_a_target_outside_the_party() {
 
 mod events;
 mod failover;
+mod fork;
 mod parking;
 mod reconfigure;

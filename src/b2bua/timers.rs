@@ -22,7 +22,12 @@ impl Border {
                     let found = self
                         .sessions
                         .iter()
-                        .find(|(_, s)| s.awaiting_ack.as_ref().is_some_and(|w| w.stx == stx))
+                        .find(|(_, s)| {
+                            s.phase
+                                .answered()
+                                .and_then(|a| a.awaiting_ack.as_ref())
+                                .is_some_and(|w| w.stx == stx)
+                        })
                         .map(|(id, _)| *id);
                     if let Some(sid) = found {
                         self.teardown(now, sid, Hangup::AckTimeout);
@@ -55,8 +60,8 @@ impl Border {
                     return;
                 };
                 let kind = sess.kind;
-                if let Some(stx) = sess.invite_stx {
-                    let initial = sess.initial.clone();
+                if sess.phase.early().is_some() {
+                    let (stx, initial) = (sess.initial_stx, sess.initial.clone());
                     self.reply_in_session(now, sid, stx, &initial, 408);
                 }
                 if kind == Kind::Invite {
@@ -83,20 +88,18 @@ impl Border {
         };
         match which {
             SessTimer::TimerC => {
-                if sess.timer_c_at != Some(at) || sess.state != State::Early {
+                if sess.phase.early().and_then(|e| e.timer_c_at) != Some(at) {
                     return;
                 }
-                if let Some(stx) = sess.invite_stx {
-                    let initial = sess.initial.clone();
-                    self.reply_in_session(now, sid, stx, &initial, 408);
-                }
+                let (stx, initial) = (sess.initial_stx, sess.initial.clone());
+                self.reply_in_session(now, sid, stx, &initial, 408);
                 self.send_cancel(now, sid);
                 self.stats.calls_failed += 1;
                 self.emit_failed(sid, 408);
                 self.end(now, sid);
             }
             SessTimer::Idle => {
-                if sess.state == State::Ended {
+                if sess.phase.is_ended() {
                     return;
                 }
                 let idle_until = sess.last_activity + self.cfg.sip.dialog_idle_timeout;
@@ -108,7 +111,7 @@ impl Border {
             }
             SessTimer::Lookup => {} // handled above: its id is a lookup's, not a session's
             SessTimer::Reap => {
-                if sess.state != State::Ended {
+                if !sess.phase.is_ended() {
                     return;
                 }
                 let sess = self.sessions.remove(&sid).expect("looked up above");
@@ -119,9 +122,7 @@ impl Border {
                         self.partners.release(p);
                     }
                 }
-                if let Some(stx) = sess.invite_stx {
-                    self.invites.remove(&stx);
-                }
+                self.invites.remove(&sess.initial_stx);
             }
         }
     }
@@ -136,18 +137,25 @@ impl Border {
     /// Ends a session whose signalling is finished; its state lingers 64·T1 so that late
     /// retransmissions still find it, then is freed.
     pub(super) fn end(&mut self, now: Instant, sid: u64) {
+        self.leave_early(sid);
         if let Some(sess) = self.sessions.get_mut(&sid) {
-            if sess.state != State::Ended {
-                sess.state = State::Ended;
+            if !sess.phase.is_ended() {
                 self.active -= 1;
-                let ended = match (sess.kind, sess.answered_at) {
-                    (Kind::Invite, Some(at)) => Some(Event::CallEnded {
+                let by = match &sess.phase {
+                    Phase::Terminating { by, .. } => *by,
+                    // A BYE that was never seen (both legs gone quiet) is the border's.
+                    _ => EndedBy::Border("Dialog ended"),
+                };
+                let ended = match (sess.kind, sess.phase.answered()) {
+                    (Kind::Invite, Some(a)) => Some(Event::CallEnded {
                         call_id: sess.legs[0].call_id.clone(),
-                        duration: now.saturating_duration_since(at),
-                        // A BYE that was never seen (both legs gone quiet) is the border's.
-                        by: sess.ended_by.unwrap_or(EndedBy::Border("Dialog ended")),
+                        duration: now.saturating_duration_since(a.at),
+                        by,
                     }),
                     _ => None,
+                };
+                sess.phase = Phase::Ended {
+                    last_ack: sess.phase.last_ack().cloned(),
                 };
                 for leg in &sess.legs {
                     if let Party::Peer(p) = leg.party {
@@ -173,7 +181,7 @@ impl Border {
         let Some(sess) = self.sessions.get(&sid) else {
             return;
         };
-        if sess.state == State::Ended {
+        if sess.phase.is_ended() {
             return;
         }
         tracing::info!(
@@ -181,12 +189,18 @@ impl Border {
             "border hangs up the call: {}",
             why.text()
         );
-        let (state, kind) = (sess.state, sess.kind);
-        let invite_stx = sess.invite_stx;
+        let kind = sess.kind;
+        let answered = sess.phase.answered().is_some();
+        let invite_stx = sess.phase.early().map(|_| sess.initial_stx);
         if let Some(sess) = self.sessions.get_mut(&sid) {
-            sess.ended_by.get_or_insert(EndedBy::Border(why.text()));
+            if let Phase::Confirmed(answered) = &sess.phase {
+                sess.phase = Phase::Terminating {
+                    answered: answered.clone(),
+                    by: EndedBy::Border(why.text()),
+                };
+            }
         }
-        if (state == State::Confirmed || state == State::Terminating) && kind == Kind::Invite {
+        if answered && kind == Kind::Invite {
             for side in 0..2 {
                 let Some((mut bye, dest)) = self.with_session(sid, |this, sess| {
                     let bye = this.build_request(sess, side, Method::Bye, None, None);

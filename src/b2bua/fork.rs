@@ -1,0 +1,187 @@
+//! Early dialogs of a forked INVITE (RFC 3261 §12.1, §13.2.2.4) and the reliable provisional
+//! numbering between the legs (RFC 3262).
+//!
+//! Each branch that answers with a tagged provisional is an early dialog of its own, on both
+//! legs: on leg B its To tag, remote target, route set and CSeq; on leg A a tag of the border's
+//! own, so the caller sees one early dialog per branch; between them, its RSeq mapping. The legs
+//! hold the early dialog a message was last about; the others wait in [`Forks`] and are swapped
+//! in by [`Session::select_for`] when a message names one of them. When a 2xx picks the dialog,
+//! the other early dialogs are dropped.
+
+use super::session::{Leg, Session};
+use super::{tag_of, Border};
+use crate::sip::{Message, Uri};
+
+/// RSeq of a reliable provisional on one leg ↔ the one received on the other.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct RseqMap {
+    pub side: usize,
+    pub ours: u32,
+    pub theirs: u32,
+    pub their_cseq: u32,
+}
+
+/// The RSeq mappings of one dialog pair, and the next RSeq the border uses on each leg.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Rseqs {
+    pub maps: Vec<RseqMap>,
+    pub next: [u32; 2],
+}
+
+impl Default for Rseqs {
+    fn default() -> Self {
+        Rseqs {
+            maps: Vec::new(),
+            next: [1, 1],
+        }
+    }
+}
+
+/// What differs between the early dialogs of one call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Fork {
+    /// The border's tag on leg A for this early dialog.
+    pub a_tag: String,
+    pub a_remote_cseq: Option<u32>,
+    /// The branch's tag, target, route set and CSeq on leg B.
+    pub b_tag: Option<String>,
+    pub b_target: Option<Uri>,
+    pub b_route_set: Vec<String>,
+    pub b_remote_cseq: Option<u32>,
+    pub rseq: Rseqs,
+}
+
+impl Fork {
+    fn take(legs: &mut [Leg; 2], rseq: &mut Rseqs) -> Fork {
+        Fork {
+            a_tag: std::mem::take(&mut legs[0].local_tag),
+            a_remote_cseq: legs[0].remote_cseq,
+            b_tag: legs[1].remote_tag.take(),
+            b_target: legs[1].remote_target.take(),
+            b_route_set: std::mem::take(&mut legs[1].route_set),
+            b_remote_cseq: legs[1].remote_cseq,
+            rseq: std::mem::take(rseq),
+        }
+    }
+
+    fn put(self, legs: &mut [Leg; 2], rseq: &mut Rseqs) {
+        legs[0].local_tag = self.a_tag;
+        legs[0].remote_cseq = self.a_remote_cseq;
+        legs[1].remote_tag = self.b_tag;
+        legs[1].remote_target = self.b_target;
+        legs[1].route_set = self.b_route_set;
+        legs[1].remote_cseq = self.b_remote_cseq;
+        *rseq = self.rseq;
+    }
+
+    fn has_tag(&self, side: usize, tag: &str) -> bool {
+        match side {
+            0 => self.a_tag == tag,
+            _ => self.b_tag.as_deref() == Some(tag),
+        }
+    }
+}
+
+/// The early dialogs the legs do not hold right now.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(super) struct Forks {
+    waiting: Vec<Fork>,
+}
+
+impl Forks {
+    /// Drops the waiting early dialogs (a final answer decided the call), returning the leg A
+    /// tags that named them, for the dialog index.
+    pub fn drop_all(&mut self) -> Vec<String> {
+        self.waiting.drain(..).map(|f| f.a_tag).collect()
+    }
+}
+
+/// The tag that names a dialog of `side` in `msg`: the border's own tag on leg A, the far
+/// branch's on leg B, read from To or From by who sent the message.
+fn dialog_tag(side: usize, msg: &Message) -> Option<String> {
+    let request = msg.status().is_none();
+    // Leg A: the caller is remote, so the border's tag is in To of what the caller sends and in
+    // From of responses to what the border sent. Leg B: the branch's tag is the other way round.
+    let header = match (side, request) {
+        (0, true) | (1, false) => "To",
+        _ => "From",
+    };
+    tag_of(msg.headers.get(header))
+}
+
+impl Session {
+    /// Makes the early dialog that `msg`, received on (or answering on) `side`, belongs to the
+    /// one the legs hold. Returns false when the message names an early dialog this session
+    /// does not have (the legs are left as they were).
+    pub fn select_for(&mut self, side: usize, msg: &Message) -> bool {
+        let Some(tag) = dialog_tag(side, msg) else {
+            return true;
+        };
+        self.select(side, &tag)
+    }
+
+    fn select(&mut self, side: usize, tag: &str) -> bool {
+        let held = match side {
+            0 => self.legs[0].local_tag == tag,
+            _ => self.legs[1].remote_tag.as_deref().is_none_or(|t| t == tag),
+        };
+        if held {
+            return true;
+        }
+        let Some(early) = self.phase.early_mut() else {
+            return false;
+        };
+        let Some(i) = early
+            .forks
+            .waiting
+            .iter()
+            .position(|f| f.has_tag(side, tag))
+        else {
+            return false;
+        };
+        let next = early.forks.waiting.swap_remove(i);
+        let current = Fork::take(&mut self.legs, &mut self.rseq);
+        early.forks.waiting.push(current);
+        next.put(&mut self.legs, &mut self.rseq);
+        true
+    }
+
+    /// A response to the initial request from a branch with no early dialog yet, while the
+    /// legs hold another's: a new early dialog, known to the caller by `a_tag`. Its target and
+    /// route set are then read from the response like any other's.
+    pub fn add_fork(&mut self, a_tag: String, b_tag: String) {
+        let Some(early) = self.phase.early_mut() else {
+            return;
+        };
+        let current = Fork::take(&mut self.legs, &mut self.rseq);
+        early.forks.waiting.push(current);
+        Fork {
+            a_tag,
+            // The caller numbers each early dialog from its INVITE on.
+            a_remote_cseq: super::cseq_of(&self.initial).map(|c| c.seq),
+            b_tag: Some(b_tag),
+            b_target: None,
+            b_route_set: Vec::new(),
+            b_remote_cseq: None,
+            rseq: Rseqs::default(),
+        }
+        .put(&mut self.legs, &mut self.rseq);
+    }
+}
+
+impl Border {
+    /// The early phase of a session is over (answered, failed, cancelled): the early dialogs
+    /// it did not keep are forgotten, and so are the tags the caller knew them by.
+    pub(super) fn leave_early(&mut self, sid: u64) {
+        let Some(sess) = self.sessions.get_mut(&sid) else {
+            return;
+        };
+        let Some(early) = sess.phase.early_mut() else {
+            return;
+        };
+        let call_id = &sess.legs[0].call_id;
+        for tag in early.forks.drop_all() {
+            self.dialogs.remove(&(call_id.clone(), tag));
+        }
+    }
+}
