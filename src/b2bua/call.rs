@@ -111,7 +111,7 @@ impl Border {
             legs: [leg_a, leg_b],
             rseq: Default::default(),
             initial: msg,
-            initial_stx: stx,
+            initial_stx: Some(stx),
             last_activity: now,
             created: now,
             icid: self.token(16),

@@ -21,7 +21,9 @@ impl Border {
         let Some(sess) = self.sessions.get_mut(&sid) else {
             return;
         };
-        let invite_stx = sess.initial_stx;
+        let Some(invite_stx) = sess.initial_stx else {
+            return;
+        };
         let pending = self.tx.server_pending(invite_stx);
         let Some(early) = sess.phase.early_mut().filter(|e| !e.cancelled() && pending) else {
             return;

@@ -136,7 +136,9 @@ impl Border {
             return;
         }
         let sess = self.sessions.get_mut(&sid).expect("caller checked");
-        let stx = sess.initial_stx;
+        let Some(stx) = sess.initial_stx else {
+            return;
+        };
         if cancelled || !self.tx.server_pending(stx) {
             // Leg A is already answered (CANCEL, timeout): a late 2xx on leg B is ACKed and
             // hung up so the far side is not left with a half call.

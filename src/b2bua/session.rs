@@ -211,9 +211,10 @@ pub(super) struct Session {
     pub legs: [Leg; 2],
     /// Reliable provisional numbering between the legs' dialogs (per early dialog while forked).
     pub rseq: Rseqs,
-    /// The initial request as received on leg 0, and its server transaction.
+    /// The initial request as received on leg 0, and its server transaction (`None` for a call
+    /// restored from a snapshot: that transaction lived in another engine).
     pub initial: Message,
-    pub initial_stx: ServerTxId,
+    pub initial_stx: Option<ServerTxId>,
     pub last_activity: Instant,
     /// When the initial request arrived, for setup time and duration.
     pub created: Instant,

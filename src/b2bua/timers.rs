@@ -60,8 +60,8 @@ impl Border {
                     return;
                 };
                 let kind = sess.kind;
-                if sess.phase.early().is_some() {
-                    let (stx, initial) = (sess.initial_stx, sess.initial.clone());
+                if let Some(stx) = sess.initial_stx.filter(|_| sess.phase.early().is_some()) {
+                    let initial = sess.initial.clone();
                     self.reply_in_session(now, sid, stx, &initial, 408);
                 }
                 if kind == Kind::Invite {
@@ -91,8 +91,10 @@ impl Border {
                 if sess.phase.early().and_then(|e| e.timer_c_at) != Some(at) {
                     return;
                 }
-                let (stx, initial) = (sess.initial_stx, sess.initial.clone());
-                self.reply_in_session(now, sid, stx, &initial, 408);
+                if let Some(stx) = sess.initial_stx {
+                    let initial = sess.initial.clone();
+                    self.reply_in_session(now, sid, stx, &initial, 408);
+                }
                 self.send_cancel(now, sid);
                 self.stats.calls_failed += 1;
                 self.emit_failed(sid, 408);
@@ -122,7 +124,9 @@ impl Border {
                         self.partners.release(p);
                     }
                 }
-                self.invites.remove(&sess.initial_stx);
+                if let Some(stx) = sess.initial_stx {
+                    self.invites.remove(&stx);
+                }
             }
         }
     }
@@ -191,7 +195,7 @@ impl Border {
         );
         let kind = sess.kind;
         let answered = sess.phase.answered().is_some();
-        let invite_stx = sess.phase.early().map(|_| sess.initial_stx);
+        let invite_stx = sess.initial_stx.filter(|_| sess.phase.early().is_some());
         if let Some(sess) = self.sessions.get_mut(&sid) {
             if let Phase::Confirmed(answered) = &sess.phase {
                 sess.phase = Phase::Terminating {
