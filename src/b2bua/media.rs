@@ -51,6 +51,21 @@ impl PortPools {
     }
 
     /// Free port pairs in a realm (leak checks and metrics).
+    /// Takes one given port out of the pool (a restored call keeps its ports); false when it is
+    /// not free.
+    fn take_port(&mut self, realm: usize, port: u16) -> bool {
+        let Some(free) = self.free.get_mut(realm) else {
+            return false;
+        };
+        match free.iter().position(|p| *p == port) {
+            Some(i) => {
+                free.remove(i);
+                true
+            }
+            None => false,
+        }
+    }
+
     pub fn available(&self, realm: usize) -> usize {
         self.free.get(realm).map_or(0, VecDeque::len)
     }
@@ -85,6 +100,32 @@ impl CallMedia {
     pub fn is_empty(&self) -> bool {
         self.slots.is_empty()
     }
+
+    /// The call's streams as plain data (flow ids are the engine's own and are not kept).
+    pub fn snapshot(&self) -> Vec<SlotSnapshot> {
+        self.slots
+            .iter()
+            .map(|s| SlotSnapshot {
+                mline: s.mline,
+                ports: s.ports,
+                remote: s.remote,
+                remote_rtcp: s.remote_rtcp,
+                gate_open: s.gate_open,
+            })
+            .collect()
+    }
+}
+
+/// One anchored stream of a call snapshot: the m-line that owns it, the relay port (RTP; RTCP
+/// is the next one) on each leg's realm, the far ends the SDP named on each side, and whether
+/// the stream was answered.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SlotSnapshot {
+    pub mline: usize,
+    pub ports: [u16; 2],
+    pub remote: [Option<SocketAddr>; 2],
+    pub remote_rtcp: [Option<SocketAddr>; 2],
+    pub gate_open: bool,
 }
 
 /// Per-leg facts the anchoring needs: realm index and its relay address.
@@ -238,6 +279,56 @@ impl Anchoring {
             remote_rtcp: [None, None],
             gate_open: false,
         })
+    }
+
+    /// Re-opens a restored call's streams on the ports it had: the same Open, SetRemote and Gate
+    /// commands its set-up produced, with flow ids of this engine. The ports are taken from the
+    /// pools; `Err(port)` names one that is not free (nothing is taken then).
+    pub fn restore(
+        &mut self,
+        slots: &[SlotSnapshot],
+        legs: [LegRealm; 2],
+    ) -> Result<CallMedia, u16> {
+        let mut taken: Vec<(usize, u16)> = Vec::new();
+        for s in slots {
+            for (side, leg) in legs.iter().enumerate() {
+                if !self.pools.take_port(leg.realm, s.ports[side]) {
+                    for (realm, port) in taken {
+                        self.pools.give(realm, port);
+                    }
+                    return Err(s.ports[side]);
+                }
+                taken.push((leg.realm, s.ports[side]));
+            }
+        }
+        let mut call = CallMedia::default();
+        for s in slots {
+            let (rtp, rtcp) = (self.flow_id(), self.flow_id());
+            for (id, offset, remote) in [(rtp, 0u16, s.remote), (rtcp, 1, s.remote_rtcp)] {
+                let side = |i: usize| SideSpec {
+                    local: SocketAddr::new(legs[i].addr, s.ports[i] + offset),
+                    remote: remote[i],
+                };
+                self.commands.push_back(MediaCommand::Open(FlowSpec {
+                    id,
+                    sides: [side(0), side(1)],
+                }));
+                if s.gate_open {
+                    self.commands
+                        .push_back(MediaCommand::Gate { id, open: true });
+                }
+            }
+            call.slots.push(Slot {
+                mline: s.mline,
+                ports: s.ports,
+                rtp,
+                rtcp,
+                remote: s.remote,
+                remote_rtcp: s.remote_rtcp,
+                gate_open: s.gate_open,
+            });
+        }
+        Ok(call)
     }
 
     /// Closes every flow of a call and returns its ports to the pools.

@@ -26,6 +26,10 @@ mod in_dialog;
 pub mod media;
 mod responses;
 mod session;
+mod snapshot;
+pub use snapshot::{
+    CallSnapshot, LegSnapshot, PartySnapshot, RestoreError, SnapshotError, SNAPSHOT_VERSION,
+};
 mod timers;
 
 use std::collections::{BTreeSet, HashMap, VecDeque};

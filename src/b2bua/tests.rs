@@ -1201,3 +1201,4 @@ mod failover;
 mod fork;
 mod parking;
 mod reconfigure;
+mod snapshot;

@@ -18,7 +18,8 @@ mod tests;
 /// The lab file embedded in the binary, used by `palisade run` without `--config`.
 pub const EMBEDDED_DEFAULT: &str = include_str!("../../policies/default.toml");
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Transport {
     Udp,
     Tcp,
