@@ -60,31 +60,7 @@ impl Border {
         if !self.tx.client_pending(ctx) {
             return;
         }
-        let mut headers = Headers::default();
-        if let Some(v) = invite.headers.values("Via").first() {
-            headers.push("Via", *v);
-        }
-        for h in ["Max-Forwards", "From", "To", "Call-ID"] {
-            if let Some(v) = invite.headers.get(h) {
-                headers.push(h, v);
-            }
-        }
-        if let Some(c) = cseq_of(invite) {
-            headers.push("CSeq", format!("{} CANCEL", c.seq));
-        }
-        for r in invite.headers.lines("Route") {
-            headers.push("Route", r);
-        }
-        let cancel = Message {
-            start: StartLine::Request {
-                method: Method::Cancel,
-                uri: request_uri(invite)
-                    .cloned()
-                    .unwrap_or(Uri::Other(String::new())),
-            },
-            headers,
-            body: Vec::new(),
-        };
+        let cancel = Border::build_cancel(invite);
         let dest = sess.legs[1].flow;
         self.send_local(now, sid, 1, &cancel, dest);
     }

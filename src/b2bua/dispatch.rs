@@ -106,37 +106,9 @@ impl Border {
             status,
             source: flow.remote,
         });
-        let mut headers = Headers::default();
-        for v in e.headers.values("Via") {
-            headers.push("Via", v);
-        }
-        for h in ["From", "To", "Call-ID", "CSeq"] {
-            if let Some(v) = e.headers.get(h) {
-                headers.push(h, v);
-            }
-        }
-        let reason: String = e
-            .reason
-            .chars()
-            .filter(|c| c.is_ascii_graphic() || *c == ' ')
-            .collect();
-        let resp = Message {
-            start: StartLine::Response {
-                status,
-                reason: if reason.is_empty() {
-                    reason_phrase(status).to_string()
-                } else {
-                    reason
-                },
-            },
-            headers,
-            body: Vec::new(),
-        };
+        let resp = Border::malformed_answer(&e, status);
         let flow = response_flow(flow, &via);
-        self.transmits.push_back(Transmit {
-            flow,
-            bytes: resp.to_bytes(),
-        });
+        self.tx.send_stateless(&resp, flow);
     }
 
     pub(super) fn on_request(&mut self, now: Instant, msg: Message, flow: Flow, party: Party) {

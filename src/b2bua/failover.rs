@@ -21,8 +21,7 @@ impl Border {
         else {
             return false;
         };
-        let (Some(mut req), Some(next)) = (early.request.clone(), early.alternates.pop_front())
-        else {
+        let (Some(sent), Some(next)) = (early.request.clone(), early.alternates.pop_front()) else {
             return false;
         };
         // The new target has sent nothing yet: a later CANCEL waits for its first provisional.
@@ -30,12 +29,7 @@ impl Border {
         let failed = sess.legs[1].flow.remote;
         let call_id = sess.legs[0].call_id.clone();
         sess.legs[1].flow = next;
-        let via = self.via(next.realm, next.transport);
-        req.headers.set("Via", via);
-        if req.headers.get("Contact").is_some() {
-            req.headers
-                .set("Contact", self.contact(next.realm, next.transport));
-        }
+        let req = self.retarget(&sent, next);
         tracing::info!(%call_id, %failed, next = %next.remote, ?status, "target failed, trying the next");
         self.emit(Event::TargetFailed {
             call_id,
@@ -55,7 +49,7 @@ impl Border {
         now: Instant,
         sid: u64,
         sess: &mut Session,
-        req: Message,
+        req: Sealed,
         dest: Flow,
     ) {
         let ctx = self.tx.send_request(now, &req, dest);

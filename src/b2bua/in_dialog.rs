@@ -59,13 +59,10 @@ impl Border {
                     .maps
                     .iter()
                     .find(|m| m.side == side && m.ours == r.rseq)
-                    .map(|m| {
-                        crate::sip::RAck {
-                            rseq: m.theirs,
-                            cseq: m.their_cseq,
-                            method: r.method.clone(),
-                        }
-                        .to_string()
+                    .map(|m| crate::sip::RAck {
+                        rseq: m.theirs,
+                        cseq: m.their_cseq,
+                        method: r.method.clone(),
                     })
             });
             match mapped {
@@ -100,7 +97,7 @@ impl Border {
             Err(e) => return self.reply(now, stx, &msg, anchor_status(&e), None),
         };
         if let Some(r) = rack {
-            req.headers.set("RAck", r);
+            Border::set_rack(&mut req, &r);
         }
         let dest = self.leg_dest(&self.sessions[&sid].legs[other]);
         let ctx = self.tx.send_request(now, &req, dest);
@@ -153,10 +150,7 @@ impl Border {
         let out = 1 - side;
         self.with_session(sid, |this, sess| {
             let mut ack = this.build_ack(sess, out, wait.out_cseq, msg);
-            if this.anchor_msg(sess, side, &mut ack).is_err() {
-                ack.body.clear();
-                ack.headers.remove("Content-Type");
-            }
+            this.anchor_or_strip(sess, side, &mut ack);
             this.anchoring.open_gates(&mut sess.media);
             let dest = this.leg_dest(&sess.legs[out]);
             this.tx.send_stateless(&ack, dest);

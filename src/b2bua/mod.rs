@@ -9,7 +9,7 @@
 
 mod build;
 pub use build::make_response;
-use build::{anchor_status, response_flow};
+use build::{anchor_status, response_flow, Sealed};
 mod call;
 mod cancel;
 mod dispatch;
@@ -17,6 +17,8 @@ mod parking;
 use parking::Parked;
 pub mod events;
 mod failover;
+mod outbox;
+use outbox::Outbox;
 mod fork;
 mod partners;
 use partners::Partners;
@@ -43,18 +45,16 @@ use rand::SeedableRng;
 use crate::config::{Config, RealmKind, Transport};
 use crate::routing::{LookupId, LookupRequest, LookupResult, Route, Router, StaticRouter};
 use crate::sip::{
-    parse_message, CSeq, Headers, Limits, Message, Method, NameAddr, ParseError, StartLine, Uri,
-    Via,
+    parse_message, CSeq, Limits, Message, Method, NameAddr, ParseError, StartLine, Uri, Via,
 };
 use crate::transaction::{
-    ClientTxId, Flow, RequestDisposition, ResponseDisposition, ServerTxId, Timers,
-    TransactionLayer, Transmit, TxEvent,
+    ClientTxId, Flow, RequestDisposition, ResponseDisposition, ServerTxId, Timers, Transmit,
+    TxEvent,
 };
 
 use crate::media::FlowId;
 pub use events::{DropReason, EndedBy, Event, Origin, RejectReason};
-use hiding::reason_phrase;
-use media::{AnchorError, Anchoring, CallMedia, LegRealm, MediaCommand};
+use media::{Anchoring, CallMedia, LegRealm, MediaCommand};
 use session::{
     Answered, AwaitAck, Cancel, Early, Kind, Leg, Pending, PendingKind, Phase, SentAck, Session,
 };
@@ -144,7 +144,7 @@ enum SessTimer {
 pub struct Border {
     cfg: Arc<Config>,
     router: Box<dyn Router + Send>,
-    tx: TransactionLayer,
+    tx: Outbox,
     limits: Limits,
     rng: StdRng,
     sessions: HashMap<u64, Session>,
@@ -155,7 +155,6 @@ pub struct Border {
     invites: HashMap<ServerTxId, u64>,
     pending: HashMap<ClientTxId, Pending>,
     timers: BTreeSet<(Instant, u64, SessTimer)>,
-    transmits: VecDeque<Transmit>,
     anchoring: Anchoring,
     /// Sessions not yet ended, in all and per (realm, peer): the call limits are checked on
     /// every INVITE, so they are counted, not recomputed.
@@ -253,7 +252,7 @@ impl Border {
         Border {
             cfg,
             router,
-            tx: TransactionLayer::new(timers),
+            tx: Outbox::new(timers),
             limits,
             rng: StdRng::seed_from_u64(seed),
             sessions: HashMap::new(),
@@ -262,7 +261,6 @@ impl Border {
             invites: HashMap::new(),
             pending: HashMap::new(),
             timers: BTreeSet::new(),
-            transmits: VecDeque::new(),
             anchoring,
             active: 0,
             partners,
@@ -373,9 +371,7 @@ impl Border {
     }
 
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        self.transmits
-            .pop_front()
-            .or_else(|| self.tx.poll_transmit())
+        self.tx.poll_transmit()
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
@@ -405,43 +401,9 @@ impl Border {
         })
     }
 
-    /// Anchors the SDP body of a message built for the leg opposite `from` on the relay.
-    fn anchor_msg(
-        &mut self,
-        sess: &mut Session,
-        from: usize,
-        msg: &mut Message,
-    ) -> Result<(), AnchorError> {
-        // A Content-Type the typed parser refuses (say a parameter without a value) still names
-        // SDP when it starts so: such a body is anchored, never passed through unrewritten.
-        let is_sdp = match msg.headers.content_type() {
-            Some(ct) => ct.is_sdp(),
-            None => msg.headers.get("Content-Type").is_some_and(|ct| {
-                let ct = ct.trim().as_bytes();
-                ct.len() >= 15 && ct[..15].eq_ignore_ascii_case(b"application/sdp")
-            }),
-        };
-        // SDP offer/answer happens in INVITE, UPDATE, PRACK and ACK and their responses
-        // (RFC 3264, RFC 3311, RFC 3262); other bodies are not media descriptions.
-        let offer_answer = cseq_of(msg).is_some_and(|c| {
-            matches!(
-                c.method,
-                Method::Invite | Method::Update | Method::Prack | Method::Ack
-            )
-        });
-        if msg.body.is_empty() || !is_sdp || !offer_answer {
-            return Ok(());
-        }
-        let legs = self.leg_realms(sess);
-        msg.body = self
-            .anchoring
-            .anchor(&mut sess.media, legs, from, &msg.body)?;
-        Ok(())
-    }
-
     /// Sends a request of the border's own (CANCEL, BYE on teardown) on one leg of a session;
     /// its response ends here.
-    fn send_local(&mut self, now: Instant, sid: u64, side: usize, req: &Message, dest: Flow) {
+    fn send_local(&mut self, now: Instant, sid: u64, side: usize, req: &Sealed, dest: Flow) {
         let ctx = self.tx.send_request(now, req, dest);
         self.pending.insert(
             ctx,

@@ -8,6 +8,7 @@
 use std::collections::VecDeque;
 use std::time::Instant;
 
+use super::build::Sealed;
 use super::{EndedBy, Party};
 use crate::sip::{Headers, Message, Method, Uri};
 use crate::transaction::{ClientTxId, Flow, ServerTxId};
@@ -96,7 +97,7 @@ pub(super) struct Pending {
 #[derive(Debug, Clone)]
 pub(super) struct SentAck {
     pub ctx: ClientTxId,
-    pub ack: Message,
+    pub ack: Sealed,
     pub dest: Flow,
 }
 
@@ -118,7 +119,7 @@ pub(super) struct Early {
     /// The client transaction of the request on leg B (`None` only while it is being built).
     pub ctx: Option<ClientTxId>,
     /// The request as sent on leg B: CANCEL and the next target's retry are built from it.
-    pub request: Option<Message>,
+    pub request: Option<Sealed>,
     /// Further targets of the route, tried in order when the current one fails (RFC 3263 §4.3).
     pub alternates: VecDeque<Flow>,
     /// Any provisional arrived from the current target: a CANCEL may follow.

@@ -213,10 +213,7 @@ impl Border {
                     return;
                 };
                 // RFC 3326: say why the border, not a user, ended the call.
-                bye.headers.push(
-                    "Reason",
-                    format!("SIP;cause={};text=\"{}\"", why.cause(), why.text()),
-                );
+                bye.push_reason(why.cause(), why.text());
                 self.send_local(now, sid, side, &bye, dest);
             }
         } else if let Some(stx) = invite_stx {

@@ -1,0 +1,401 @@
+//! Building the messages of each leg: Via, Contact and dialog headers from the realm's own
+//! addresses, screened copies of what the other leg sent, anchored SDP, and local answers.
+//! Also where a dialog request on a leg is sent (loose routing within the leg's party).
+
+use std::net::{IpAddr, SocketAddr};
+
+use rand::Rng;
+
+use super::hiding::{self, copy_body, copy_screened, Crossing};
+use super::media::AnchorError;
+use super::session::{Leg, Session};
+use super::{cseq_of, request_uri, Border, Party};
+use crate::config::{HeaderPolicy, Transport, Trust};
+use crate::sip::{Headers, Message, Method, NameAddr, StartLine, Uri};
+use crate::transaction::Flow;
+
+mod answer;
+pub use answer::make_response;
+pub(super) use answer::{anchor_status, response_flow};
+mod sealed;
+pub use sealed::Sealed;
+
+impl Border {
+    pub(super) fn token(&mut self, bytes: usize) -> String {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut s = String::with_capacity(bytes * 2);
+        for _ in 0..bytes {
+            let b: u8 = self.rng.random();
+            s.push(char::from(HEX[usize::from(b >> 4)]));
+            s.push(char::from(HEX[usize::from(b & 0xf)]));
+        }
+        s
+    }
+
+    pub(super) fn local_port(&self, realm: usize, transport: Transport) -> u16 {
+        let r = &self.cfg.realms[realm];
+        r.listen
+            .iter()
+            .find(|l| l.transport == transport)
+            .or_else(|| r.listen.first())
+            .map(|l| l.addr.port())
+            .unwrap_or(5060)
+    }
+
+    pub(super) fn host_port(&self, realm: usize, transport: Transport) -> String {
+        let ip = self.cfg.realms[realm].advertise;
+        let port = self.local_port(realm, transport);
+        match ip {
+            IpAddr::V4(v4) => format!("{v4}:{port}"),
+            IpAddr::V6(v6) => format!("[{v6}]:{port}"),
+        }
+    }
+
+    pub(super) fn via(&mut self, realm: usize, transport: Transport) -> String {
+        let branch = self.token(12);
+        format!(
+            "SIP/2.0/{} {};branch=z9hG4bK{branch};rport",
+            transport.as_str(),
+            self.host_port(realm, transport)
+        )
+    }
+
+    pub(super) fn contact(&self, realm: usize, transport: Transport) -> String {
+        let tp = match transport {
+            Transport::Udp => "",
+            Transport::Tcp => ";transport=tcp",
+        };
+        format!("<sip:{}{tp}>", self.host_port(realm, transport))
+    }
+
+    pub(super) fn party_trust(&self, realm: usize, party: Party) -> Trust {
+        match party {
+            Party::Core => self.cfg.realms[realm].trust,
+            Party::Peer(p) => self.partners.get(p).trust,
+        }
+    }
+
+    pub(super) fn party_headers(&self, realm: usize, party: Party) -> &HeaderPolicy {
+        match party {
+            Party::Core => &self.cfg.realms[realm].headers,
+            Party::Peer(p) => &self.partners.get(p).headers,
+        }
+    }
+
+    pub(super) fn party_flow(&self, realm: usize, party: Party) -> Option<Flow> {
+        let r = &self.cfg.realms[realm];
+        let hop = match party {
+            Party::Core => r.core.as_ref()?,
+            Party::Peer(p) => &self.partners.get(p).next_hop,
+        };
+        Some(Flow {
+            realm,
+            transport: hop.transport,
+            remote: hop.addr,
+        })
+    }
+
+    pub(super) fn party_ips(&self, realm: usize, party: Party) -> Vec<IpAddr> {
+        let r = &self.cfg.realms[realm];
+        match party {
+            Party::Core => {
+                let mut ips = r.core_sources.clone();
+                ips.extend(r.core.as_ref().map(|c| c.addr.ip()));
+                ips
+            }
+            Party::Peer(p) => {
+                let peer = self.partners.get(p);
+                let mut ips = peer.sources.clone();
+                ips.push(peer.next_hop.addr.ip());
+                ips
+            }
+        }
+    }
+
+    /// Where a dialog request on this leg goes (RFC 3261 §12.2.1.1, loose routing): the first
+    /// Route, else the remote target — but only to an address of that leg's own party. A target
+    /// naming anything else (a host name, an address outside the agreement) goes to the party's
+    /// configured next hop, so a peer cannot steer the border toward arbitrary hosts.
+    pub(super) fn leg_dest(&self, leg: &Leg) -> Flow {
+        let first_route = leg
+            .route_set
+            .first()
+            .and_then(|r| NameAddr::parse(r))
+            .map(|n| n.uri);
+        let target = first_route.or_else(|| leg.remote_target.clone());
+        let Some(Uri::Sip(u)) = target else {
+            return leg.flow;
+        };
+        let Ok(ip) = u.host_bare().parse::<IpAddr>() else {
+            return leg.flow;
+        };
+        if !self.party_ips(leg.realm, leg.party).contains(&ip) {
+            return leg.flow;
+        }
+        let transport = match u.param("transport").flatten() {
+            Some(t) if t.eq_ignore_ascii_case("tcp") => Transport::Tcp,
+            Some(t) if t.eq_ignore_ascii_case("udp") => Transport::Udp,
+            _ => leg.flow.transport,
+        };
+        if leg.flow.reliable() && transport == leg.flow.transport && leg.flow.remote.ip() == ip {
+            // Reuse the connection the dialog came in on.
+            return leg.flow;
+        }
+        Flow {
+            realm: leg.realm,
+            transport,
+            remote: SocketAddr::new(ip, u.port.unwrap_or(5060)),
+        }
+    }
+
+    /// Builds a request on one leg of a session: the leg's own identifiers, the route set, and
+    /// the screened headers and body of `src` (the request received on the other leg).
+    pub(super) fn build_request(
+        &mut self,
+        sess: &mut Session,
+        side: usize,
+        method: Method,
+        uri: Option<Uri>,
+        src: Option<&Message>,
+    ) -> Sealed {
+        let src = src.unwrap_or(&sess.initial);
+        let src_side = 1 - side;
+        let (realm, party) = (sess.legs[side].realm, sess.legs[side].party);
+        let dest = self.leg_dest(&sess.legs[side]);
+        let transport = dest.transport;
+        let via = self.via(realm, transport);
+        let leg = &mut sess.legs[side];
+        leg.local_cseq += 1;
+        let seq = leg.local_cseq;
+        let uri = uri
+            .or_else(|| leg.remote_target.clone())
+            .or_else(|| request_uri(&sess.initial).cloned())
+            .unwrap_or(Uri::Other(String::new()));
+        let mut h = Headers::default();
+        h.push("Via", via);
+        let mf = src
+            .headers
+            .get("Max-Forwards")
+            .and_then(|v| v.trim().parse::<u32>().ok())
+            .map(|m| m.saturating_sub(1).min(255))
+            .unwrap_or(u32::from(self.cfg.sip.max_forwards));
+        h.push("Max-Forwards", mf.to_string());
+        leg.push_dialog_headers(&mut h, seq, &method);
+        if matches!(
+            method,
+            Method::Invite | Method::Update | Method::Subscribe | Method::Notify | Method::Refer
+        ) {
+            h.push("Contact", self.contact(realm, transport));
+        }
+        let src_leg = &sess.legs[src_side];
+        let from_trust = self.party_trust(src_leg.realm, src_leg.party);
+        let crossing = Crossing {
+            from_trust,
+            to_trust: self.party_trust(realm, party),
+            to_policy: self.party_headers(realm, party),
+        };
+        if method != Method::Bye || src.method() == Some(&Method::Bye) {
+            copy_screened(src, &mut h, crossing);
+        }
+        let body = if method == Method::Bye && src.method() != Some(&Method::Bye) {
+            Vec::new()
+        } else {
+            copy_body(src, &mut h)
+        };
+        if matches!(method, Method::Invite | Method::Message | Method::Subscribe)
+            || method == Method::Refer
+        {
+            let pcv = self.charging_for(sess, src, side, true);
+            h.push("P-Charging-Vector", pcv);
+        }
+        Sealed::new(Message {
+            start: StartLine::Request { method, uri },
+            headers: h,
+            body,
+        })
+    }
+
+    pub(super) fn charging_for(
+        &self,
+        sess: &Session,
+        src: &Message,
+        side: usize,
+        request: bool,
+    ) -> String {
+        let src_leg = &sess.legs[1 - side];
+        let dst_leg = &sess.legs[side];
+        let from_trusted = self.party_trust(src_leg.realm, src_leg.party) == Trust::Trusted;
+        let ioi_of = |leg: &Leg| match leg.party {
+            Party::Peer(p) => self.partners.get(p).ioi.clone(),
+            Party::Core => self.cfg.ioi.clone(),
+        };
+        // The originating network's IOI goes in orig-ioi; on responses the terminating one is added.
+        let (caller, callee) = if side == 1 {
+            (ioi_of(src_leg), ioi_of(dst_leg))
+        } else {
+            (ioi_of(dst_leg), ioi_of(src_leg))
+        };
+        let term = (!request).then_some(callee.as_str());
+        hiding::charging_vector(
+            src.headers.get("P-Charging-Vector"),
+            from_trusted,
+            &sess.icid,
+            &caller,
+            term,
+        )
+    }
+
+    pub(super) fn build_ack(
+        &mut self,
+        sess: &mut Session,
+        side: usize,
+        cseq: u32,
+        src: &Message,
+    ) -> Sealed {
+        let dest = self.leg_dest(&sess.legs[side]);
+        let via = self.via(sess.legs[side].realm, dest.transport);
+        let leg = &sess.legs[side];
+        let uri = leg
+            .remote_target
+            .clone()
+            .unwrap_or(Uri::Other(String::new()));
+        let mut h = Headers::default();
+        h.push("Via", via);
+        h.push("Max-Forwards", "70");
+        leg.push_dialog_headers(&mut h, cseq, &Method::Ack);
+        let body = copy_body(src, &mut h);
+        Sealed::new(Message {
+            start: StartLine::Request {
+                method: Method::Ack,
+                uri,
+            },
+            headers: h,
+            body,
+        })
+    }
+
+    /// Anchors the SDP body of a message built for the leg opposite `from` on the relay.
+    pub(in crate::b2bua::build) fn anchor_body(
+        &mut self,
+        sess: &mut Session,
+        from: usize,
+        msg: &mut Message,
+    ) -> Result<(), AnchorError> {
+        // A Content-Type the typed parser refuses (say a parameter without a value) still names
+        // SDP when it starts so: such a body is anchored, never passed through unrewritten.
+        let is_sdp = match msg.headers.content_type() {
+            Some(ct) => ct.is_sdp(),
+            None => msg.headers.get("Content-Type").is_some_and(|ct| {
+                let ct = ct.trim().as_bytes();
+                ct.len() >= 15 && ct[..15].eq_ignore_ascii_case(b"application/sdp")
+            }),
+        };
+        // SDP offer/answer happens in INVITE, UPDATE, PRACK and ACK and their responses
+        // (RFC 3264, RFC 3311, RFC 3262); other bodies are not media descriptions.
+        let offer_answer = cseq_of(msg).is_some_and(|c| {
+            matches!(
+                c.method,
+                Method::Invite | Method::Update | Method::Prack | Method::Ack
+            )
+        });
+        if msg.body.is_empty() || !is_sdp || !offer_answer {
+            return Ok(());
+        }
+        let legs = self.leg_realms(sess);
+        msg.body = self
+            .anchoring
+            .anchor(&mut sess.media, legs, from, &msg.body)?;
+        Ok(())
+    }
+
+    /// Anchors the SDP body of a sealed message (see [`Border::anchor_body`]).
+    pub(in crate::b2bua) fn anchor_msg(
+        &mut self,
+        sess: &mut Session,
+        from: usize,
+        msg: &mut Sealed,
+    ) -> Result<(), AnchorError> {
+        self.anchor_body(sess, from, msg.get_mut())
+    }
+
+    /// Like [`Border::anchor_msg`], but a body that cannot be anchored is removed rather than
+    /// sent: its addresses would leak. False when that happened.
+    pub(in crate::b2bua) fn anchor_or_strip(
+        &mut self,
+        sess: &mut Session,
+        from: usize,
+        msg: &mut Sealed,
+    ) -> bool {
+        let m = msg.get_mut();
+        if self.anchor_body(sess, from, m).is_err() {
+            m.body.clear();
+            m.headers.remove("Content-Type");
+            return false;
+        }
+        true
+    }
+
+    /// The CANCEL of a request this border sent (RFC 3261 §9.1): its Via (the branch), From,
+    /// To, Call-ID, CSeq number and Route, nothing else.
+    pub(in crate::b2bua) fn build_cancel(invite: &Sealed) -> Sealed {
+        let mut headers = Headers::default();
+        if let Some(v) = invite.headers.values("Via").first() {
+            headers.push("Via", *v);
+        }
+        for h in ["Max-Forwards", "From", "To", "Call-ID"] {
+            if let Some(v) = invite.headers.get(h) {
+                headers.push(h, v);
+            }
+        }
+        if let Some(c) = cseq_of(invite) {
+            headers.push("CSeq", format!("{} CANCEL", c.seq));
+        }
+        for r in invite.headers.lines("Route") {
+            headers.push("Route", r);
+        }
+        Sealed::new(Message {
+            start: StartLine::Request {
+                method: Method::Cancel,
+                uri: request_uri(invite)
+                    .cloned()
+                    .unwrap_or(Uri::Other(String::new())),
+            },
+            headers,
+            body: Vec::new(),
+        })
+    }
+
+    /// The initial request again, for the route's next target (RFC 3263 §4.3): the same
+    /// dialog identifiers and body, a new Via (a new transaction) and this realm's Contact
+    /// for the target's transport.
+    pub(in crate::b2bua) fn retarget(&mut self, req: &Sealed, next: Flow) -> Sealed {
+        let mut req = req.clone();
+        let via = self.via(next.realm, next.transport);
+        let contact = self.contact(next.realm, next.transport);
+        let m = req.get_mut();
+        m.headers.set("Via", via);
+        if m.headers.get("Contact").is_some() {
+            m.headers.set("Contact", contact);
+        }
+        req
+    }
+
+    /// RFC 3262: the RAck of a PRACK relayed to the other leg names that leg's RSeq, which the
+    /// border mapped (see `fork::Rseqs`).
+    pub(in crate::b2bua) fn set_rack(req: &mut Sealed, rack: &crate::sip::RAck) {
+        req.get_mut().headers.set("RAck", rack.to_string());
+    }
+}
+
+impl Message {
+    pub(super) fn empty_request() -> Message {
+        Message {
+            start: StartLine::Request {
+                method: Method::Ack,
+                uri: Uri::Other(String::new()),
+            },
+            headers: Headers::default(),
+            body: Vec::new(),
+        }
+    }
+}
