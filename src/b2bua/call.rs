@@ -105,6 +105,7 @@ impl Border {
                 alternates,
                 got_provisional: false,
                 cancel: Cancel::None,
+                cancel_reason: None,
                 timer_c_at,
                 forks: Default::default(),
             })),

@@ -30,6 +30,7 @@ impl Border {
         };
         // RFC 3261 §9.1: no CANCEL before a provisional response has arrived.
         let send_now = early.got_provisional;
+        early.cancel_reason = msg.headers.get("Reason").and_then(hiding::screened_reason);
         early.cancel = if send_now {
             Cancel::Sent
         } else {
@@ -60,7 +61,7 @@ impl Border {
         if !self.tx.client_pending(ctx) {
             return;
         }
-        let cancel = Border::build_cancel(invite);
+        let cancel = Border::build_cancel(invite, early.cancel_reason.as_deref());
         let dest = sess.legs[1].flow;
         self.send_local(now, sid, 1, &cancel, dest);
     }

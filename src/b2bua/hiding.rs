@@ -84,19 +84,90 @@ pub fn copy_screened(src: &Message, dst: &mut Headers, crossing: Crossing<'_>) {
         {
             continue;
         }
+        if name.eq_ignore_ascii_case("Reason") {
+            if let Some(r) = screened_reason(&h.value) {
+                dst.push(name, r);
+            }
+            continue;
+        }
         dst.push(name, h.value.clone());
     }
 }
 
-/// Copies the body and its Content-Type.
-pub fn copy_body(src: &Message, dst_headers: &mut Headers) -> Vec<u8> {
+/// A Reason value (RFC 3326) with what may cross: the protocol and cause; a SIP cause gets the
+/// border's own phrase, since the received `text=` may name internal nodes ("Call completed
+/// elsewhere" style texts of other protocols are dropped with the rest). `None` when the value
+/// has no protocol and cause.
+pub fn screened_reason(value: &str) -> Option<String> {
+    let mut parts = value.split(';');
+    let protocol = parts.next()?.trim();
+    if !protocol
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
+    {
+        return None;
+    }
+    let cause: u16 = parts.find_map(|p| {
+        let (k, v) = p.split_once('=')?;
+        k.trim()
+            .eq_ignore_ascii_case("cause")
+            .then(|| v.trim().parse().ok())?
+    })?;
+    if protocol.eq_ignore_ascii_case("SIP") {
+        return Some(format!(
+            "SIP;cause={cause};text=\"{}\"",
+            reason_phrase(map_status(cause))
+        ));
+    }
+    Some(format!("{protocol};cause={cause}"))
+}
+
+/// Copies the body and its Content-Type when the destination's policy allows the type
+/// (`allowed`, `type/subtype`): a body of any other type, or without a Content-Type, stays on its
+/// side. `message/sipfrag` (RFC 3420, the progress of a REFER) crosses as its status line only,
+/// with the border's phrase: its header lines are the far leg's (Via, Call-ID, tags). Multipart
+/// bodies never cross until their parts are screened and anchored one by one: an SDP inside one
+/// would pass unanchored.
+pub fn copy_body(src: &Message, dst_headers: &mut Headers, allowed: &[String]) -> Vec<u8> {
     if src.body.is_empty() {
         return Vec::new();
     }
-    if let Some(ct) = src.headers.get("Content-Type") {
-        dst_headers.push("Content-Type", ct);
+    let Some(ct) = src.headers.get("Content-Type") else {
+        return Vec::new();
+    };
+    let media_type = ct.split(';').next().unwrap_or("").trim();
+    let listed = allowed.iter().any(|a| a.eq_ignore_ascii_case(media_type));
+    let multipart = media_type
+        .get(..10)
+        .is_some_and(|p| p.eq_ignore_ascii_case("multipart/"));
+    if !listed || multipart {
+        return Vec::new();
     }
+    if media_type.eq_ignore_ascii_case("message/sipfrag") {
+        let Some(frag) = sipfrag_status(&src.body) else {
+            return Vec::new();
+        };
+        dst_headers.push("Content-Type", "message/sipfrag;version=2.0");
+        return frag.into_bytes();
+    }
+    dst_headers.push("Content-Type", ct);
     src.body.clone()
+}
+
+/// The status line of a sipfrag body, rebuilt (`SIP/2.0 <code> <the border's phrase>`); `None`
+/// when the fragment does not start with one.
+fn sipfrag_status(body: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(body).ok()?;
+    let first = text.lines().next()?.trim();
+    let rest = first.strip_prefix("SIP/2.0 ")?;
+    let code: u16 = rest.get(..3)?.parse().ok()?;
+    if !(100..700).contains(&code) {
+        return None;
+    }
+    Some(format!(
+        "SIP/2.0 {code} {}\r\n",
+        reason_phrase(map_status(code))
+    ))
 }
 
 /// Rewrites a From or To identity for the other leg: the tag is dropped (each leg has its own),
@@ -113,6 +184,11 @@ pub fn identity_for_leg(
     };
     na.params.remove("tag");
     if toward_peer {
+        // Header parameters (`;x-node=scscf3...`) are the sender's; the leg adds its own tag.
+        na.params = Default::default();
+        if let Uri::Other(tel) = &mut na.uri {
+            *tel = public_phone_context(tel, public_domains, public_domain);
+        }
         if let Uri::Sip(u) = &mut na.uri {
             let host = u.host_bare();
             if !public_domains.iter().any(|d| d.eq_ignore_ascii_case(&host)) {
@@ -125,6 +201,30 @@ pub fn identity_for_leg(
         }
     }
     na.to_string()
+}
+
+/// A `tel:` URI's `phone-context` (RFC 3966 §5.1.5) that names a domain other than a public one
+/// (a home network's inside) becomes `public_domain`; a global number or a numeric context is
+/// kept, and so is any other URI.
+fn public_phone_context(uri: &str, public_domains: &[String], public_domain: &str) -> String {
+    if !uri.get(..4).is_some_and(|s| s.eq_ignore_ascii_case("tel:")) {
+        return uri.to_string();
+    }
+    let mut parts = uri.split(';');
+    let mut out = parts.next().unwrap_or_default().to_string();
+    for p in parts {
+        out.push(';');
+        match p.split_once('=') {
+            Some((k, v)) if k.eq_ignore_ascii_case("phone-context") => {
+                let public =
+                    v.starts_with('+') || public_domains.iter().any(|d| d.eq_ignore_ascii_case(v));
+                out.push_str("phone-context=");
+                out.push_str(if public { v } else { public_domain });
+            }
+            _ => out.push_str(p),
+        }
+    }
+    out
 }
 
 /// Builds the P-Charging-Vector for a message leaving the border (RFC 7315 §4.6): the session's

@@ -184,6 +184,14 @@ impl Anchoring {
                 anchors.push(None);
                 continue;
             }
+            // The relay carries UDP only: a TCP stream (MSRP `TCP/MSRP`, `TCP/RTP/AVP`, TLS
+            // variants) is declined (port 0) rather than anchored as UDP or passed with the
+            // far network's addresses.
+            if m.proto.to_ascii_uppercase().starts_with("TCP") {
+                tracing::info!(proto = %m.proto, kind = %m.kind, "declining a stream the relay cannot carry");
+                anchors.push(None);
+                continue;
+            }
             // Bundled m-lines share the transport of the group's first live m-line.
             let owner = m
                 .mid

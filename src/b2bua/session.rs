@@ -125,6 +125,8 @@ pub(super) struct Early {
     /// Any provisional arrived from the current target: a CANCEL may follow.
     pub got_provisional: bool,
     pub cancel: Cancel,
+    /// The Reason the caller's CANCEL gave (RFC 3326, screened), carried on leg B's CANCEL.
+    pub cancel_reason: Option<String>,
     /// RFC 3261 §16.6 Timer C (INVITE only).
     pub timer_c_at: Option<Instant>,
     /// The early dialogs of a forked INVITE besides the one the legs hold.

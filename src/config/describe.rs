@@ -111,6 +111,7 @@ pub(super) fn describe(c: &Config) -> String {
         }
         let _ = writeln!(o, "\n[realm.headers]");
         let _ = writeln!(o, "allow = {}", list(r.headers.allow.iter().cloned()));
+        let _ = writeln!(o, "bodies = {}", list(r.headers.bodies.iter().cloned()));
         for p in &r.peers {
             let _ = writeln!(o, "\n[[realm.peer]]");
             let _ = writeln!(o, "# from {}", p.origin.display());
@@ -133,6 +134,7 @@ pub(super) fn describe(c: &Config) -> String {
             let _ = writeln!(o, "max_calls = {}", p.max_calls);
             let _ = writeln!(o, "\n[realm.peer.headers]");
             let _ = writeln!(o, "allow = {}", list(p.headers.allow.iter().cloned()));
+            let _ = writeln!(o, "bodies = {}", list(p.headers.bodies.iter().cloned()));
         }
     }
     o

@@ -160,6 +160,9 @@ impl Default for SipSettings {
 pub struct HeaderPolicy {
     /// Header names (canonical long form, case-insensitive) allowed out.
     pub allow: Vec<String>,
+    /// Body types (`type/subtype`, case-insensitive) allowed out; any other body is removed.
+    /// SDP is always anchored; `message/sipfrag` is cut down to its status line.
+    pub bodies: Vec<String>,
 }
 
 /// One peering partner, from its `policies/*.toml` file.

@@ -58,6 +58,11 @@ pub(super) const DEFAULT_ALLOW_HEADERS: &[&str] = &[
     "Replaces",
     "Expires",
     "Reason",
+    "Unsupported",
+    "Min-Expires",
+    "Retry-After",
+    "Info-Package",
+    "Recv-Info",
     "Privacy",
     "P-Asserted-Identity",
     "P-Charging-Vector",
@@ -130,7 +135,17 @@ const REALM_KEYS: &[&str] = &[
     "media_address",
     "media_ports",
 ];
-const HEADERS_KEYS: &[&str] = &["allow"];
+const HEADERS_KEYS: &[&str] = &["allow", "bodies"];
+
+/// Body types that cross by default: session descriptions (anchored), the refer progress of
+/// RFC 3515 (cut to its status line), DTMF relay (RFC 2976 INFO) and plain text messages.
+pub(super) const DEFAULT_BODIES: &[&str] = &[
+    "application/sdp",
+    "message/sipfrag",
+    "application/dtmf-relay",
+    "application/dtmf",
+    "text/plain",
+];
 const PEER_KEYS: &[&str] = &[
     "name",
     "realm",

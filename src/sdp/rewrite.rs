@@ -24,7 +24,11 @@ impl Sdp {
     /// Rewrites the body so that every address it reveals is the border's.
     ///
     /// `anchors[i]` is the relay endpoint for m-line `i` (missing entries count as `None`).
-    /// - `o=`: address and addrtype become `origin`; username, sess-id and version are kept.
+    /// - `o=`: address and addrtype become `origin`, the username `-` (it names the user or the
+    ///   equipment); sess-id and version are kept. `s=` becomes `-`; the free-text and contact
+    ///   fields `i=`, `u=`, `e=`, `p=` and `a=tool` are dropped: they name sites, equipment and
+    ///   people.
+    /// - `a=path` (MSRP, RFC 4975) names hosts: dropped (such streams are not relayed).
     /// - session `c=`: the first anchor of an accepted (port ≠ 0) m-line, else the first
     ///   anchor, else `origin`. Media `c=`: that m-line's anchor, else the session choice.
     ///   An accepted m-line whose effective connection would differ from its anchor (or that
@@ -58,6 +62,10 @@ impl Sdp {
         for line in session {
             if let Some(v) = line.strip_prefix("o=") {
                 out.push(rewrite_origin(v, origin).unwrap_or_else(|| line.clone()));
+            } else if line.starts_with("s=") {
+                out.push("s=-".to_string());
+            } else if is_text_field(line) {
+                // Free text and contacts: never needed for the session, often revealing.
             } else if line.starts_with("c=") {
                 out.push(format!("c={}", net_addr(default_addr)));
             } else if is_attr(line, "candidate")
@@ -115,7 +123,7 @@ impl Sdp {
                         out.append(&mut new_candidates);
                         inserted = true;
                     }
-                } else if is_attr(line, "remote-candidates") {
+                } else if is_attr(line, "remote-candidates") || is_text_field(line) {
                 } else if is_attr(line, "rtcp") {
                     if let Some(a) = active {
                         let port = if rtcp_mux {
@@ -148,13 +156,22 @@ impl Sdp {
     }
 }
 
-/// `o=<user> <sess-id> <version> IN <addrtype> <addr>` with the address replaced.
+/// Lines that carry text about the session's people, sites and software rather than the
+/// session (RFC 4566 §5.4-5.6 `i=`, `u=`, `e=`, `p=`; `a=tool`), or hosts (`a=path`).
+fn is_text_field(line: &str) -> bool {
+    ["i=", "u=", "e=", "p="].iter().any(|p| line.starts_with(p))
+        || is_attr(line, "tool")
+        || is_attr(line, "path")
+}
+
+/// `o=<user> <sess-id> <version> IN <addrtype> <addr>` with the user `-` and the address
+/// replaced.
 fn rewrite_origin(value: &str, origin: IpAddr) -> Option<String> {
     let f: Vec<&str> = value.split_whitespace().collect();
-    let [user, id, version, ..] = f.as_slice() else {
+    let [_user, id, version, ..] = f.as_slice() else {
         return None;
     };
-    Some(format!("o={user} {id} {version} {}", net_addr(origin)))
+    Some(format!("o=- {id} {version} {}", net_addr(origin)))
 }
 
 /// The m-line with its port replaced by `port`, or by 0 when `None`. A line whose port is

@@ -123,7 +123,6 @@ fn rewrite_inserts_media_c_when_anchors_differ() {
             "t=0 0",
             "m=audio 1000 RTP/AVP 0",
             "m=video 2000 RTP/AVP 96",
-            "i=cam",
             "c=IN IP4 10.0.0.2",
             "b=AS:500"
         ]
@@ -181,4 +180,36 @@ fn session_level_address_attributes_dropped() {
     let text = String::from_utf8(out.to_bytes()).unwrap();
     assert!(!text.contains("192.0.2."), "{text}");
     assert!(!text.contains("a=candidate"), "{text}");
+}
+
+#[test]
+fn rewrite_drops_what_names_people_sites_and_software() {
+    let body = "v=0\no=alice.scscf3 1 2 IN IP4 192.0.2.10\ns=Conference at site-7\ni=floor 3\nu=http://intranet.example/\ne=noc@core.internal\np=+49 30 1234\nc=IN IP4 192.0.2.10\nt=0 0\na=tool:InternalMixer 4.2\nm=audio 49170 RTP/AVP 0\ni=mic 2\na=tool:x\n";
+    let a = Anchor {
+        addr: "10.0.0.1".parse().unwrap(),
+        rtp_port: 1000,
+        rtcp_port: None,
+    };
+    let out = sdp(body).rewrite(&[Some(a)], "10.0.0.1".parse().unwrap());
+    let text: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        text,
+        [
+            "v=0",
+            "o=- 1 2 IN IP4 10.0.0.1",
+            "s=-",
+            "c=IN IP4 10.0.0.1",
+            "t=0 0",
+            "m=audio 1000 RTP/AVP 0"
+        ]
+    );
+}
+
+#[test]
+fn rewrite_of_a_declined_msrp_stream_keeps_no_path() {
+    let body = "v=0\no=- 1 1 IN IP4 10.1.1.1\ns=-\nc=IN IP4 10.1.1.1\nt=0 0\nm=message 2855 TCP/MSRP *\na=accept-types:text/plain\na=path:msrp://10.1.1.1:2855/abc;tcp\n";
+    let out = sdp(body).rewrite(&[None], "10.0.0.1".parse().unwrap());
+    let text = String::from_utf8(out.to_bytes()).unwrap();
+    assert!(text.contains("m=message 0 TCP/MSRP *"), "{text}");
+    assert!(!text.contains("10.1.1.1"), "{text}");
 }

@@ -39,7 +39,15 @@ impl Border {
             resp.headers.push("Contact", self.contact(realm, transport));
         }
         copy_screened(src, &mut resp.headers, crossing);
-        resp.body = copy_body(src, &mut resp.headers);
+        // The body of an error response is the far side's own text; the border's answer is its
+        // status alone.
+        if status < 300 {
+            resp.body = copy_body(
+                src,
+                &mut resp.headers,
+                &self.party_headers(realm, party).bodies,
+            );
+        }
         let answered = (101..300).contains(&status);
         self.with_session(sid, |this, sess| {
             if this.anchor_body(sess, 1 - side, &mut resp).is_err() {

@@ -200,7 +200,7 @@ impl Border {
         let body = if method == Method::Bye && src.method() != Some(&Method::Bye) {
             Vec::new()
         } else {
-            copy_body(src, &mut h)
+            copy_body(src, &mut h, &crossing.to_policy.bodies)
         };
         if matches!(method, Method::Invite | Method::Message | Method::Subscribe)
             || method == Method::Refer
@@ -224,7 +224,10 @@ impl Border {
     ) -> String {
         let src_leg = &sess.legs[1 - side];
         let dst_leg = &sess.legs[side];
-        let from_trusted = self.party_trust(src_leg.realm, src_leg.party) == Trust::Trusted;
+        // TS 24.229 §5.10: the icid is kept only inside one trust relation; toward an untrusted
+        // destination (or from an untrusted source) the border's own icid is used.
+        let from_trusted = self.party_trust(src_leg.realm, src_leg.party) == Trust::Trusted
+            && self.party_trust(dst_leg.realm, dst_leg.party) == Trust::Trusted;
         let ioi_of = |leg: &Leg| match leg.party {
             Party::Peer(p) => self.partners.get(p).ioi.clone(),
             Party::Core => self.cfg.ioi.clone(),
@@ -263,7 +266,8 @@ impl Border {
         h.push("Via", via);
         h.push("Max-Forwards", "70");
         leg.push_dialog_headers(&mut h, cseq, &Method::Ack);
-        let body = copy_body(src, &mut h);
+        let bodies = &self.party_headers(leg.realm, leg.party).bodies;
+        let body = copy_body(src, &mut h, bodies);
         Sealed::new(Message {
             start: StartLine::Request {
                 method: Method::Ack,
@@ -336,8 +340,9 @@ impl Border {
     }
 
     /// The CANCEL of a request this border sent (RFC 3261 §9.1): its Via (the branch), From,
-    /// To, Call-ID, CSeq number and Route, nothing else.
-    pub(in crate::b2bua) fn build_cancel(invite: &Sealed) -> Sealed {
+    /// To, Call-ID, CSeq number and Route, and the caller's screened Reason (RFC 3326, e.g.
+    /// "call completed elsewhere" as cause 200).
+    pub(in crate::b2bua) fn build_cancel(invite: &Sealed, reason: Option<&str>) -> Sealed {
         let mut headers = Headers::default();
         if let Some(v) = invite.headers.values("Via").first() {
             headers.push("Via", *v);
@@ -352,6 +357,10 @@ impl Border {
         }
         for r in invite.headers.lines("Route") {
             headers.push("Route", r);
+        }
+        // Already screened (see `hiding::screened_reason`).
+        if let Some(r) = reason {
+            headers.push("Reason", r);
         }
         Sealed::new(Message {
             start: StartLine::Request {

@@ -110,34 +110,44 @@ pub(super) fn domain_list(cx: &mut Ctx, list: Sp<Vec<Sp<String>>>) -> Vec<Sp<Str
 }
 
 pub(super) fn headers(cx: &mut Ctx, parent: &Tab) -> HeaderPolicy {
-    let default = || HeaderPolicy {
-        allow: DEFAULT_ALLOW_HEADERS
-            .iter()
-            .map(|s| s.to_string())
-            .collect(),
-    };
+    let owned = |l: &[&str]| l.iter().map(|s| s.to_string()).collect::<Vec<_>>();
     let Some(t) = parent.table(cx, "headers") else {
-        return default();
+        return HeaderPolicy {
+            allow: owned(DEFAULT_ALLOW_HEADERS),
+            bodies: owned(DEFAULT_BODIES),
+        };
     };
     t.check_keys(cx, HEADERS_KEYS);
-    let Some(list) = t.str_list(cx, "allow") else {
-        return default();
+    let allow = match t.str_list(cx, "allow") {
+        Some(list) => names(cx, list.v, is_token, "header name"),
+        None => owned(DEFAULT_ALLOW_HEADERS),
     };
-    let mut allow: Vec<String> = Vec::new();
-    for h in list.v {
-        if !is_token(&h.v) {
-            cx.err_at(
-                &h,
-                Kind::BadValue,
-                format!("`{}`: not a valid header name", h.v),
-            );
-        } else if allow.iter().any(|a| a.eq_ignore_ascii_case(&h.v)) {
+    let bodies = match t.str_list(cx, "bodies") {
+        Some(list) => names(cx, list.v, is_media_type, "body type (type/subtype)"),
+        None => owned(DEFAULT_BODIES),
+    };
+    HeaderPolicy { allow, bodies }
+}
+
+/// `type/subtype`, each a token (RFC 3261 §20.15).
+fn is_media_type(s: &str) -> bool {
+    s.split_once('/')
+        .is_some_and(|(t, st)| is_token(t) && is_token(st))
+}
+
+/// A list of names, each checked by `valid`, without duplicates (case-insensitive).
+fn names(cx: &mut Ctx, list: Vec<Sp<String>>, valid: fn(&str) -> bool, what: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for h in list {
+        if !valid(&h.v) {
+            cx.err_at(&h, Kind::BadValue, format!("`{}`: not a valid {what}", h.v));
+        } else if out.iter().any(|a| a.eq_ignore_ascii_case(&h.v)) {
             cx.err_at(&h, Kind::Duplicate, format!("`{}` is listed twice", h.v));
         } else {
-            allow.push(h.v);
+            out.push(h.v);
         }
     }
-    HeaderPolicy { allow }
+    out
 }
 
 /// `"20000-29999"`: an inclusive range of at least two ports, starting on an even port.

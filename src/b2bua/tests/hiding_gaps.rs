@@ -1,0 +1,169 @@
+//! What headers and bodies other than plain SDP carry across the border: header parameters of
+//! From/To, `tel:` phone contexts, SDP text fields and TCP (MSRP) streams, Reason texts (on
+//! CANCEL too), body types outside the partner's list, sipfrag header lines, error response
+//! bodies, and the charging identifier toward an untrusted partner.
+
+use super::*;
+
+const HOME: &[&str] = &[
+    "127.0.10.",
+    "127.0.40.",
+    "operator-a-core",
+    "operator-b-core",
+    "scscf3",
+    "mgcf7",
+    "alice.sip.phone",
+    "InternalMixer",
+    "site-7",
+];
+
+fn with_sdp(inv: &str, sdp: &str) -> String {
+    let start = inv.find("Content-Type:").expect("has a body");
+    format!("{}{}", &inv[..start], sdp_with(sdp))
+}
+
+#[test]
+fn identities_sdp_text_and_tcp_streams_cross_without_the_inside() {
+    let mut sim = Sim::new();
+    let sdp = "v=0\no=alice.sip.phone 1 1 IN IP4 127.0.10.1\ns=Call from site-7\ni=desk phone\ne=noc@operator-a-core.internal\nc=IN IP4 127.0.10.1\nt=0 0\na=tool:InternalMixer 4.2\nm=audio 4000 RTP/AVP 0\nm=message 2855 TCP/MSRP *\na=accept-types:text/plain\na=path:msrp://127.0.10.1:2855/s1;tcp\n";
+    let inv = with_sdp(
+        &invite_from_a("gaps@127.0.10.1", "z9hG4bKgaps"),
+        sdp,
+    )
+    .replace(
+        "From: \"Alice\" <sip:alice@operator-a.example>;tag=alicetag1",
+        "From: \"Alice\" <tel:5551234;phone-context=operator-a-core.internal>;tag=alicetag1;x-node=scscf3",
+    )
+    .replace(
+        "Supported: timer",
+        "Supported: timer\nReason: SIP;cause=200;text=\"routed by scscf3.operator-a-core.internal\"",
+    );
+    sim.send_from_core(0, &inv);
+    let inv_b = sim.take(1);
+    let from = h(&inv_b, "From");
+    assert!(from.contains("phone-context=operator-a.example"), "{from}");
+    assert!(!from.contains("x-node"), "{from}");
+    let offer = String::from_utf8_lossy(&inv_b.body).to_string();
+    assert!(offer.contains("o=- 1 1 IN IP4"), "{offer}");
+    assert!(offer.contains("s=-"), "{offer}");
+    assert!(
+        offer.contains("m=message 0 TCP/MSRP"),
+        "MSRP declined: {offer}"
+    );
+    assert!(!offer.contains("a=path"), "{offer}");
+    let reason = h(&inv_b, "Reason");
+    assert_eq!(reason, "SIP;cause=200;text=\"OK\"");
+
+    // The callee is busy, and says so with a body naming its equipment: the status crosses,
+    // the body does not.
+    let busy = answer(&inv_b, 486, "busytag", "", "").replace(
+        "Content-Length: 0\n\n",
+        "Content-Type: text/plain\nContent-Length: 29\n\nbusy at mgcf7.operator-b-core",
+    );
+    sim.send_from_core(1, &busy);
+    let resp = sim.take(0);
+    assert_eq!(resp.status(), Some(486));
+    assert!(
+        resp.body.is_empty(),
+        "{:?}",
+        String::from_utf8_lossy(&resp.body)
+    );
+    assert_no_leak(&sim, HOME);
+}
+
+#[test]
+fn cancel_carries_the_callers_reason_screened() {
+    let mut sim = Sim::new();
+    let inv = invite_from_a("creason@127.0.10.1", "z9hG4bKcreason");
+    sim.send_from_core(0, &inv);
+    let inv_b = sim.take(1);
+    sim.send_from_core(1, &answer(&inv_b, 180, "ring", "sip:c@127.0.40.1:5060", ""));
+    let _ = sim.take(0);
+    let cancel = "CANCEL sip:cindy@operator-b.example SIP/2.0\n\
+         Via: SIP/2.0/UDP 127.0.10.1:5060;branch=z9hG4bKcreason\n\
+         Max-Forwards: 70\n\
+         From: \"Alice\" <sip:alice@operator-a.example>;tag=alicetag1\n\
+         To: <sip:cindy@operator-b.example>\n\
+         Call-ID: creason@127.0.10.1\n\
+         CSeq: 1 CANCEL\n\
+         Reason: SIP;cause=200;text=\"Call completed elsewhere by scscf3\"\n\
+         Content-Length: 0\n\n";
+    sim.send_from_core(0, cancel);
+    let mut got = None;
+    for _ in 0..4 {
+        let m = sim.take(1);
+        if m.method().map(|m| m.as_str()) == Some("CANCEL") {
+            got = Some(m);
+            break;
+        }
+    }
+    let c = got.expect("CANCEL reached B's core");
+    assert_eq!(h(&c, "Reason"), "SIP;cause=200;text=\"OK\"");
+    assert_no_leak(&sim, HOME);
+}
+
+#[test]
+fn only_listed_bodies_cross_and_sipfrag_keeps_its_status_line() {
+    let mut sim = Sim::new();
+    let message = |ct: Option<&str>, body: &str, cid: &str| {
+        let ct = ct
+            .map(|c| format!("Content-Type: {c}\n"))
+            .unwrap_or_default();
+        format!(
+            "MESSAGE sip:cindy@operator-b.example SIP/2.0\n\
+             Via: SIP/2.0/UDP 127.0.10.1:5060;branch=z9hG4bK{cid}\n\
+             Max-Forwards: 70\n\
+             From: <sip:alice@operator-a.example>;tag=m1\n\
+             To: <sip:cindy@operator-b.example>\n\
+             Call-ID: {cid}@127.0.10.1\n\
+             CSeq: 1 MESSAGE\n\
+             {ct}Content-Length: {}\n\n{body}",
+            body.len()
+        )
+    };
+    for (ct, body, crosses) in [
+        (Some("text/plain"), "hello", true),
+        (Some("application/x-internal-trace"), "node=scscf3", false),
+        (None, "no type at scscf3", false),
+        (
+            Some("multipart/mixed;boundary=b"),
+            "--b\r\nContent-Type: application/sdp\r\n\r\nc=IN IP4 127.0.10.1\r\n--b--",
+            false,
+        ),
+    ] {
+        let cid = format!("body{}", ct.map_or(0, |c| c.len()));
+        sim.send_from_core(0, &message(ct, body, &cid));
+        let got = sim.take(1);
+        assert_eq!(got.method().map(|m| m.as_str()), Some("MESSAGE"));
+        assert_eq!(!got.body.is_empty(), crosses, "{ct:?}");
+        if !crosses {
+            assert!(got.headers.get("Content-Type").is_none(), "{ct:?}");
+        }
+        sim.send_from_core(1, &answer(&got, 200, "mt", "", ""));
+        assert_eq!(sim.take(0).status(), Some(200));
+    }
+    // A refer progress NOTIFY names the far leg's dialog in its fragment's headers.
+    let frag = "SIP/2.0 200 OK from mgcf7\r\nVia: SIP/2.0/UDP 127.0.40.1;branch=z9hG4bKx\r\nCall-ID: inner@127.0.40.1\r\n";
+    let notify = message(Some("message/sipfrag;version=2.0"), frag, "frag")
+        .replace("MESSAGE sip:", "NOTIFY sip:")
+        .replace(
+            "CSeq: 1 MESSAGE",
+            "CSeq: 1 NOTIFY\nEvent: refer\nSubscription-State: active",
+        );
+    sim.send_from_core(0, &notify);
+    let got = sim.take(1);
+    assert_eq!(String::from_utf8_lossy(&got.body), "SIP/2.0 200 OK\r\n");
+    assert_no_leak(&sim, HOME);
+}
+
+#[test]
+fn an_untrusted_partner_gets_the_borders_own_charging_id() {
+    let mut cfg = (*lab("operator-a.toml")).clone();
+    cfg.realms[1].peers[0].trust = crate::config::Trust::Untrusted;
+    let mut sim = Sim::new();
+    sim.borders[0] = Border::new(Arc::new(cfg), 6);
+    sim.send_from_core(0, &invite_from_a("pcv@127.0.10.1", "z9hG4bKpcv"));
+    let inv = sim.take(1);
+    let pcv = h(&inv, "P-Charging-Vector");
+    assert!(!pcv.contains("abc123"), "the home icid stays home: {pcv}");
+}
