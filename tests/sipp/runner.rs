@@ -67,8 +67,13 @@ pub fn parse_stat(csv: &str) -> Option<(u64, u64)> {
     Some((s, f))
 }
 
-/// Run UAS then UAC; Ok(summary) iff all calls succeeded and none failed.
+/// Run UAS then UAC (uac.xml, uas.xml); Ok(summary) iff all calls succeeded and none failed.
 pub fn run(r: &SippRun) -> Result<String, String> {
+    run_pair(r, "uac.xml", "uas.xml")
+}
+
+/// Like [`run`] with the UAC and UAS scenario files `uac_xml` and `uas_xml` of this folder.
+pub fn run_pair(r: &SippRun, uac_xml: &str, uas_xml: &str) -> Result<String, String> {
     std::fs::create_dir_all(&r.work).map_err(|e| e.to_string())?;
     let dir = scenario_dir();
     let secs = format!("{}s", r.timeout.as_secs().max(5));
@@ -78,7 +83,7 @@ pub fn run(r: &SippRun) -> Result<String, String> {
     let mut uas = Kill(Some(
         Command::new("sipp")
             .arg("-sf")
-            .arg(dir.join("uas.xml"))
+            .arg(dir.join(uas_xml))
             .args(["-i", &r.uas_ip, "-p", &r.uas_port.to_string()])
             .args(["-m", &r.calls.to_string(), "-nostdin", "-timeout", &secs])
             .arg("-trace_err")
@@ -96,7 +101,7 @@ pub fn run(r: &SippRun) -> Result<String, String> {
     let mut uac = Kill(Some(
         Command::new("sipp")
             .arg("-sf")
-            .arg(dir.join("uac.xml"))
+            .arg(dir.join(uac_xml))
             .args(["-i", &r.uac_ip, "-p", &r.uac_port.to_string()])
             .args(["-m", &r.calls.to_string()])
             .args(["-r", &r.rate.to_string(), "-l", &r.limit.to_string()])
