@@ -117,6 +117,7 @@ impl Border {
             created: now,
             icid: self.token(16),
             media: CallMedia::default(),
+            refers: Vec::new(),
         };
         let mut req = self.build_request(&mut sess, 1, method, Some(out_uri), None);
         if let Err(e) = self.anchor_msg(&mut sess, 0, &mut req) {

@@ -56,6 +56,72 @@ pub struct Crossing<'a> {
     pub from_trust: Trust,
     pub to_trust: Trust,
     pub to_policy: &'a HeaderPolicy,
+    /// Toward a peer: our public domains and the one that replaces any other host in the URIs
+    /// that headers carry (Refer-To, Referred-By), as in From/To.
+    pub public: Option<(&'a [String], &'a str)>,
+}
+
+/// Header fields whose URI is rewritten toward a peer like From/To (RFC 3515, RFC 3892): an
+/// internal host becomes the public domain, URI parameters and headers (an embedded
+/// `?Replaces=` names the other leg's Call-ID and tags) are dropped.
+const URI_REWRITTEN: &[&str] = &["Refer-To", "Referred-By"];
+
+/// Contact parameters that are capabilities (RFC 3840 feature tags, 3GPP ICSI/IARI, the
+/// conference focus of RFC 4579) and carry nothing of a network's inside: they are put on the
+/// border's own Contact. `+sip.instance`, `gr` and `pub-gruu` (RFC 5627) name a device and are not.
+fn is_feature_tag(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    let plain = [
+        "isfocus",
+        "audio",
+        "video",
+        "text",
+        "data",
+        "control",
+        "application",
+        "automata",
+        "class",
+        "duplex",
+        "mobility",
+        "description",
+        "events",
+        "priority",
+        "methods",
+        "schemes",
+        "actor",
+        "language",
+        "type",
+        "extensions",
+    ];
+    if plain.contains(&n.as_str()) {
+        return true;
+    }
+    n.starts_with("+g.") || (n.starts_with("+sip.") && n != "+sip.instance")
+}
+
+/// The feature tags of `src`'s first Contact, as `;name[=value]` to append to the border's.
+pub fn feature_tags(src: &Message) -> String {
+    let Some(na) = src
+        .headers
+        .values("Contact")
+        .first()
+        .and_then(|v| NameAddr::parse(v))
+    else {
+        return String::new();
+    };
+    let mut out = String::new();
+    for (name, value) in &na.params.0 {
+        if !is_feature_tag(name) {
+            continue;
+        }
+        out.push(';');
+        out.push_str(name);
+        if let Some(v) = value {
+            out.push('=');
+            out.push_str(v);
+        }
+    }
+    out
 }
 
 /// Copies the header fields of `src` that may cross into `dst`, applying the allow-list of the
@@ -83,6 +149,12 @@ pub fn copy_screened(src: &Message, dst: &mut Headers, crossing: Crossing<'_>) {
             .any(|a| a.eq_ignore_ascii_case(name))
         {
             continue;
+        }
+        if is_in(URI_REWRITTEN, name) {
+            if let Some((domains, domain)) = crossing.public {
+                dst.push(name, identity_for_leg(&h.value, true, domains, domain));
+                continue;
+            }
         }
         if name.eq_ignore_ascii_case("Reason") {
             if let Some(r) = screened_reason(&h.value) {

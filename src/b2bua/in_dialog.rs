@@ -99,6 +99,31 @@ impl Border {
         if let Some(r) = rack {
             Border::set_rack(&mut req, &r);
         }
+        let out_cseq = cseq_of(&req).map(|c| c.seq).unwrap_or(0);
+        let sess = self.sessions.get_mut(&sid).expect("looked up above");
+        match method {
+            Method::Refer => sess.refers.push((other, out_cseq, seq)),
+            Method::Notify => {
+                // The NOTIFY comes from the leg the REFER was sent on, naming its CSeq there.
+                if let Some(mut ev) = msg
+                    .headers
+                    .event()
+                    .filter(|e| e.package.eq_ignore_ascii_case("refer"))
+                {
+                    let named = ev.id.as_deref().and_then(|i| i.parse::<u32>().ok());
+                    let mapped = sess
+                        .refers
+                        .iter()
+                        .find(|(s, sent, _)| *s == side && Some(*sent) == named)
+                        .map(|(_, _, received)| *received);
+                    if let Some(id) = mapped {
+                        ev.id = Some(id.to_string());
+                        Border::set_event(&mut req, &ev);
+                    }
+                }
+            }
+            _ => {}
+        }
         let dest = self.leg_dest(&self.sessions[&sid].legs[other]);
         let ctx = self.tx.send_request(now, &req, dest);
         self.pending.insert(
@@ -109,7 +134,7 @@ impl Border {
                 kind: PendingKind::Relay {
                     stx,
                     request: Box::new(msg),
-                    out_cseq: cseq_of(&req).map(|c| c.seq).unwrap_or(0),
+                    out_cseq,
                 },
             },
         );

@@ -225,4 +225,8 @@ pub(super) struct Session {
     pub icid: String,
     /// The call's anchored streams.
     pub media: super::media::CallMedia,
+    /// REFERs relayed in this session: (the leg it was sent on, its CSeq there, its CSeq on the
+    /// leg it came from). The implicit subscription's NOTIFYs name the REFER by that CSeq
+    /// (`Event: refer;id=N`, RFC 3515 §2.4.6), which differs per leg.
+    pub refers: Vec<(usize, u32, u32)>,
 }

@@ -260,6 +260,7 @@ impl Border {
             created: at,
             icid: snap.icid.clone(),
             media,
+            refers: Vec::new(),
         };
         self.sessions.insert(sid, sess);
         self.active += 1;

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use super::Sealed;
-use crate::b2bua::hiding::{copy_body, copy_screened, map_status, reason_phrase, Crossing};
+use crate::b2bua::hiding::{self, copy_body, copy_screened, map_status, reason_phrase, Crossing};
 use crate::b2bua::media::AnchorError;
 use crate::b2bua::session;
 use crate::b2bua::{cseq_of, has_option, tag_of, Border, Event};
@@ -33,10 +33,12 @@ impl Border {
             from_trust: self.party_trust(src_leg.realm, src_leg.party),
             to_trust: self.party_trust(realm, party),
             to_policy: self.party_headers(realm, party),
+            public: self.public_toward(party),
         };
         if status > 100 && status < 300 {
             let transport = self.leg_transport(sid, side);
-            resp.headers.push("Contact", self.contact(realm, transport));
+            let contact = self.contact(realm, transport) + &hiding::feature_tags(src);
+            resp.headers.push("Contact", contact);
         }
         copy_screened(src, &mut resp.headers, crossing);
         // The body of an error response is the far side's own text; the border's answer is its

@@ -75,6 +75,16 @@ impl Border {
         }
     }
 
+    /// What URIs in headers are rewritten to toward `party` (see [`Crossing::public`]).
+    pub(super) fn public_toward(&self, party: Party) -> Option<(&[String], &str)> {
+        matches!(party, Party::Peer(_)).then(|| {
+            (
+                self.cfg.home_domains.as_slice(),
+                hiding::public_domain(&self.cfg),
+            )
+        })
+    }
+
     pub(super) fn party_headers(&self, realm: usize, party: Party) -> &HeaderPolicy {
         match party {
             Party::Core => &self.cfg.realms[realm].headers,
@@ -185,7 +195,8 @@ impl Border {
             method,
             Method::Invite | Method::Update | Method::Subscribe | Method::Notify | Method::Refer
         ) {
-            h.push("Contact", self.contact(realm, transport));
+            let contact = self.contact(realm, transport) + &hiding::feature_tags(src);
+            h.push("Contact", contact);
         }
         let src_leg = &sess.legs[src_side];
         let from_trust = self.party_trust(src_leg.realm, src_leg.party);
@@ -193,6 +204,7 @@ impl Border {
             from_trust,
             to_trust: self.party_trust(realm, party),
             to_policy: self.party_headers(realm, party),
+            public: self.public_toward(party),
         };
         if method != Method::Bye || src.method() == Some(&Method::Bye) {
             copy_screened(src, &mut h, crossing);
@@ -393,6 +405,12 @@ impl Border {
     /// border mapped (see `fork::Rseqs`).
     pub(in crate::b2bua) fn set_rack(req: &mut Sealed, rack: &crate::sip::RAck) {
         req.get_mut().headers.set("RAck", rack.to_string());
+    }
+
+    /// RFC 3515 §2.4.6: the `id` of a refer NOTIFY's Event names the REFER by its CSeq, which
+    /// the border renumbers per leg; the mapped value is set here.
+    pub(in crate::b2bua) fn set_event(req: &mut Sealed, event: &crate::sip::Event) {
+        req.get_mut().headers.set("Event", event.to_string());
     }
 }
 

@@ -167,3 +167,56 @@ fn an_untrusted_partner_gets_the_borders_own_charging_id() {
     let pcv = h(&inv, "P-Charging-Vector");
     assert!(!pcv.contains("abc123"), "the home icid stays home: {pcv}");
 }
+
+#[test]
+fn refer_crosses_with_public_uris_and_its_notify_names_the_right_refer() {
+    let mut sim = Sim::new();
+    sim.send_from_core(0, &invite_from_a("refer@127.0.10.1", "z9hG4bKrefer"));
+    let inv = sim.take(1);
+    // The callee is a conference focus: its Contact says so, and names its device.
+    let ok = answer(&inv, 200, "focus", "", "").replace(
+        "Content-Length: 0",
+        "Contact: <sip:conf@127.0.40.1:5060>;isfocus;+g.3gpp.icsi-ref=\"urn%3Aurn-7%3A3gpp-service.ims.icsi.mmtel\";+sip.instance=\"<urn:uuid:0f1e>\"\nContent-Length: 0",
+    );
+    sim.send_from_core(1, &ok);
+    let ok_a = sim.take(0);
+    let contact = h(&ok_a, "Contact");
+    assert!(contact.contains(";isfocus"), "{contact}");
+    assert!(contact.contains("+g.3gpp.icsi-ref"), "{contact}");
+    assert!(
+        !contact.contains("+sip.instance") && !contact.contains("uuid"),
+        "{contact}"
+    );
+    sim.send_from_core(0, &in_dialog("ACK", 1, true, &ok_a, "z9hG4bKreferack"));
+    let ack_b = sim.take(1);
+
+    // Alice's side REFERs the focus to a user, naming an internal host and another dialog.
+    let refer = in_dialog("REFER", 5, true, &ok_a, "z9hG4bKrefer5").replace(
+        "Content-Length: 0",
+        "Contact: <sip:alice@127.0.10.1:5060>\nRefer-To: <sip:bob@scscf3.operator-a-core.internal?Replaces=inner%40127.0.10.1%3Bto-tag%3Dx%3Bfrom-tag%3Dy>\nReferred-By: <sip:alice@127.0.10.1>\nContent-Length: 0",
+    );
+    sim.send_from_core(0, &refer);
+    let refer_b = sim.take(1);
+    assert_eq!(refer_b.method().map(|m| m.as_str()), Some("REFER"));
+    let refer_to = h(&refer_b, "Refer-To");
+    assert!(refer_to.contains("bob@operator-a.example"), "{refer_to}");
+    assert!(!refer_to.contains("Replaces"), "{refer_to}");
+    assert!(h(&refer_b, "Referred-By").contains("alice@operator-a.example"));
+    sim.send_from_core(1, &answer(&refer_b, 202, "", "", ""));
+    assert_eq!(sim.take(0).status(), Some(202));
+
+    // The focus reports progress on the implicit subscription, naming the REFER by its CSeq
+    // on B's side; A's core must see the CSeq it used.
+    let b_seq = h(&refer_b, "CSeq").split(' ').next().unwrap().to_string();
+    let notify = in_dialog("NOTIFY", 1, false, &ack_b, "z9hG4bKnotify1").replace(
+        "Content-Length: 0\n\n",
+        &format!(
+            "Event: refer;id={b_seq}\nSubscription-State: active;expires=60\nContact: <sip:conf@127.0.40.1:5060>\nContent-Type: message/sipfrag\nContent-Length: 20\n\nSIP/2.0 100 Trying\r\n"
+        ),
+    );
+    sim.send_from_core(1, &notify);
+    let notify_a = sim.take(0);
+    assert_eq!(notify_a.method().map(|m| m.as_str()), Some("NOTIFY"));
+    assert_eq!(h(&notify_a, "Event"), "refer;id=5");
+    assert_no_leak(&sim, HOME);
+}
