@@ -201,6 +201,18 @@ pub fn screened_reason(value: &str) -> Option<String> {
 /// bodies never cross until their parts are screened and anchored one by one: an SDP inside one
 /// would pass unanchored.
 pub fn copy_body(src: &Message, dst_headers: &mut Headers, allowed: &[String]) -> Vec<u8> {
+    copy_body_toward(src, dst_headers, allowed, None)
+}
+
+/// [`copy_body`], and toward a peer (`public` as in [`Crossing::public`]) the SIP URIs of a
+/// conference-info (RFC 4575) or dialog-info (RFC 4235) document are rewritten like From/To:
+/// a host that is not one of `public`'s domains becomes the public domain, URI parameters go.
+pub fn copy_body_toward(
+    src: &Message,
+    dst_headers: &mut Headers,
+    allowed: &[String],
+    public: Option<(&[String], &str)>,
+) -> Vec<u8> {
     if src.body.is_empty() {
         return Vec::new();
     }
@@ -222,8 +234,56 @@ pub fn copy_body(src: &Message, dst_headers: &mut Headers, allowed: &[String]) -
         dst_headers.push("Content-Type", "message/sipfrag;version=2.0");
         return frag.into_bytes();
     }
+    let xml_info = [
+        "application/conference-info+xml",
+        "application/dialog-info+xml",
+    ]
+    .iter()
+    .any(|t| t.eq_ignore_ascii_case(media_type));
+    if let (true, Some((domains, domain))) = (xml_info, public) {
+        let Ok(text) = std::str::from_utf8(&src.body) else {
+            return Vec::new();
+        };
+        dst_headers.push("Content-Type", ct);
+        return public_uris(text, domains, domain).into_bytes();
+    }
     dst_headers.push("Content-Type", ct);
     src.body.clone()
+}
+
+/// Every `sip:`/`sips:` URI in an XML document, rewritten like a From/To URI toward a peer. A URI
+/// ends at a quote, `<`, `>` or whitespace (XML attribute and element text).
+fn public_uris(text: &str, domains: &[String], domain: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = find_sip_scheme(rest) {
+        out.push_str(&rest[..i]);
+        let tail = &rest[i..];
+        let end = tail
+            .find(|c: char| c == '"' || c == '\'' || c == '<' || c == '>' || c.is_whitespace())
+            .unwrap_or(tail.len());
+        let uri = &tail[..end];
+        let rewritten = identity_for_leg(&format!("<{uri}>"), true, domains, domain);
+        out.push_str(
+            rewritten
+                .strip_prefix('<')
+                .and_then(|r| r.strip_suffix('>'))
+                .unwrap_or(&rewritten),
+        );
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+fn find_sip_scheme(s: &str) -> Option<usize> {
+    let lower = s.to_ascii_lowercase();
+    let at = lower.find("sip:");
+    let at_s = lower.find("sips:");
+    match (at, at_s) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
 }
 
 /// The status line of a sipfrag body, rebuilt (`SIP/2.0 <code> <the border's phrase>`); `None`

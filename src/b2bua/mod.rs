@@ -170,6 +170,9 @@ pub struct Border {
     events: VecDeque<Event>,
     /// Events dropped because the backlog was full (the consumer fell behind).
     events_lost: u64,
+    /// Domains that are public on the interconnect (ours and every partner's): a URI naming any
+    /// other host is rewritten toward a peer.
+    public_domains: Vec<String>,
     /// Where each open server transaction's request came from, for [`Event::RequestAnswered`].
     stx_origin: HashMap<ServerTxId, (Method, usize, Party)>,
 }
@@ -220,6 +223,17 @@ fn understood_scheme(uri: &Uri) -> bool {
     }
 }
 
+/// Our home domains and every partner's: the names that may appear on the interconnect.
+fn interconnect_domains(cfg: &Config) -> Vec<String> {
+    let mut d = cfg.home_domains.clone();
+    for r in &cfg.realms {
+        for p in &r.peers {
+            d.extend(p.domains.iter().cloned());
+        }
+    }
+    d
+}
+
 fn has_option(msg: &Message, header: &str, option: &str) -> bool {
     msg.headers
         .values(header)
@@ -249,7 +263,9 @@ impl Border {
             .iter()
             .map(|r| Arc::from(r.name.as_str()))
             .collect();
+        let public_domains = interconnect_domains(&cfg);
         Border {
+            public_domains,
             cfg,
             router,
             tx: Outbox::new(timers),
@@ -295,6 +311,7 @@ impl Border {
             return Err(ReconfigureError::RealmsChanged);
         }
         self.partners.swap(&cfg);
+        self.public_domains = interconnect_domains(&cfg);
         self.limits = Limits {
             max_message_size: cfg.sip.max_message_size,
             max_headers: cfg.sip.max_headers,

@@ -138,13 +138,16 @@ const REALM_KEYS: &[&str] = &[
 const HEADERS_KEYS: &[&str] = &["allow", "bodies"];
 
 /// Body types that cross by default: session descriptions (anchored), the refer progress of
-/// RFC 3515 (cut to its status line), DTMF relay (RFC 2976 INFO) and plain text messages.
+/// RFC 3515 (cut to its status line), DTMF relay (RFC 2976 INFO), plain text messages, and the
+/// conference and dialog state documents (their URIs made public toward peers).
 pub(super) const DEFAULT_BODIES: &[&str] = &[
     "application/sdp",
     "message/sipfrag",
     "application/dtmf-relay",
     "application/dtmf",
     "text/plain",
+    "application/conference-info+xml",
+    "application/dialog-info+xml",
 ];
 const PEER_KEYS: &[&str] = &[
     "name",

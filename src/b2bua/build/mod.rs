@@ -79,7 +79,7 @@ impl Border {
     pub(super) fn public_toward(&self, party: Party) -> Option<(&[String], &str)> {
         matches!(party, Party::Peer(_)).then(|| {
             (
-                self.cfg.home_domains.as_slice(),
+                self.public_domains.as_slice(),
                 hiding::public_domain(&self.cfg),
             )
         })
@@ -212,7 +212,7 @@ impl Border {
         let body = if method == Method::Bye && src.method() != Some(&Method::Bye) {
             Vec::new()
         } else {
-            copy_body(src, &mut h, &crossing.to_policy.bodies)
+            hiding::copy_body_toward(src, &mut h, &crossing.to_policy.bodies, crossing.public)
         };
         if matches!(method, Method::Invite | Method::Message | Method::Subscribe)
             || method == Method::Refer

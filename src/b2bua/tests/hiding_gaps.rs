@@ -220,3 +220,39 @@ fn refer_crosses_with_public_uris_and_its_notify_names_the_right_refer() {
     assert_eq!(h(&notify_a, "Event"), "refer;id=5");
     assert_no_leak(&sim, HOME);
 }
+
+#[test]
+fn conference_state_crosses_with_public_uris_only() {
+    let mut sim = Sim::new();
+    let doc = "<?xml version=\"1.0\"?>\r\n<conference-info xmlns=\"urn:ietf:params:xml:ns:conference-info\" entity=\"sip:conf7@mixer3.operator-a-core.internal\" state=\"full\" version=\"1\">\r\n<users><user entity=\"sip:alice@operator-a.example\"><endpoint entity=\"sip:alice@127.0.10.1:5060;transport=udp\"/></user>\r\n<user entity=\"sip:cindy@operator-b.example\"/></users></conference-info>\r\n";
+    let notify = format!(
+        "NOTIFY sip:cindy@operator-b.example SIP/2.0\n\
+         Via: SIP/2.0/UDP 127.0.10.1:5060;branch=z9hG4bKconfinfo\n\
+         Max-Forwards: 70\n\
+         From: <sip:conf7@operator-a.example>;tag=f1\n\
+         To: <sip:cindy@operator-b.example>\n\
+         Call-ID: confinfo@127.0.10.1\n\
+         CSeq: 1 NOTIFY\n\
+         Event: conference\n\
+         Subscription-State: active\n\
+         Content-Type: application/conference-info+xml\n\
+         Content-Length: {}\n\n{doc}",
+        doc.len()
+    );
+    sim.send_from_core(0, &notify);
+    let got = sim.take(1);
+    let body = String::from_utf8_lossy(&got.body).to_string();
+    assert!(
+        body.contains("entity=\"sip:conf7@operator-a.example\""),
+        "{body}"
+    );
+    assert!(
+        body.contains("sip:cindy@operator-b.example"),
+        "a partner's URI is kept: {body}"
+    );
+    assert!(
+        body.contains("<endpoint entity=\"sip:alice@operator-a.example\"/>"),
+        "{body}"
+    );
+    assert_no_leak(&sim, HOME);
+}
