@@ -205,6 +205,21 @@ impl Border {
                 let why = RejectReason::MethodNotAllowed;
                 return self.reject(now, stx, &msg, 405, Some(("Allow", allow)), why);
             }
+            let what = if method == Method::Invite {
+                partners::Rate::Call
+            } else {
+                partners::Rate::Request
+            };
+            if !self.partners.admit(p, now, what) {
+                // RFC 3261 §21.5.4: come back in a second, when the bucket has refilled.
+                let retry = ("Retry-After", "1".to_string());
+                return self.reject(now, stx, &msg, 503, Some(retry), RejectReason::RateLimit);
+            }
+        }
+        if method == Method::Invite && self.overloaded {
+            // Shed new calls first and fast (RFC 6357): what is in progress keeps the capacity.
+            let retry = ("Retry-After", "2".to_string());
+            return self.reject(now, stx, &msg, 503, Some(retry), RejectReason::Overload);
         }
         let kind = match method {
             Method::Invite => Kind::Invite,

@@ -37,6 +37,10 @@ pub enum RejectReason {
     NoRoute,
     /// The border, or a partner's share of it, is at its call limit (503).
     CallLimit,
+    /// The partner sends new calls or requests faster than its policy allows (503).
+    RateLimit,
+    /// The border is overloaded (its input backlog is deep): new calls are shed (503).
+    Overload,
     /// The SDP could not be anchored (no ports, or a malformed body).
     MediaAnchoring,
 }

@@ -173,6 +173,8 @@ pub struct Border {
     /// Domains that are public on the interconnect (ours and every partner's): a URI naming any
     /// other host is rewritten toward a peer.
     public_domains: Vec<String>,
+    /// Set by the service while its input backlog is deep: new calls get 503 at once.
+    overloaded: bool,
     /// Where each open server transaction's request came from, for [`Event::RequestAnswered`].
     stx_origin: HashMap<ServerTxId, (Method, usize, Party)>,
 }
@@ -265,6 +267,7 @@ impl Border {
             .collect();
         let public_domains = interconnect_domains(&cfg);
         Border {
+            overloaded: false,
             public_domains,
             cfg,
             router,
@@ -318,6 +321,13 @@ impl Border {
         };
         self.cfg = cfg;
         Ok(())
+    }
+
+    /// Load shedding (RFC 6357): while set, new INVITEs from anyone get 503 with Retry-After at
+    /// once, ahead of routing, while requests within dialogs, CANCEL, ACK and responses go on.
+    /// The service sets it from what it measures (its input backlog).
+    pub fn set_overloaded(&mut self, on: bool) {
+        self.overloaded = on;
     }
 
     /// Partners the engine holds, those removed by a reload whose calls still run included.

@@ -9,6 +9,7 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use crate::config::{Config, Peer, RealmKind};
 
@@ -31,6 +32,47 @@ struct Entry {
     active: usize,
     /// Sessions not yet freed (ended ones linger 64·T1) that still read its policy.
     held: usize,
+    /// Its new calls and its out-of-dialog requests per second (`max_cps`, `max_rps`).
+    calls: Bucket,
+    requests: Bucket,
+}
+
+/// A token bucket fed by the engine's clock: `rate` tokens a second, at most one second's worth
+/// stored (the burst a partner may send after a quiet spell).
+#[derive(Debug, Clone, Default)]
+struct Bucket {
+    tokens: f64,
+    last: Option<Instant>,
+}
+
+impl Bucket {
+    /// Takes a token if one is there; a rate of 0 is no limit.
+    fn take(&mut self, now: Instant, rate: u32) -> bool {
+        if rate == 0 {
+            return true;
+        }
+        let rate = f64::from(rate);
+        let since = self
+            .last
+            .map_or(1.0, |l| now.saturating_duration_since(l).as_secs_f64());
+        self.tokens = (self.tokens + since * rate).min(rate);
+        self.last = Some(now);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// What a partner is sending, for its rate limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rate {
+    /// A request outside any dialog (counted against `max_rps`).
+    Request,
+    /// A new call: an out-of-dialog INVITE (counted against both `max_cps` and `max_rps`).
+    Call,
 }
 
 /// The table of partners; see the module documentation.
@@ -77,6 +119,8 @@ impl Partners {
                             retired: false,
                             active: 0,
                             held: 0,
+                            calls: Bucket::default(),
+                            requests: Bucket::default(),
                         });
                     }
                 }
@@ -91,6 +135,18 @@ impl Partners {
             .iter()
             .find(|e| e.id == id)
             .expect("a partner held by a session stays in the table")
+    }
+
+    /// Whether the partner is within its rates for one more of `what` (and counts it if so).
+    pub fn admit(&mut self, id: PeerId, now: Instant, what: Rate) -> bool {
+        let Some(e) = self.entry_mut(id) else {
+            return false;
+        };
+        let (cps, rps) = (e.peer.max_cps, e.peer.max_rps);
+        if what == Rate::Call && !e.calls.take(now, cps) {
+            return false;
+        }
+        e.requests.take(now, rps)
     }
 
     fn entry_mut(&mut self, id: PeerId) -> Option<&mut Entry> {

@@ -1200,6 +1200,7 @@ mod events;
 mod failover;
 mod fork;
 mod hiding_gaps;
+mod overload;
 mod parking;
 mod reconfigure;
 mod snapshot;

@@ -132,6 +132,8 @@ pub(super) fn describe(c: &Config) -> String {
                 list(p.allowed_methods.iter().cloned())
             );
             let _ = writeln!(o, "max_calls = {}", p.max_calls);
+            let _ = writeln!(o, "max_cps = {}", p.max_cps);
+            let _ = writeln!(o, "max_rps = {}", p.max_rps);
             let _ = writeln!(o, "\n[realm.peer.headers]");
             let _ = writeln!(o, "allow = {}", list(p.headers.allow.iter().cloned()));
             let _ = writeln!(o, "bodies = {}", list(p.headers.bodies.iter().cloned()));

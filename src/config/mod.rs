@@ -183,6 +183,10 @@ pub struct Peer {
     pub headers: HeaderPolicy,
     /// Most concurrent calls with this partner.
     pub max_calls: usize,
+    /// Most new calls (INVITEs outside a dialog) per second from this partner; 0: no limit.
+    pub max_cps: u32,
+    /// Most requests outside a dialog (new calls included) per second from it; 0: no limit.
+    pub max_rps: u32,
     /// Inter-operator identifier of this partner (P-Charging-Vector term-ioi / orig-ioi).
     pub ioi: String,
     /// The file it came from, for messages.

@@ -89,6 +89,10 @@ pub(super) const DEFAULT_METHODS: &[&str] = &[
 ];
 
 pub(super) const DEFAULT_PEER_MAX_CALLS: usize = 1000;
+/// A partner's new calls and out-of-dialog requests per second, before 503 (a burst of one
+/// second's worth is allowed).
+pub(super) const DEFAULT_PEER_MAX_CPS: u32 = 200;
+pub(super) const DEFAULT_PEER_MAX_RPS: u32 = 1000;
 
 const NODE_KEYS: &[&str] = &[
     "name",
@@ -159,6 +163,8 @@ const PEER_KEYS: &[&str] = &[
     "ioi",
     "allowed_methods",
     "max_calls",
+    "max_cps",
+    "max_rps",
     "headers",
 ];
 
@@ -248,6 +254,8 @@ pub(super) fn parse(text: &str, origin: &Path, read: Reader) -> Result<Config, C
                             allowed_methods: p.allowed_methods,
                             headers: p.headers,
                             max_calls: p.max_calls,
+                            max_cps: p.max_cps,
+                            max_rps: p.max_rps,
                             origin: p.origin,
                         }
                     })

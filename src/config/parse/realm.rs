@@ -13,6 +13,8 @@ pub(super) struct RawPeer {
     pub(super) allowed_methods: Vec<String>,
     pub(super) headers: HeaderPolicy,
     pub(super) max_calls: usize,
+    pub(super) max_cps: u32,
+    pub(super) max_rps: u32,
     pub(super) origin: PathBuf,
 }
 
@@ -95,6 +97,13 @@ pub(super) fn peer(cx: &mut Ctx, mut t: Tab, realm: Option<&str>, inline: bool) 
         .int(cx, "max_calls", 1, u32::MAX as u64)
         .map(|v| v.v as usize)
         .unwrap_or(DEFAULT_PEER_MAX_CALLS);
+    let rate = |cx: &mut Ctx, key: &str, default: u32| {
+        t.int(cx, key, 0, 1_000_000)
+            .map(|v| v.v as u32)
+            .unwrap_or(default)
+    };
+    let max_cps = rate(cx, "max_cps", DEFAULT_PEER_MAX_CPS);
+    let max_rps = rate(cx, "max_rps", DEFAULT_PEER_MAX_RPS);
     let headers = headers(cx, &t);
     RawPeer {
         name,
@@ -106,6 +115,8 @@ pub(super) fn peer(cx: &mut Ctx, mut t: Tab, realm: Option<&str>, inline: bool) 
         allowed_methods,
         headers,
         max_calls,
+        max_cps,
+        max_rps,
         origin: cx.srcs[t.src].file.clone(),
     }
 }
