@@ -39,6 +39,8 @@ pub enum RejectReason {
     CallLimit,
     /// The SDP could not be anchored (no ports, or a malformed body).
     MediaAnchoring,
+    /// The border is draining before a stop (503 + Retry-After).
+    Draining,
 }
 
 /// Why an input was discarded without an answer.
