@@ -93,7 +93,9 @@ impl Border {
     pub fn hangups_outstanding(&self) -> usize {
         self.pending
             .iter()
-            .filter(|(ctx, p)| matches!(p.kind, PendingKind::Local) && self.tx.client_pending(**ctx))
+            .filter(|(ctx, p)| {
+                matches!(p.kind, PendingKind::Local) && self.tx.client_pending(**ctx)
+            })
             .count()
     }
 }
