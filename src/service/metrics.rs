@@ -132,8 +132,8 @@ impl Metrics {
             "INVITEs relayed (calls being set up), by caller and callee side",
             &["from_realm", "from_partner", "to_realm", "to_partner"]
         );
-        let calls_answered = IntCounter::new("palisade_calls_answered_total", "Calls answered")
-            .expect("valid");
+        let calls_answered =
+            IntCounter::new("palisade_calls_answered_total", "Calls answered").expect("valid");
         reg(Box::new(calls_answered.clone()));
         let calls_ended = counter_vec!(
             "palisade_calls_ended_total",
@@ -181,8 +181,11 @@ impl Metrics {
         )
         .expect("valid");
         reg(Box::new(sessions_active.clone()));
-        let draining = IntGauge::new("palisade_draining", "1 while the border drains before a stop")
-            .expect("valid");
+        let draining = IntGauge::new(
+            "palisade_draining",
+            "1 while the border drains before a stop",
+        )
+        .expect("valid");
         reg(Box::new(draining.clone()));
         let media_flows = IntGaugeVec::new(
             Opts::new(
@@ -235,7 +238,12 @@ impl Metrics {
                 from,
             } => self
                 .responses
-                .with_label_values(&[method_label(method), class(*status), &from.realm, peer(from)])
+                .with_label_values(&[
+                    method_label(method),
+                    class(*status),
+                    &from.realm,
+                    peer(from),
+                ])
                 .inc(),
             Event::Rejected { reason, from, .. } => self
                 .rejected

@@ -88,9 +88,13 @@ impl ConfigSource {
 enum Stop {
     Running,
     /// SIGTERM seen: new requests get 503; at the deadline (or once idle) the rest is hung up.
-    Draining { until: Instant },
+    Draining {
+        until: Instant,
+    },
     /// Everything was hung up: waiting (bounded) for the BYEs' answers, then exit.
-    HangingUp { until: Instant },
+    HangingUp {
+        until: Instant,
+    },
 }
 
 /// How long the BYEs and CANCELs of the final hang-up may wait for their answers.
@@ -201,7 +205,9 @@ pub async fn run(cfg: Config, source: ConfigSource) -> anyhow::Result<()> {
                     admin_state.ready.store(false, Ordering::Relaxed);
                     m.draining.set(1);
                     border.begin_drain();
-                    stop = Stop::Draining { until: now + timeout };
+                    stop = Stop::Draining {
+                        until: now + timeout,
+                    };
                 }
                 Stop::Draining { .. } => stop = Stop::Draining { until: now },
                 Stop::HangingUp { .. } => {}
@@ -215,7 +221,9 @@ pub async fn run(cfg: Config, source: ConfigSource) -> anyhow::Result<()> {
                 }
                 notify.send(&format!("STATUS=hanging up {left} calls"));
                 border.hang_up_all(now);
-                stop = Stop::HangingUp { until: now + HANGUP_GRACE };
+                stop = Stop::HangingUp {
+                    until: now + HANGUP_GRACE,
+                };
             }
         }
         while let Some(cmd) = border.poll_media() {
@@ -285,7 +293,9 @@ fn reload(source: &ConfigSource, border: &mut Border, m: &metrics::Metrics) {
         }
         Err(e) => {
             m.reload(metrics::ReloadResult::NeedsRestart);
-            tracing::error!("reload refused, the running configuration is kept: {e} (needs restart)");
+            tracing::error!(
+                "reload refused, the running configuration is kept: {e} (needs restart)"
+            );
         }
     }
 }

@@ -148,12 +148,17 @@ pub(super) fn admin_settings(cx: &mut Ctx, root: &Tab) -> AdminSettings {
             Err(_) => cx.err_at(
                 &l,
                 Kind::BadValue,
-                format!("`{}`: expected IP:PORT, e.g. \"127.0.0.1:9101\" or \"[::1]:9101\"", l.v),
+                format!(
+                    "`{}`: expected IP:PORT, e.g. \"127.0.0.1:9101\" or \"[::1]:9101\"",
+                    l.v
+                ),
             ),
             Ok(addr) if !addr.ip().is_loopback() && t.get("token").is_none() => cx.err_at(
                 &l,
                 Kind::Conflict,
-                format!("`{addr}` is not a loopback address: set `token` to expose the admin listener"),
+                format!(
+                    "`{addr}` is not a loopback address: set `token` to expose the admin listener"
+                ),
             ),
             Ok(addr) => a.listen = addr,
         }
