@@ -357,8 +357,10 @@ fn lab_call_metrics_and_drain() -> R<()> {
     })
 }
 
+type Scenario = fn() -> R<()>;
+
 fn main() {
-    let all: Vec<(&'static str, fn() -> R<()>)> = vec![
+    let all: Vec<(&'static str, Scenario)> = vec![
         ("notify_reload_stop", notify_reload_stop),
         ("lab_call_metrics_and_drain", lab_call_metrics_and_drain),
     ];

@@ -78,7 +78,10 @@ fn unit_exposure_is_at_most_2() {
     let text = String::from_utf8_lossy(&out.stdout);
     let level: f64 = text
         .lines()
-        .find_map(|l| l.split("Overall exposure level for palisade.service: ").nth(1))
+        .find_map(|l| {
+            l.split("Overall exposure level for palisade.service: ")
+                .nth(1)
+        })
         .and_then(|rest| rest.split_whitespace().next())
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no exposure level in:\n{text}"));
