@@ -45,7 +45,7 @@ fn raise_fd_limit() {
 }
 
 /// The service's consumer of the engine's events today: one log line each (calls at info,
-/// per-request detail at debug). Metrics and call records will read the same stream.
+/// per-request detail at debug). `metrics::Metrics::observe` counts the same stream.
 fn log_event(ev: &crate::b2bua::Event) {
     use crate::b2bua::Event;
     match ev {
