@@ -68,9 +68,11 @@ fn reject_label(r: RejectReason) -> &'static str {
     }
 }
 
-/// `Border shutting down` → `border_shutting_down` (the texts are the engine's own constants).
+/// `Border shutting down` → `border_shutting_down`, `No ACK` → `border_no_ack` (the texts are
+/// the engine's own constants, so the label values are bounded).
 fn slug(prefix: &str, text: &str) -> String {
     let mut s = String::from(prefix);
+    let text = text.strip_prefix("Border ").unwrap_or(text);
     for c in text.chars() {
         if c.is_ascii_alphanumeric() {
             s.push(c.to_ascii_lowercase());
@@ -315,5 +317,23 @@ impl Metrics {
         let mut out = Vec::new();
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn border_causes_become_bounded_label_values() {
+        assert_eq!(
+            slug("border_", "Border shutting down"),
+            "border_shutting_down"
+        );
+        assert_eq!(slug("border_", "No ACK"), "border_no_ack");
+        assert_eq!(
+            slug("border_", "Dialog idle timeout"),
+            "border_dialog_idle_timeout"
+        );
     }
 }
