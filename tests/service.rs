@@ -11,6 +11,8 @@
 //!   promtool is installed). Then a second call, SIGTERM to A: `/readyz` says 503, a new INVITE
 //!   gets 503 with Retry-After, the call goes on; a second SIGTERM hangs it up (BYE with a
 //!   Reason on both legs) and A exits 0.
+//! - `drain_timeout_hangs_up`: a lab copy with `[service] drain_timeout_s = 1`; one SIGTERM
+//!   during a call: when the drain time is up the call is hung up on both legs and A exits 0.
 //!
 //! harness = false: `cargo test --test service [-- NAME...]`. No timing assertions: every
 //! wait is bounded and only checks that something arrived.
@@ -359,10 +361,66 @@ fn lab_call_metrics_and_drain() -> R<()> {
 
 type Scenario = fn() -> R<()>;
 
+/// A copy of the lab with `[service] drain_timeout_s = 1` in both instance files: one SIGTERM
+/// during a call, and the call is hung up on both legs when the drain time is up.
+fn drain_timeout_hangs_up() -> R<()> {
+    let shipped = common::labfiles::shipped_dir();
+    let dir = work_dir().join("lab-drain");
+    let top = |p: &Path| p.parent() == Some(shipped.as_path());
+    common::labfiles::copy_dir(&shipped, &dir, &|p, text| {
+        if top(p) && p.extension().is_some_and(|x| x == "toml") {
+            text.replacen(
+                "\n[admin]\n",
+                "\n[service]\ndrain_timeout_s = 1\n\n[admin]\n",
+                1,
+            )
+        } else {
+            text
+        }
+    })?;
+    instance::wait_lab_free(Duration::from_secs(120))?;
+    let work = work_dir();
+    let mut pa = Instance::start(
+        "operator-a",
+        &dir.join("operator-a.toml"),
+        work.join("drain-a.log"),
+    )?;
+    let _pb = Instance::start(
+        "operator-b",
+        &dir.join("operator-b.toml"),
+        work.join("drain-b.log"),
+    )?;
+    let a = Ua::new(UaConfig::a_core("alice"))?;
+    let b = Ua::new(UaConfig::b_core("cindy"))?;
+    let (tx, mut da) = a.invite(TO_CINDY, &sdp("127.0.10.1", 43_300, 1, "sendrecv"))?;
+    let inc = b.wait_request("INVITE", None)?;
+    let db = b
+        .answer_invite(&inc, 200, &sdp("127.0.40.1", 44_300, 1, "sendrecv"))?
+        .ok_or("no dialog at B")?;
+    let ok = a.wait_final(&tx)?;
+    a.ack_2xx(&mut da, &ok)?;
+    b.wait_ack(&db)?;
+    signal(pa.pid(), "TERM");
+    let bye_a = a.wait_request_for("BYE", Some(da.call_id.as_str()), WAIT)?;
+    a.respond(&bye_a, 200, "OK", None, None)?;
+    let bye_b = b.wait_request_for("BYE", Some(db.call_id.as_str()), WAIT)?;
+    b.respond(&bye_b, 200, "OK", None, None)?;
+    let reason = bye_a.msg.header("Reason").unwrap_or("").to_string();
+    ensure(reason.contains("Border shutting down"), || {
+        format!("BYE at A's core without the Reason: {reason:?}")
+    })?;
+    let code = pa.wait_exit(WAIT);
+    ensure(code == Some(0), || {
+        format!("A's exit code {code:?}; tail:\n{}", pa.tail())
+    })?;
+    wait_log(&pa, &["drain time is up"]).map(|_| ())
+}
+
 fn main() {
     let all: Vec<(&'static str, Scenario)> = vec![
         ("notify_reload_stop", notify_reload_stop),
         ("lab_call_metrics_and_drain", lab_call_metrics_and_drain),
+        ("drain_timeout_hangs_up", drain_timeout_hangs_up),
     ];
     let selected = harness::select(all);
     instance::watchdog("service", GLOBAL_TIMEOUT);
