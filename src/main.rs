@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use palisade::service::ConfigSource;
 
 #[derive(Parser)]
 #[command(
@@ -30,22 +31,17 @@ enum Command {
     },
 }
 
-fn load(path: Option<&PathBuf>) -> Result<palisade::config::Config, String> {
+fn source(path: Option<&PathBuf>) -> ConfigSource {
     match path {
-        Some(p) => palisade::config::load(p).map_err(|e| e.to_string()),
-        None => palisade::config::parse(
-            palisade::config::EMBEDDED_DEFAULT,
-            std::path::Path::new("<built-in default>"),
-            &|p| std::fs::read_to_string(p),
-        )
-        .map_err(|e| e.to_string()),
+        Some(p) => ConfigSource::File(p.clone()),
+        None => ConfigSource::Embedded,
     }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Check { config } => match load(config.as_ref()) {
+        Command::Check { config } => match source(config.as_ref()).load() {
             Ok(cfg) => {
                 print!("{}", cfg.describe());
                 ExitCode::SUCCESS
@@ -56,7 +52,8 @@ fn main() -> ExitCode {
             }
         },
         Command::Run { config } => {
-            let cfg = match load(config.as_ref()) {
+            let source = source(config.as_ref());
+            let cfg = match source.load() {
                 Ok(c) => c,
                 Err(e) => {
                     eprintln!("{e}");
@@ -80,7 +77,7 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match rt.block_on(palisade::service::run(cfg)) {
+            match rt.block_on(palisade::service::run(cfg, source)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("palisade: {e:#}");

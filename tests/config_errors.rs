@@ -385,3 +385,46 @@ fn example_files_load() {
     assert_eq!(c_peer.headers.allow.len(), 17);
     assert_eq!(c.sip, config::SipSettings::default());
 }
+
+#[test]
+fn service_and_admin_keys_default_and_validate() {
+    let d = Dir::new("svc-good", &[("node.toml", NODE), ("peers/far.toml", FAR)]);
+    let c = config::load(&d.0.join("node.toml")).unwrap();
+    assert_eq!(c.service.drain_timeout, std::time::Duration::from_secs(30));
+    assert!(c.admin.enabled);
+    assert_eq!(c.admin.listen, "127.0.0.1:9101".parse().unwrap());
+    assert_eq!(c.admin.token, None);
+
+    let bad = NODE.replace(
+        "[[realm]]\nname = \"home\"",
+        "[service]\ndrain_timeout_s = \"soon\"\n\n[admin]\nlisten = \"0.0.0.0:9101\"\nbogus = 1\n\n[[realm]]\nname = \"home\"",
+    );
+    let d = Dir::new("svc-bad", &[("node.toml", &bad), ("peers/far.toml", FAR)]);
+    let e = d.load("node.toml");
+    assert_eq!(
+        summary(&e),
+        vec![
+            ("node.toml".into(), 5, 19, "service.drain_timeout_s".into()),
+            ("node.toml".into(), 8, 10, "admin.listen".into()),
+            ("node.toml".into(), 9, 1, "admin.bogus".into()),
+        ]
+    );
+    assert_eq!(
+        kinds(&e),
+        vec![Kind::WrongType, Kind::Conflict, Kind::UnknownKey]
+    );
+    assert!(e[1].message.contains("token"));
+
+    // With a token, a non-loopback admin address is accepted.
+    let ok = NODE.replace(
+        "[[realm]]\nname = \"home\"",
+        "[admin]\nlisten = \"0.0.0.0:9101\"\ntoken = \"0123456789abcdef\"\n\n[[realm]]\nname = \"home\"",
+    );
+    let d = Dir::new("svc-token", &[("node.toml", &ok), ("peers/far.toml", FAR)]);
+    let c = config::load(&d.0.join("node.toml")).unwrap();
+    assert_eq!(c.admin.token.as_deref(), Some("0123456789abcdef"));
+    assert!(
+        !c.describe().contains("0123456789abcdef"),
+        "token not printed"
+    );
+}

@@ -181,6 +181,9 @@ impl Border {
             }
             return self.on_in_dialog(now, msg, stx, &tag, flow);
         }
+        if self.refuse_while_draining(now, stx, &msg) {
+            return;
+        }
         if request_uri(&msg).is_some_and(|u| !understood_scheme(u)) {
             // RFC 3261 §8.2.2.1: a scheme the border cannot route is 416, not 404.
             return self.reject(now, stx, &msg, 416, None, RejectReason::UnsupportedScheme);

@@ -43,6 +43,8 @@ pub enum RejectReason {
     Overload,
     /// The SDP could not be anchored (no ports, or a malformed body).
     MediaAnchoring,
+    /// The border is draining before a stop (503 + Retry-After).
+    Draining,
 }
 
 /// Why an input was discarded without an answer.

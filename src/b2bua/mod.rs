@@ -13,6 +13,8 @@ use build::{anchor_status, response_flow, Sealed};
 mod call;
 mod cancel;
 mod dispatch;
+mod drain;
+pub use drain::DRAIN_RETRY_AFTER_S;
 mod parking;
 use parking::Parked;
 pub mod events;
@@ -100,6 +102,8 @@ enum Hangup {
     MediaInactivity,
     DialogIdle,
     AckTimeout,
+    /// The service is stopping ([`Border::hang_up_all`]).
+    Shutdown,
 }
 
 impl Hangup {
@@ -108,6 +112,7 @@ impl Hangup {
             Hangup::MediaInactivity => "Media inactivity",
             Hangup::DialogIdle => "Dialog idle timeout",
             Hangup::AckTimeout => "No ACK",
+            Hangup::Shutdown => "Border shutting down",
         }
     }
 
@@ -115,6 +120,7 @@ impl Hangup {
     fn cause(self) -> u16 {
         match self {
             Hangup::MediaInactivity | Hangup::DialogIdle | Hangup::AckTimeout => 408,
+            Hangup::Shutdown => 503,
         }
     }
 }
@@ -177,6 +183,8 @@ pub struct Border {
     overloaded: bool,
     /// Where each open server transaction's request came from, for [`Event::RequestAnswered`].
     stx_origin: HashMap<ServerTxId, (Method, usize, Party)>,
+    /// New requests get 503 ([`Border::begin_drain`], `drain.rs`).
+    draining: bool,
 }
 
 fn tag_of(value: Option<&str>) -> Option<String> {
@@ -292,6 +300,7 @@ impl Border {
             events: VecDeque::new(),
             events_lost: 0,
             stx_origin: HashMap::new(),
+            draining: false,
         }
     }
 

@@ -1196,6 +1196,7 @@ fn dialog_requests_never_follow_a_target_outside_the_party() {
     }
 }
 
+mod drain;
 mod events;
 mod failover;
 mod fork;

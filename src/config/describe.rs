@@ -81,6 +81,16 @@ pub(super) fn describe(c: &Config) -> String {
     );
     let _ = writeln!(o, "relay_threads = {}", m.relay_threads);
     let _ = writeln!(o, "nft_table = {}", q(&m.nft_table));
+    let _ = writeln!(o, "\n[service]");
+    let _ = writeln!(o, "drain_timeout_s = {}", c.service.drain_timeout.as_secs());
+    let a = &c.admin;
+    let _ = writeln!(o, "\n[admin]");
+    let _ = writeln!(o, "enabled = {}", a.enabled);
+    let _ = writeln!(o, "listen = {}", q(&a.listen.to_string()));
+    if a.token.is_some() {
+        // The secret itself is not printed.
+        let _ = writeln!(o, "# token = (set)");
+    }
     for r in &c.realms {
         let _ = writeln!(o, "\n[[realm]]");
         let _ = writeln!(o, "name = {}", q(&r.name));

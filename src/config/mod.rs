@@ -222,6 +222,46 @@ impl Default for MediaSettings {
     }
 }
 
+/// How the service runs: stopping (SIGTERM).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceSettings {
+    /// After SIGTERM, how long calls in progress may go on (new ones get 503) before the
+    /// border hangs up the rest on both legs.
+    pub drain_timeout: Duration,
+}
+
+impl Default for ServiceSettings {
+    fn default() -> Self {
+        ServiceSettings {
+            drain_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The admin HTTP listener: `/metrics` (Prometheus text format), `/healthz`, `/readyz`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminSettings {
+    /// Whether the listener runs at all.
+    pub enabled: bool,
+    /// Where it listens; a non-loopback address needs `token`.
+    pub listen: SocketAddr,
+    /// When set, every request must carry `Authorization: Bearer <token>`.
+    pub token: Option<String>,
+}
+
+/// Default admin listener address.
+pub const DEFAULT_ADMIN_LISTEN: ([u8; 4], u16) = ([127, 0, 0, 1], 9101);
+
+impl Default for AdminSettings {
+    fn default() -> Self {
+        AdminSettings {
+            enabled: true,
+            listen: SocketAddr::from(DEFAULT_ADMIN_LISTEN),
+            token: None,
+        }
+    }
+}
+
 /// Default relay port range of a realm.
 pub const DEFAULT_MEDIA_PORTS: (u16, u16) = (20_000, 29_999);
 
@@ -258,6 +298,8 @@ pub struct Config {
     pub ioi: String,
     pub sip: SipSettings,
     pub media: MediaSettings,
+    pub service: ServiceSettings,
+    pub admin: AdminSettings,
     pub realms: Vec<Realm>,
     /// Log filter (tracing EnvFilter syntax), e.g. "info".
     pub log: String,

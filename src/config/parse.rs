@@ -24,7 +24,7 @@ use super::*;
 use checks::{cross_checks, media_overlaps};
 use reader::{document, Ctx, Reader, Sp, Tab};
 use realm::{realm, RawRealm};
-use settings::{media_settings, sip_settings};
+use settings::{admin_settings, media_settings, service_settings, sip_settings};
 use std::collections::HashMap;
 use std::ops::Range;
 use std::str::FromStr;
@@ -101,8 +101,12 @@ const NODE_KEYS: &[&str] = &[
     "log",
     "sip",
     "media",
+    "service",
+    "admin",
     "realm",
 ];
+const SERVICE_KEYS: &[&str] = &["drain_timeout_s"];
+const ADMIN_KEYS: &[&str] = &["enabled", "listen", "token"];
 const MEDIA_KEYS: &[&str] = &[
     "kernel",
     "latching",
@@ -196,6 +200,8 @@ pub(super) fn parse(text: &str, origin: &Path, read: Reader) -> Result<Config, C
     let log = root.str(&mut cx, "log");
     let sip = sip_settings(&mut cx, &root);
     let media = media_settings(&mut cx, &root);
+    let service = service_settings(&mut cx, &root);
+    let admin = admin_settings(&mut cx, &root);
     let realm_tabs = if root.get("realm").is_none() {
         root.missing(&mut cx, "realm");
         None
@@ -272,6 +278,8 @@ pub(super) fn parse(text: &str, origin: &Path, read: Reader) -> Result<Config, C
         home_domains,
         sip,
         media,
+        service,
+        admin,
         realms,
         log: log.map(|l| l.v).unwrap_or_else(|| "info".to_string()),
     })

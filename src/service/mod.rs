@@ -2,15 +2,20 @@
 //! the sans-IO [`Border`] engine — feeding it what arrives and the time, performing the
 //! transmits and media commands it returns.
 
+pub mod admin;
 pub mod media;
+pub mod metrics;
+pub mod notify;
 
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
 use crate::b2bua::{Border, Inbound};
-use crate::config::Config;
+use crate::config::{Config, ConfigErrors};
 use crate::transport::{Received, Transports};
 
 /// How often relay events (a flow latched both ways) and kernel counters reports are collected;
@@ -40,7 +45,7 @@ fn raise_fd_limit() {
 }
 
 /// The service's consumer of the engine's events today: one log line each (calls at info,
-/// per-request detail at debug). Metrics and call records will read the same stream.
+/// per-request detail at debug). `metrics::Metrics::observe` counts the same stream.
 fn log_event(ev: &crate::b2bua::Event) {
     use crate::b2bua::Event;
     match ev {
@@ -55,29 +60,97 @@ fn log_event(ev: &crate::b2bua::Event) {
     }
 }
 
-/// Runs one border instance until SIGINT or SIGTERM.
-pub async fn run(cfg: Config) -> anyhow::Result<()> {
+/// Where the configuration comes from, so that SIGHUP can read it again.
+#[derive(Debug, Clone)]
+pub enum ConfigSource {
+    /// A node file (and the peer policy files it names).
+    File(PathBuf),
+    /// The lab file built into the binary (`palisade run` without `--config`).
+    Embedded,
+}
+
+impl ConfigSource {
+    /// Reads and validates the configuration.
+    pub fn load(&self) -> Result<Config, ConfigErrors> {
+        match self {
+            ConfigSource::File(p) => crate::files::load(p),
+            ConfigSource::Embedded => crate::config::parse(
+                crate::config::EMBEDDED_DEFAULT,
+                Path::new("<built-in default>"),
+                &|p| std::fs::read_to_string(p),
+            ),
+        }
+    }
+}
+
+/// Where the service is on its way out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    Running,
+    /// SIGTERM seen: new requests get 503; at the deadline (or once idle) the rest is hung up.
+    Draining {
+        until: Instant,
+    },
+    /// Everything was hung up: waiting (bounded) for the BYEs' answers, then exit.
+    HangingUp {
+        until: Instant,
+    },
+}
+
+/// How long the BYEs and CANCELs of the final hang-up may wait for their answers.
+const HANGUP_GRACE: Duration = Duration::from_secs(4);
+
+/// Runs one border instance: SIGHUP reloads the configuration, SIGTERM (or SIGINT) drains and
+/// stops (a second one hangs up at once). Speaks systemd's notify protocol when run under it.
+pub async fn run(cfg: Config, source: ConfigSource) -> anyhow::Result<()> {
     raise_fd_limit();
+    let notify = notify::Notifier::from_env();
     let cfg = Arc::new(cfg);
     let (ev_tx, mut ev_rx) = mpsc::channel::<Received>(4096);
     let mut transports = Transports::bind(&cfg, ev_tx).await?;
     let mut media = media::MediaPlane::start(&cfg)?;
+    let admin_state = Arc::new(admin::AdminState {
+        metrics: metrics::Metrics::new(&cfg.name),
+        ready: AtomicBool::new(true),
+        token: cfg.admin.token.clone(),
+    });
+    if cfg.admin.enabled {
+        admin::start(cfg.admin.listen, admin_state.clone()).await?;
+    }
+    let m = &admin_state.metrics;
     let seed = rand::random::<u64>();
     let mut border = Border::new(cfg.clone(), seed);
     tracing::info!(name = %cfg.name, "palisade ready");
+    notify.send(&format!("READY=1\nSTATUS=ready: {}", cfg.name));
 
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut hup = signal(SignalKind::hangup())?;
     let mut media_tick = tokio::time::interval(MEDIA_POLL);
     media_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let watchdog_every = notify.watchdog_interval();
+    let mut watchdog = tokio::time::interval(watchdog_every.unwrap_or(Duration::from_secs(3600)));
+    watchdog.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_idle_check = Instant::now();
+    let mut stop = Stop::Running;
     loop {
         let deadline = border.poll_timeout();
+        let stop_at = match stop {
+            Stop::Running => None,
+            Stop::Draining { until } | Stop::HangingUp { until } => Some(until),
+        };
+        let deadline = match (deadline, stop_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         let sleep = async {
             match deadline {
                 Some(at) => tokio::time::sleep_until(at.into()).await,
                 None => std::future::pending::<()>().await,
             }
         };
+        let mut stop_signal = false;
         tokio::select! {
             ev = ev_rx.recv() => {
                 let Some(ev) = ev else { break };
@@ -103,10 +176,55 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
                     if !idle.is_empty() {
                         border.media_idle(now, &idle);
                     }
+                    for r in media.snapshot() {
+                        m.media_flows.with_label_values(&[&r.realm, "user"]).set(r.flows_user as i64);
+                        m.media_flows.with_label_values(&[&r.realm, "kernel"]).set(r.flows_kernel as i64);
+                    }
                 }
             }
-            _ = tokio::signal::ctrl_c() => { tracing::info!("SIGINT: stopping"); break }
-            _ = term.recv() => { tracing::info!("SIGTERM: stopping"); break }
+            _ = watchdog.tick(), if watchdog_every.is_some() => notify.send("WATCHDOG=1"),
+            _ = hup.recv() => {
+                notify.reloading();
+                reload(&source, &mut border, m);
+                notify.send(&format!("READY=1\nSTATUS=ready: {}", border.config().name));
+            }
+            _ = int.recv() => { tracing::info!("SIGINT"); stop_signal = true }
+            _ = term.recv() => { tracing::info!("SIGTERM"); stop_signal = true }
+        }
+        let now = Instant::now();
+        if stop_signal {
+            match stop {
+                Stop::Running => {
+                    let timeout = border.config().service.drain_timeout;
+                    tracing::info!(
+                        active = border.active_sessions(),
+                        "stopping: draining for up to {}s (a second SIGTERM hangs up at once)",
+                        timeout.as_secs()
+                    );
+                    notify.send("STOPPING=1\nSTATUS=draining");
+                    admin_state.ready.store(false, Ordering::Relaxed);
+                    m.draining.set(1);
+                    border.begin_drain();
+                    stop = Stop::Draining {
+                        until: now + timeout,
+                    };
+                }
+                Stop::Draining { .. } => stop = Stop::Draining { until: now },
+                Stop::HangingUp { .. } => {}
+            }
+        }
+        if let Stop::Draining { until } = stop {
+            if border.active_sessions() == 0 || now >= until {
+                let left = border.active_sessions();
+                if left > 0 {
+                    tracing::info!(calls = left, "drain time is up: hanging up on both legs");
+                }
+                notify.send(&format!("STATUS=hanging up {left} calls"));
+                border.hang_up_all(now);
+                stop = Stop::HangingUp {
+                    until: now + HANGUP_GRACE,
+                };
+            }
         }
         while let Some(cmd) = border.poll_media() {
             media.apply(cmd);
@@ -116,8 +234,68 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         }
         while let Some(ev) = border.poll_event() {
             log_event(&ev);
+            m.observe(&ev);
+        }
+        m.sessions_active.set(border.active_sessions() as i64);
+        m.set_events_lost(border.events_lost());
+        if let Stop::HangingUp { until } = stop {
+            if border.hangups_outstanding() == 0 || Instant::now() >= until {
+                break;
+            }
         }
     }
+    // Let the transport tasks write what was queued last (the final BYEs) before exiting.
+    tokio::time::sleep(Duration::from_millis(50)).await;
     media.shutdown();
+    tracing::info!("stopped");
     Ok(())
+}
+
+/// SIGHUP: reads the configuration again. A bad one is refused (one line per error, each with
+/// file, line and field) and the running one kept; one that changes realms, listeners or relay
+/// ports is refused as needing a restart; otherwise the engine takes it while calls run.
+fn reload(source: &ConfigSource, border: &mut Border, m: &metrics::Metrics) {
+    let new = match source.load() {
+        Ok(c) => c,
+        Err(errors) => {
+            for e in &errors.0 {
+                tracing::error!("reload refused, the running configuration is kept: {e}");
+            }
+            m.reload(metrics::ReloadResult::Invalid);
+            return;
+        }
+    };
+    let old = border.config().clone();
+    let mut kept = Vec::new();
+    if new.media != old.media {
+        kept.push("[media]");
+    }
+    if new.admin != old.admin {
+        kept.push("[admin]");
+    }
+    if new.log != old.log {
+        kept.push("log");
+    }
+    if new.name != old.name {
+        kept.push("name");
+    }
+    match border.reconfigure(Arc::new(new)) {
+        Ok(()) => {
+            m.reload(metrics::ReloadResult::Applied);
+            if kept.is_empty() {
+                tracing::info!("reload applied");
+            } else {
+                tracing::warn!(
+                    "reload applied; changes to {} need a restart and are not in effect",
+                    kept.join(", ")
+                );
+            }
+        }
+        Err(e) => {
+            m.reload(metrics::ReloadResult::NeedsRestart);
+            tracing::error!(
+                "reload refused, the running configuration is kept: {e} (needs restart)"
+            );
+        }
+    }
 }

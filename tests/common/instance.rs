@@ -125,6 +125,16 @@ impl Instance {
     /// Start `palisade run --config config` with its stderr written to `log`, and wait
     /// (at most STARTUP_TIMEOUT) for its LISTENERS_PER_INSTANCE `listening on` lines.
     pub fn start(name: &str, config: &Path, log: PathBuf) -> R<Instance> {
+        Instance::start_env(name, config, log, &[])
+    }
+
+    /// [`Instance::start`] with extra environment variables (e.g. `NOTIFY_SOCKET`).
+    pub fn start_env(
+        name: &str,
+        config: &Path,
+        log: PathBuf,
+        env: &[(&str, String)],
+    ) -> R<Instance> {
         if !config.exists() {
             return Err(format!("lab config {} does not exist", config.display()));
         }
@@ -132,6 +142,7 @@ impl Instance {
             .arg("run")
             .arg("--config")
             .arg(config)
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -182,6 +193,21 @@ impl Instance {
         Ok(inst)
     }
 
+    /// Waits up to `limit` for the process to exit; its exit code (None: still running or
+    /// killed by a signal).
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
+        if wait_child(&mut self.child, limit) {
+            self.child.try_wait().ok().flatten().and_then(|s| s.code())
+        } else {
+            None
+        }
+    }
+
+    /// The whole log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
@@ -212,8 +238,13 @@ impl Drop for Instance {
         let pid = self.child.id();
         if self.child.try_wait().ok().flatten().is_none() {
             signal(pid, "TERM");
+            // The first SIGTERM drains (calls in progress may go on); a second one hangs up
+            // what is left at once.
             if !wait_child(&mut self.child, Duration::from_secs(5)) {
-                eprintln!("{} ignored SIGTERM for 5 s; killing", self.name);
+                signal(pid, "TERM");
+            }
+            if !wait_child(&mut self.child, Duration::from_secs(5)) {
+                eprintln!("{} ignored SIGTERM twice for 5 s; killing", self.name);
                 let _ = self.child.kill();
                 let _ = self.child.wait();
             }

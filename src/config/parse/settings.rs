@@ -110,3 +110,58 @@ pub(super) fn media_settings(cx: &mut Ctx, root: &Tab) -> MediaSettings {
     }
     m
 }
+
+pub(super) fn service_settings(cx: &mut Ctx, root: &Tab) -> ServiceSettings {
+    let mut s = ServiceSettings::default();
+    let Some(t) = root.table(cx, "service") else {
+        return s;
+    };
+    t.check_keys(cx, SERVICE_KEYS);
+    if let Some(v) = t.int(cx, "drain_timeout_s", 0, 86_400) {
+        s.drain_timeout = Duration::from_secs(v.v);
+    }
+    s
+}
+
+pub(super) fn admin_settings(cx: &mut Ctx, root: &Tab) -> AdminSettings {
+    let mut a = AdminSettings::default();
+    let Some(t) = root.table(cx, "admin") else {
+        return a;
+    };
+    t.check_keys(cx, ADMIN_KEYS);
+    if let Some(b) = t.boolean(cx, "enabled") {
+        a.enabled = b;
+    }
+    if let Some(tok) = t.str(cx, "token") {
+        if tok.v.len() < 16 || !tok.v.chars().all(|c| c.is_ascii_graphic()) {
+            cx.err_at(
+                &tok,
+                Kind::BadValue,
+                "at least 16 printable ASCII characters without spaces",
+            );
+        } else {
+            a.token = Some(tok.v.clone());
+        }
+    }
+    if let Some(l) = t.str(cx, "listen") {
+        match l.v.parse::<SocketAddr>() {
+            Err(_) => cx.err_at(
+                &l,
+                Kind::BadValue,
+                format!(
+                    "`{}`: expected IP:PORT, e.g. \"127.0.0.1:9101\" or \"[::1]:9101\"",
+                    l.v
+                ),
+            ),
+            Ok(addr) if !addr.ip().is_loopback() && t.get("token").is_none() => cx.err_at(
+                &l,
+                Kind::Conflict,
+                format!(
+                    "`{addr}` is not a loopback address: set `token` to expose the admin listener"
+                ),
+            ),
+            Ok(addr) => a.listen = addr,
+        }
+    }
+    a
+}

@@ -1,0 +1,434 @@
+//! Palisade as a service, end to end on the real binary:
+//! - `notify_reload_stop`: one instance (own loopback addresses 127.0.173.x, admin on
+//!   127.0.173.1:9173) started with `NOTIFY_SOCKET` pointing at a datagram socket this test
+//!   binds and a small `WATCHDOG_USEC`: READY=1 and WATCHDOG=1 arrive; SIGHUP with a broken
+//!   file is refused with a line naming file, line and field and the instance keeps running;
+//!   a realm change is refused as needing a restart; a good file gives RELOADING=1 then
+//!   READY=1; `/metrics` counts the three reloads; SIGTERM gives STOPPING=1 and exit 0.
+//! - `lab_call_metrics_and_drain`: both lab instances (admin 9101 and 9102) and the test UAs
+//!   on both cores: `/metrics` during a call shows it active; after the BYE the counters have
+//!   moved and the gauge is back at 0 (and `promtool check metrics` accepts the page when
+//!   promtool is installed). Then a second call, SIGTERM to A: `/readyz` says 503, a new INVITE
+//!   gets 503 with Retry-After, the call goes on; a second SIGTERM hangs it up (BYE with a
+//!   Reason on both legs) and A exits 0.
+//! - `drain_timeout_hangs_up`: a lab copy with `[service] drain_timeout_s = 1`; one SIGTERM
+//!   during a call: when the drain time is up the call is hung up on both legs and A exits 0.
+//!
+//! harness = false: `cargo test --test service [-- NAME...]`. No timing assertions: every
+//! wait is bounded and only checks that something arrived.
+
+mod common;
+
+use common::harness::{self, ensure, Tally};
+use common::instance::{self, signal, Instance};
+use common::ua::{sdp, Ua, UaConfig, R};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const GLOBAL_TIMEOUT: Duration = Duration::from_secs(6 * 60);
+const WAIT: Duration = Duration::from_secs(10);
+const TO_CINDY: &str = "sip:cindy@operator-b.example";
+
+fn work_dir() -> PathBuf {
+    instance::work_dir("service")
+}
+
+/// `GET path` on an admin listener: (status, body).
+fn http_get(addr: &str, path: &str) -> R<(u16, String)> {
+    let addr: SocketAddr = addr.parse().map_err(|e| format!("{addr}: {e}"))?;
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))
+        .map_err(|e| format!("connect {addr}: {e}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .map_err(|e| e.to_string())?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").map_err(|e| e.to_string())?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)
+        .map_err(|e| format!("read {addr}{path}: {e}"))?;
+    let status = out
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| format!("no HTTP status from {addr}{path}: {out:?}"))?;
+    let body = out.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    Ok((status, body.to_string()))
+}
+
+/// The value of one sample (`name{labels} value`, labels given as they print) in a page.
+fn sample(page: &str, series: &str) -> Option<f64> {
+    page.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+        l.strip_prefix(series)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
+}
+
+/// Datagrams received on the notify socket, in order.
+struct Notify {
+    sock: UnixDatagram,
+    seen: Vec<String>,
+}
+
+impl Notify {
+    fn bind(path: &Path) -> R<Notify> {
+        let _ = std::fs::remove_file(path);
+        let sock = UnixDatagram::bind(path).map_err(|e| format!("bind {path:?}: {e}"))?;
+        sock.set_read_timeout(Some(Duration::from_millis(100)))
+            .map_err(|e| e.to_string())?;
+        Ok(Notify {
+            sock,
+            seen: Vec::new(),
+        })
+    }
+
+    /// Waits (bounded) for a datagram with a line `line`; returns the datagrams seen
+    /// before it and it, consumed.
+    fn wait_for(&mut self, line: &str) -> R<Vec<String>> {
+        let end = Instant::now() + WAIT;
+        let mut buf = [0u8; 4096];
+        loop {
+            if let Some(i) = self.seen.iter().position(|d| d.lines().any(|l| l == line)) {
+                return Ok(self.seen.drain(..=i).collect());
+            }
+            if Instant::now() >= end {
+                return Err(format!("no {line} within {WAIT:?}; got {:?}", self.seen));
+            }
+            if let Ok(n) = self.sock.recv(&mut buf) {
+                self.seen
+                    .push(String::from_utf8_lossy(&buf[..n]).into_owned());
+            }
+        }
+    }
+}
+
+/// Waits (bounded) for `what` in the instance's log.
+fn wait_log(inst: &Instance, what: &[&str]) -> R<String> {
+    let end = Instant::now() + WAIT;
+    loop {
+        let log = inst.log_text();
+        if let Some(l) = log.lines().find(|l| what.iter().all(|w| l.contains(w))) {
+            return Ok(l.to_string());
+        }
+        if Instant::now() >= end {
+            return Err(format!("no log line with {what:?}; tail:\n{}", inst.tail()));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+const SOLO_ADMIN: &str = "127.0.173.1:9173";
+
+fn solo_config(home_listen: &str, max_calls: u32) -> String {
+    format!(
+        r#"name = "solo"
+home_domains = ["solo.example"]
+
+[media]
+nft_table = "palisade_solo"
+
+[admin]
+listen = "{SOLO_ADMIN}"
+
+[[realm]]
+name = "home"
+kind = "home"
+listen = ["udp:{home_listen}", "tcp:{home_listen}"]
+core = "udp:127.0.173.1:5060"
+media_ports = "46000-46099"
+
+[[realm]]
+name = "interconnect"
+kind = "peer"
+listen = ["udp:127.0.173.3:5060", "tcp:127.0.173.3:5060"]
+media_ports = "46100-46199"
+
+[[realm.peer]]
+name = "other"
+domains = ["other.example"]
+sources = ["127.0.173.4"]
+next_hop = "udp:127.0.173.4:5060"
+max_calls = {max_calls}
+"#
+    )
+}
+
+fn notify_reload_stop() -> R<()> {
+    let dir = work_dir();
+    let cfg = dir.join("solo.toml");
+    let write = |text: &str| common::labfiles::write_atomic(&cfg, text.as_bytes());
+    write(&solo_config("127.0.173.2:5060", 100))?;
+    let mut notify = Notify::bind(&dir.join("notify.sock"))?;
+    let env = [
+        (
+            "NOTIFY_SOCKET",
+            dir.join("notify.sock").to_string_lossy().into_owned(),
+        ),
+        ("WATCHDOG_USEC", "200000".to_string()),
+    ];
+    let mut inst = Instance::start_env("solo", &cfg, dir.join("solo.log"), &env)?;
+    notify.wait_for("READY=1")?;
+    notify.wait_for("WATCHDOG=1")?;
+    ensure(http_get(SOLO_ADMIN, "/healthz")?.0 == 200, || {
+        "healthz".into()
+    })?;
+    ensure(http_get(SOLO_ADMIN, "/readyz")?.0 == 200, || {
+        "readyz".into()
+    })?;
+
+    // A broken file: refused, naming file, line and field; the instance keeps running.
+    write(&solo_config("127.0.173.2:5060", 100).replace("[media]", "[sip]\nt1_ms = 0\n\n[media]"))?;
+    signal(inst.pid(), "HUP");
+    let line = wait_log(&inst, &["reload refused", "solo.toml:5:9", "sip.t1_ms"])?;
+    eprintln!("  refused: {line}");
+    inst.alive()?;
+    // A realm change: refused as needing a restart.
+    write(&solo_config("127.0.173.5:5060", 100))?;
+    signal(inst.pid(), "HUP");
+    wait_log(&inst, &["reload refused", "needs restart"])?;
+    // A good one: RELOADING=1, then READY=1.
+    write(&solo_config("127.0.173.2:5060", 7))?;
+    signal(inst.pid(), "HUP");
+    let before = notify.wait_for("READY=1")?;
+    ensure(
+        before
+            .iter()
+            .any(|d| d.contains("RELOADING=1") && d.contains("MONOTONIC_USEC=")),
+        || format!("no RELOADING=1 before READY=1: {before:?}"),
+    )?;
+    wait_log(&inst, &["reload applied"])?;
+    let (_, page) = http_get(SOLO_ADMIN, "/metrics")?;
+    for result in ["applied", "invalid", "needs_restart"] {
+        let v = sample(
+            &page,
+            &format!("palisade_reloads_total{{result=\"{result}\"}}"),
+        );
+        ensure(v == Some(1.0), || {
+            format!("reloads {result}: {v:?} in\n{page}")
+        })?;
+    }
+    inst.alive()?;
+
+    signal(inst.pid(), "TERM");
+    notify.wait_for("STOPPING=1")?;
+    let code = inst.wait_exit(WAIT);
+    ensure(code == Some(0), || {
+        format!("exit code {code:?}; tail:\n{}", inst.tail())
+    })
+}
+
+fn promtool_check(page: &str) -> R<()> {
+    let Ok(mut child) = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+    else {
+        eprintln!("  promtool not installed: format check skipped");
+        return Ok(());
+    };
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(page.as_bytes())
+        .map_err(|e| e.to_string())?;
+    let out = child.wait_with_output().map_err(|e| e.to_string())?;
+    ensure(out.status.success(), || {
+        format!(
+            "promtool check metrics: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+fn lab_call_metrics_and_drain() -> R<()> {
+    instance::wait_lab_free(Duration::from_secs(120))?;
+    let shipped = common::labfiles::shipped_dir();
+    let dir = work_dir();
+    let mut pa = Instance::start(
+        "operator-a",
+        &shipped.join("operator-a.toml"),
+        dir.join("a.log"),
+    )?;
+    let _pb = Instance::start(
+        "operator-b",
+        &shipped.join("operator-b.toml"),
+        dir.join("b.log"),
+    )?;
+    let a = Ua::new(UaConfig::a_core("alice"))?;
+    let b = Ua::new(UaConfig::b_core("cindy"))?;
+    const A_ADMIN: &str = "127.0.0.1:9101";
+
+    let call = |port: u16| -> R<_> {
+        let (tx, mut da) = a.invite(TO_CINDY, &sdp("127.0.10.1", port, 1, "sendrecv"))?;
+        let inc = b.wait_request("INVITE", None)?;
+        let db = b
+            .answer_invite(&inc, 200, &sdp("127.0.40.1", port + 1000, 1, "sendrecv"))?
+            .ok_or("no dialog at B")?;
+        let ok = a.wait_final(&tx)?;
+        ensure(ok.status() == 200, || format!("caller got {}", ok.start))?;
+        a.ack_2xx(&mut da, &ok)?;
+        b.wait_ack(&db)?;
+        Ok((da, db))
+    };
+
+    let (mut da, _db) = call(43_000)?;
+    let (_, page) = http_get(A_ADMIN, "/metrics")?;
+    ensure(
+        sample(&page, "palisade_sessions_active") == Some(1.0),
+        || format!("one call active:\n{page}"),
+    )?;
+    ensure(
+        sample(
+            &page,
+            "palisade_calls_started_total{from_partner=\"\",from_realm=\"home\",to_partner=\"operator-b\",to_realm=\"interconnect\"}",
+        ) == Some(1.0),
+        || format!("calls started:\n{page}"),
+    )?;
+    let bye = a.request(&mut da, "BYE", None)?;
+    let bye_b = b.wait_request("BYE", None)?;
+    b.respond(&bye_b, 200, "OK", None, None)?;
+    let ok = a.wait_final(&bye)?;
+    ensure(ok.status() == 200, || format!("BYE got {}", ok.start))?;
+    let end = Instant::now() + WAIT;
+    let page = loop {
+        let (_, page) = http_get(A_ADMIN, "/metrics")?;
+        if sample(&page, "palisade_sessions_active") == Some(0.0) || Instant::now() > end {
+            break page;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    ensure(
+        sample(&page, "palisade_sessions_active") == Some(0.0),
+        || format!("gauge back at 0:\n{page}"),
+    )?;
+    ensure(
+        sample(&page, "palisade_calls_ended_total{cause=\"caller_bye\"}") == Some(1.0),
+        || format!("caller_bye counted:\n{page}"),
+    )?;
+    ensure(
+        sample(&page, "palisade_call_setup_seconds_count") == Some(1.0),
+        || format!("setup histogram:\n{page}"),
+    )?;
+    ensure(
+        sample(
+            &page,
+            "palisade_sip_requests_received_total{method=\"INVITE\",partner=\"\",realm=\"home\"}",
+        ) == Some(1.0),
+        || format!("INVITE from home:\n{page}"),
+    )?;
+    promtool_check(&page)?;
+
+    // Drain: the call in progress goes on, new ones get 503 + Retry-After.
+    let (da2, db2) = call(43_100)?;
+    signal(pa.pid(), "TERM");
+    let end = Instant::now() + WAIT;
+    while http_get(A_ADMIN, "/readyz")?.0 != 503 {
+        ensure(Instant::now() < end, || "readyz never said 503".into())?;
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (tx, _) = a.invite(TO_CINDY, &sdp("127.0.10.1", 43_200, 1, "sendrecv"))?;
+    let refused = a.wait_final(&tx)?;
+    ensure(refused.status() == 503, || {
+        format!("new INVITE got {}", refused.start)
+    })?;
+    ensure(refused.header("Retry-After").is_some(), || {
+        "503 without Retry-After".into()
+    })?;
+    pa.alive()?;
+    // A second SIGTERM: hang up at once, on both legs, with a Reason.
+    signal(pa.pid(), "TERM");
+    let bye_a = a.wait_request("BYE", Some(da2.call_id.as_str()))?;
+    a.respond(&bye_a, 200, "OK", None, None)?;
+    let reason = bye_a.msg.header("Reason").unwrap_or("").to_string();
+    ensure(reason.contains("Border shutting down"), || {
+        format!("BYE at A's core without the Reason: {reason:?}")
+    })?;
+    let bye_b = b.wait_request("BYE", Some(db2.call_id.as_str()))?;
+    b.respond(&bye_b, 200, "OK", None, None)?;
+    let code = pa.wait_exit(WAIT);
+    ensure(code == Some(0), || {
+        format!("A's exit code {code:?}; tail:\n{}", pa.tail())
+    })
+}
+
+type Scenario = fn() -> R<()>;
+
+/// A copy of the lab with `[service] drain_timeout_s = 1` in both instance files: one SIGTERM
+/// during a call, and the call is hung up on both legs when the drain time is up.
+fn drain_timeout_hangs_up() -> R<()> {
+    let shipped = common::labfiles::shipped_dir();
+    let dir = work_dir().join("lab-drain");
+    let top = |p: &Path| p.parent() == Some(shipped.as_path());
+    common::labfiles::copy_dir(&shipped, &dir, &|p, text| {
+        if top(p) && p.extension().is_some_and(|x| x == "toml") {
+            text.replacen(
+                "\n[admin]\n",
+                "\n[service]\ndrain_timeout_s = 1\n\n[admin]\n",
+                1,
+            )
+        } else {
+            text
+        }
+    })?;
+    instance::wait_lab_free(Duration::from_secs(120))?;
+    let work = work_dir();
+    let mut pa = Instance::start(
+        "operator-a",
+        &dir.join("operator-a.toml"),
+        work.join("drain-a.log"),
+    )?;
+    let _pb = Instance::start(
+        "operator-b",
+        &dir.join("operator-b.toml"),
+        work.join("drain-b.log"),
+    )?;
+    let a = Ua::new(UaConfig::a_core("alice"))?;
+    let b = Ua::new(UaConfig::b_core("cindy"))?;
+    let (tx, mut da) = a.invite(TO_CINDY, &sdp("127.0.10.1", 43_300, 1, "sendrecv"))?;
+    let inc = b.wait_request("INVITE", None)?;
+    let db = b
+        .answer_invite(&inc, 200, &sdp("127.0.40.1", 44_300, 1, "sendrecv"))?
+        .ok_or("no dialog at B")?;
+    let ok = a.wait_final(&tx)?;
+    a.ack_2xx(&mut da, &ok)?;
+    b.wait_ack(&db)?;
+    signal(pa.pid(), "TERM");
+    let bye_a = a.wait_request_for("BYE", Some(da.call_id.as_str()), WAIT)?;
+    a.respond(&bye_a, 200, "OK", None, None)?;
+    let bye_b = b.wait_request_for("BYE", Some(db.call_id.as_str()), WAIT)?;
+    b.respond(&bye_b, 200, "OK", None, None)?;
+    let reason = bye_a.msg.header("Reason").unwrap_or("").to_string();
+    ensure(reason.contains("Border shutting down"), || {
+        format!("BYE at A's core without the Reason: {reason:?}")
+    })?;
+    let code = pa.wait_exit(WAIT);
+    ensure(code == Some(0), || {
+        format!("A's exit code {code:?}; tail:\n{}", pa.tail())
+    })?;
+    wait_log(&pa, &["drain time is up"]).map(|_| ())
+}
+
+fn main() {
+    let all: Vec<(&'static str, Scenario)> = vec![
+        ("notify_reload_stop", notify_reload_stop),
+        ("lab_call_metrics_and_drain", lab_call_metrics_and_drain),
+        ("drain_timeout_hangs_up", drain_timeout_hangs_up),
+    ];
+    let selected = harness::select(all);
+    instance::watchdog("service", GLOBAL_TIMEOUT);
+    println!("\nrunning {} service scenarios", selected.len());
+    let mut tally = Tally::new();
+    for (name, f) in &selected {
+        tally.run(name, || harness::catch(*f));
+    }
+    println!("\nlogs: {}", work_dir().display());
+    std::process::exit(tally.finish());
+}
