@@ -115,6 +115,9 @@ pub struct SipSettings {
     /// How long a new request may stay parked while the router resolves its target (ENUM,
     /// DNS) before the border answers 504.
     pub lookup_timeout: Duration,
+    /// Received messages waiting for the engine beyond which new calls are shed with 503
+    /// (RFC 6357): the queue, not a call count, says the border is behind.
+    pub overload_backlog: usize,
     pub max_message_size: usize,
     pub max_headers: usize,
     /// Max-Forwards put on requests that arrive without one.
@@ -141,6 +144,7 @@ impl Default for SipSettings {
             t4: Duration::from_secs(5),
             timer_c: Duration::from_secs(180),
             lookup_timeout: Duration::from_secs(5),
+            overload_backlog: 1024,
             max_message_size: 65_535,
             max_headers: 256,
             max_forwards: 70,

@@ -120,6 +120,7 @@ const SIP_KEYS: &[&str] = &[
     "t4_ms",
     "timer_c_s",
     "lookup_timeout_ms",
+    "overload_backlog",
     "max_message_size",
     "max_headers",
     "max_forwards",

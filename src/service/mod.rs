@@ -155,6 +155,8 @@ pub async fn run(cfg: Config, source: ConfigSource) -> anyhow::Result<()> {
             ev = ev_rx.recv() => {
                 let Some(ev) = ev else { break };
                 let now = Instant::now();
+                // What is still queued behind this message is the load the engine is behind by.
+                border.set_overloaded(ev_rx.len() > border.config().sip.overload_backlog);
                 match ev {
                     Received::Message { flow, bytes } => border.handle_input(now, Inbound {
                         realm: flow.realm,

@@ -45,6 +45,10 @@ pub(super) fn sip_settings(cx: &mut Ctx, root: &Tab) -> SipSettings {
     if let Some(v) = t.int(cx, "lookup_timeout_ms", 1, MS) {
         s.lookup_timeout = Duration::from_millis(v.v);
     }
+    // The service's input queue holds 4096 messages; shedding must start before it is full.
+    if let Some(v) = t.int(cx, "overload_backlog", 1, 4000) {
+        s.overload_backlog = v.v as usize;
+    }
     if let Some(v) = t.int(cx, "max_message_size", 1, N) {
         s.max_message_size = v.v as usize;
     }
