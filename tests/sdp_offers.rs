@@ -39,8 +39,14 @@ fn anchor(addr: &str, rtp: u16, rtcp: Option<u16>) -> Anchor {
 }
 
 /// Lines Palisade owns (rewritten, dropped or inserted); everything else must survive verbatim.
+/// `s=` and the free-text and contact fields (`i=`, `u=`, `e=`, `p=`, `a=tool`) name people,
+/// sites and software, so they are the border's too (`s=-`, the others dropped).
 fn owned(line: &str) -> bool {
     line.starts_with("o=")
+        || line.starts_with("s=")
+        || ["i=", "u=", "e=", "p=", "a=tool:", "a=path:"]
+            .iter()
+            .any(|p| line.starts_with(p))
         || line.starts_with("c=")
         || line.starts_with("m=")
         || line.starts_with("a=candidate:")
@@ -322,7 +328,7 @@ fn hold_directions_media_level() {
     let out = s.rewrite(&[Some(a), Some(v)], ip(ORIGIN));
     assert!(out
         .lines()
-        .any(|l| l == "o=alice 2890844526 2890844527 IN IP4 203.0.113.250"));
+        .any(|l| l == "o=- 2890844526 2890844527 IN IP4 203.0.113.250"));
     let m = out.media();
     assert_eq!(m[0].direction, Direction::SendOnly);
     assert_eq!(m[1].direction, Direction::Inactive);
@@ -349,7 +355,7 @@ fn hold_directions_session_level_and_old_style_hold() {
     assert!(!text(&out).contains("0.0.0.0"));
     assert!(out
         .lines()
-        .any(|l| l == "o=alice 2890844526 2890844528 IN IP4 203.0.113.250"));
+        .any(|l| l == "o=- 2890844526 2890844528 IN IP4 203.0.113.250"));
 
     // Resume: the same session, version bumped, no direction attribute.
     let resumed = text(&s)
@@ -422,7 +428,7 @@ m=video 30002 RTP/SAVP 96\r\na=rtpmap:96 H264/90000\r\n",
     let fewer = sdp::parse(b"v=0\r\no=bob 1 2 IN IP4 198.51.100.9\r\ns=-\r\nt=0 0\r\n").unwrap();
     assert!(fewer.media().is_empty());
     let out = fewer.rewrite(&[], ip(ORIGIN));
-    assert_eq!(out.lines().nth(1), Some("o=bob 1 2 IN IP4 203.0.113.250"));
+    assert_eq!(out.lines().nth(1), Some("o=- 1 2 IN IP4 203.0.113.250"));
 }
 
 #[test]
