@@ -29,6 +29,22 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Ask a running instance (its admin listener) for its calls per partner, media paths and
+    /// last reload.
+    Status {
+        /// The instance's configuration: its `[admin]` listen address and token are used.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// The admin listener's address, instead of the one the configuration names.
+        #[arg(long)]
+        admin: Option<std::net::SocketAddr>,
+        /// Bearer token for an admin listener that requires one.
+        #[arg(long)]
+        token: Option<String>,
+        /// Print the JSON document instead of the summary.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn source(path: Option<&PathBuf>) -> ConfigSource {
@@ -51,6 +67,36 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::Status {
+            config,
+            admin,
+            token,
+            json,
+        } => {
+            let cfg = match source(config.as_ref()).load() {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let addr = admin.unwrap_or(cfg.admin.listen);
+            let token = token.or(cfg.admin.token.clone());
+            match palisade::service::status::fetch(addr, token.as_deref()) {
+                Ok(s) if json => {
+                    println!("{}", serde_json::to_string_pretty(&s).unwrap_or_default());
+                    ExitCode::SUCCESS
+                }
+                Ok(s) => {
+                    print!("{}", palisade::service::status::describe(&s));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("palisade status: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Run { config } => {
             let source = source(config.as_ref());
             let cfg = match source.load() {

@@ -86,6 +86,19 @@ impl Notify {
         })
     }
 
+    /// Keeps reading for `d` (the service drops notifications when the socket's small queue is
+    /// full, so a test that does something else meanwhile must keep it drained).
+    fn pump(&mut self, d: Duration) {
+        let end = Instant::now() + d;
+        let mut buf = [0u8; 4096];
+        while Instant::now() < end {
+            if let Ok(n) = self.sock.recv(&mut buf) {
+                self.seen
+                    .push(String::from_utf8_lossy(&buf[..n]).into_owned());
+            }
+        }
+    }
+
     /// Waits (bounded) for a datagram with a line `line`; returns the datagrams seen
     /// before it and it, consumed.
     fn wait_for(&mut self, line: &str) -> R<Vec<String>> {
@@ -212,6 +225,14 @@ fn notify_reload_stop() -> R<()> {
         })?;
     }
     inst.alive()?;
+    status_shows(
+        &mut notify,
+        &[
+            "solo: ready",
+            "interconnect/other: 0 call(s), never heard from",
+            "last reload: applied",
+        ],
+    )?;
 
     signal(inst.pid(), "TERM");
     notify.wait_for("STOPPING=1")?;
@@ -219,6 +240,30 @@ fn notify_reload_stop() -> R<()> {
     ensure(code == Some(0), || {
         format!("exit code {code:?}; tail:\n{}", inst.tail())
     })
+}
+
+/// `palisade status --admin SOLO_ADMIN` until its summary has every line fragment in `want`
+/// (the status document is refreshed once a second), bounded by WAIT.
+fn status_shows(notify: &mut Notify, want: &[&str]) -> R<()> {
+    let end = Instant::now() + WAIT;
+    loop {
+        let out = Command::new(env!("CARGO_BIN_EXE_palisade"))
+            .args(["status", "--admin", SOLO_ADMIN])
+            .output()
+            .map_err(|e| format!("palisade status: {e}"))?;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        if out.status.success() && want.iter().all(|w| text.contains(w)) {
+            eprintln!("  status:\n{text}");
+            return Ok(());
+        }
+        if Instant::now() >= end {
+            return Err(format!(
+                "palisade status lacks {want:?}:\n{text}{}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        notify.pump(Duration::from_millis(200));
+    }
 }
 
 fn promtool_check(page: &str) -> R<()> {

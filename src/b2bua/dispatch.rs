@@ -49,6 +49,9 @@ impl Border {
             );
             return;
         };
+        if let Party::Peer(p) = party {
+            self.partners.heard(p, now);
+        }
         if input.bytes.iter().all(|b| matches!(b, b'\r' | b'\n' | 0)) {
             return; // RFC 5626 keepalive
         }

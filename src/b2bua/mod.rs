@@ -24,7 +24,7 @@ use outbox::Outbox;
 mod fork;
 mod partners;
 use partners::Partners;
-pub use partners::PeerId;
+pub use partners::{PartnerStatus, PeerId};
 pub mod hiding;
 mod in_dialog;
 pub mod media;
@@ -337,6 +337,12 @@ impl Border {
     /// The service sets it from what it measures (its input backlog).
     pub fn set_overloaded(&mut self, on: bool) {
         self.overloaded = on;
+    }
+
+    /// Every partner with its calls in progress and when it was last heard from (for
+    /// `palisade status`).
+    pub fn partner_status(&self, now: Instant) -> Vec<PartnerStatus> {
+        self.partners.status(now, &self.realm_names)
     }
 
     /// Partners the engine holds, those removed by a reload whose calls still run included.

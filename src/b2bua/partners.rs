@@ -35,6 +35,21 @@ struct Entry {
     /// Its new calls and its out-of-dialog requests per second (`max_cps`, `max_rps`).
     calls: Bucket,
     requests: Bucket,
+    /// When anything (a request or a response) last arrived from it: its health, for engineers.
+    heard: Option<Instant>,
+}
+
+/// One partner as `palisade status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartnerStatus {
+    pub realm: Arc<str>,
+    pub name: Arc<str>,
+    /// Calls (and other sessions) not yet ended with it.
+    pub active: usize,
+    /// Removed by a reload; its calls run to their end.
+    pub retired: bool,
+    /// Time since it last sent anything, `None` if it never did.
+    pub last_heard: Option<std::time::Duration>,
 }
 
 /// A token bucket fed by the engine's clock: `rate` tokens a second, at most one second's worth
@@ -121,6 +136,7 @@ impl Partners {
                             held: 0,
                             calls: Bucket::default(),
                             requests: Bucket::default(),
+                            heard: None,
                         });
                     }
                 }
@@ -135,6 +151,33 @@ impl Partners {
             .iter()
             .find(|e| e.id == id)
             .expect("a partner held by a session stays in the table")
+    }
+
+    /// Something arrived from the partner.
+    pub fn heard(&mut self, id: PeerId, now: Instant) {
+        if let Some(e) = self.entry_mut(id) {
+            e.heard = Some(now);
+        }
+    }
+
+    /// Every partner held, in configuration order (retired ones after), `realm_names` by index.
+    pub fn status(&self, now: Instant, realm_names: &[Arc<str>]) -> Vec<PartnerStatus> {
+        let mut out: Vec<PartnerStatus> = self
+            .entries
+            .iter()
+            .map(|e| PartnerStatus {
+                realm: realm_names
+                    .get(e.realm)
+                    .cloned()
+                    .unwrap_or_else(|| Arc::from("?")),
+                name: e.name.clone(),
+                active: e.active,
+                retired: e.retired,
+                last_heard: e.heard.map(|h| now.saturating_duration_since(h)),
+            })
+            .collect();
+        out.sort_by_key(|p| p.retired);
+        out
     }
 
     /// Whether the partner is within its rates for one more of `what` (and counts it if so).

@@ -1,6 +1,7 @@
 //! The admin HTTP listener: a minimal HTTP/1.1 server on tokio (one request per connection,
 //! `Connection: close`) serving `GET /metrics` (Prometheus text format), `/healthz` (200 while
-//! the drive loop runs) and `/readyz` (200 when ready for calls, 503 while draining).
+//! the drive loop runs), `/readyz` (200 when ready for calls, 503 while draining) and `/status`
+//! (JSON for `palisade status`).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,6 +19,8 @@ pub struct AdminState {
     pub metrics: Metrics,
     pub ready: AtomicBool,
     pub token: Option<String>,
+    /// The last `/status` document the drive loop wrote (see `service::status`).
+    pub status: std::sync::Mutex<String>,
 }
 
 const MAX_CONNECTIONS: usize = 16;
@@ -98,6 +101,15 @@ fn respond(head: &str, state: &AdminState) -> (&'static str, &'static str, Vec<u
             state.metrics.render(),
         ),
         "/healthz" => ("200 OK", TEXT, b"ok\n".to_vec()),
+        "/status" => (
+            "200 OK",
+            "application/json",
+            state
+                .status
+                .lock()
+                .map(|s| s.clone().into_bytes())
+                .unwrap_or_default(),
+        ),
         "/readyz" if state.ready.load(Ordering::Relaxed) => ("200 OK", TEXT, b"ready\n".to_vec()),
         "/readyz" => (
             "503 Service Unavailable",

@@ -6,6 +6,7 @@ pub mod admin;
 pub mod media;
 pub mod metrics;
 pub mod notify;
+pub mod status;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -113,7 +114,10 @@ pub async fn run(cfg: Config, source: ConfigSource) -> anyhow::Result<()> {
         metrics: metrics::Metrics::new(&cfg.name),
         ready: AtomicBool::new(true),
         token: cfg.admin.token.clone(),
+        status: std::sync::Mutex::new(String::new()),
     });
+    let started = Instant::now();
+    let mut last_reload: Option<(&'static str, Instant)> = None;
     if cfg.admin.enabled {
         admin::start(cfg.admin.listen, admin_state.clone()).await?;
     }
@@ -178,16 +182,29 @@ pub async fn run(cfg: Config, source: ConfigSource) -> anyhow::Result<()> {
                     if !idle.is_empty() {
                         border.media_idle(now, &idle);
                     }
-                    for r in media.snapshot() {
+                    let flows = media.snapshot();
+                    for r in &flows {
                         m.media_flows.with_label_values(&[&r.realm, "user"]).set(r.flows_user as i64);
                         m.media_flows.with_label_values(&[&r.realm, "kernel"]).set(r.flows_kernel as i64);
+                    }
+                    let doc = status::render(
+                        &border.config().name,
+                        now.duration_since(started),
+                        !admin_state.ready.load(Ordering::Relaxed),
+                        border.active_sessions(),
+                        &border.partner_status(now),
+                        &flows,
+                        last_reload.map(|(r, at)| (r, now.duration_since(at))),
+                    );
+                    if let Ok(mut s) = admin_state.status.lock() {
+                        *s = doc;
                     }
                 }
             }
             _ = watchdog.tick(), if watchdog_every.is_some() => notify.send("WATCHDOG=1"),
             _ = hup.recv() => {
                 notify.reloading();
-                reload(&source, &mut border, m);
+                last_reload = Some((reload(&source, &mut border, m), Instant::now()));
                 notify.send(&format!("READY=1\nSTATUS=ready: {}", border.config().name));
             }
             _ = int.recv() => { tracing::info!("SIGINT"); stop_signal = true }
@@ -256,7 +273,7 @@ pub async fn run(cfg: Config, source: ConfigSource) -> anyhow::Result<()> {
 /// SIGHUP: reads the configuration again. A bad one is refused (one line per error, each with
 /// file, line and field) and the running one kept; one that changes realms, listeners or relay
 /// ports is refused as needing a restart; otherwise the engine takes it while calls run.
-fn reload(source: &ConfigSource, border: &mut Border, m: &metrics::Metrics) {
+fn reload(source: &ConfigSource, border: &mut Border, m: &metrics::Metrics) -> &'static str {
     let new = match source.load() {
         Ok(c) => c,
         Err(errors) => {
@@ -264,7 +281,7 @@ fn reload(source: &ConfigSource, border: &mut Border, m: &metrics::Metrics) {
                 tracing::error!("reload refused, the running configuration is kept: {e}");
             }
             m.reload(metrics::ReloadResult::Invalid);
-            return;
+            return "invalid";
         }
     };
     let old = border.config().clone();
@@ -292,12 +309,14 @@ fn reload(source: &ConfigSource, border: &mut Border, m: &metrics::Metrics) {
                     kept.join(", ")
                 );
             }
+            "applied"
         }
         Err(e) => {
             m.reload(metrics::ReloadResult::NeedsRestart);
             tracing::error!(
                 "reload refused, the running configuration is kept: {e} (needs restart)"
             );
+            "needs_restart"
         }
     }
 }

@@ -23,7 +23,10 @@ impl Notifier {
                 Some(name) => SocketAddr::from_abstract_name(name.as_bytes()),
                 None => SocketAddr::from_pathname(&path),
             };
-            match (UnixDatagram::unbound(), addr) {
+            // Non-blocking: a receiver that stops reading (its queue holds ~10 datagrams) must
+            // cost a lost notification, never a stalled drive loop.
+            let sock = UnixDatagram::unbound().and_then(|s| s.set_nonblocking(true).map(|()| s));
+            match (sock, addr) {
                 (Ok(sock), Ok(addr)) => Some((sock, addr)),
                 (Err(e), _) | (_, Err(e)) => {
                     tracing::warn!("NOTIFY_SOCKET {path:?} unusable: {e}");
