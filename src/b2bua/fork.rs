@@ -28,6 +28,21 @@ pub(super) struct Rseqs {
     pub next: [u32; 2],
 }
 
+impl Rseqs {
+    /// RFC 3262: a PRACK received on `side` names the reliable provisional by the RSeq the
+    /// border gave it on that leg; the PRACK relayed names the one the far side gave.
+    pub fn map_rack(&self, side: usize, rack: &crate::sip::RAck) -> Option<crate::sip::RAck> {
+        self.maps
+            .iter()
+            .find(|m| m.side == side && m.ours == rack.rseq)
+            .map(|m| crate::sip::RAck {
+                rseq: m.theirs,
+                cseq: m.their_cseq,
+                method: rack.method.clone(),
+            })
+    }
+}
+
 impl Default for Rseqs {
     fn default() -> Self {
         Rseqs {

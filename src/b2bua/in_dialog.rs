@@ -27,26 +27,11 @@ impl Border {
         if !sess.select_for(side, &msg) {
             return self.reply(now, stx, &msg, 481, None);
         }
-        let seq = cseq_of(&msg).map(|c| c.seq).unwrap_or(0);
-        if let Some(prev) = sess.legs[side].remote_cseq {
-            if seq <= prev {
-                // RFC 3261 §12.2.2: out-of-order dialog request.
-                return self.reply(now, stx, &msg, 500, None);
-            }
-        }
-        sess.legs[side].remote_cseq = Some(seq);
+        let Ok(seq) = sess.legs[side].accept_request(&msg, &method) else {
+            // RFC 3261 §12.2.2: out-of-order dialog request.
+            return self.reply(now, stx, &msg, 500, None);
+        };
         sess.last_activity = now;
-        if matches!(
-            method,
-            Method::Invite | Method::Update | Method::Subscribe | Method::Notify | Method::Refer
-        ) {
-            if let Some(c) = contact_uri(&msg) {
-                sess.legs[side].remote_target = Some(c);
-            }
-        }
-        if sess.legs[side].remote_tag.is_none() {
-            sess.legs[side].remote_tag = tag_of(msg.headers.get("From"));
-        }
         if method == Method::Invite {
             self.reply(now, stx, &msg, 100, None);
         }
@@ -54,17 +39,10 @@ impl Border {
         let sess = self.sessions.get_mut(&sid).expect("looked up above");
         // PRACK names the reliable provisional by its RSeq, which differs per leg.
         let rack = if method == Method::Prack {
-            let mapped = msg.headers.rack().and_then(|r| {
-                sess.rseq
-                    .maps
-                    .iter()
-                    .find(|m| m.side == side && m.ours == r.rseq)
-                    .map(|m| crate::sip::RAck {
-                        rseq: m.theirs,
-                        cseq: m.their_cseq,
-                        method: r.method.clone(),
-                    })
-            });
+            let mapped = msg
+                .headers
+                .rack()
+                .and_then(|r| sess.rseq.map_rack(side, &r));
             match mapped {
                 Some(r) => Some(r),
                 None => return self.reply(now, stx, &msg, 481, None),
@@ -78,13 +56,7 @@ impl Border {
             } else {
                 EndedBy::Callee
             };
-            // A BYE on an early dialog leaves the call early: its INVITE still gets an answer.
-            if let Phase::Confirmed(answered) = &sess.phase {
-                sess.phase = Phase::Terminating {
-                    answered: answered.clone(),
-                    by,
-                };
-            }
+            sess.phase.ending(by);
         }
         let Some(built) = self.with_session(sid, |this, sess| {
             let mut req = this.build_request(sess, other, method.clone(), None, Some(&msg));

@@ -43,7 +43,36 @@ pub(super) struct Leg {
     pub route_set: Vec<String>,
 }
 
+/// A request on a dialog whose CSeq is not above the last one (RFC 3261 §12.2.2: 500).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct OutOfOrder;
+
 impl Leg {
+    /// A request the remote party sent on this dialog (RFC 3261 §12.2.2): its CSeq must rise;
+    /// a target refresh (INVITE, UPDATE, SUBSCRIBE, NOTIFY, REFER) moves the remote target to its
+    /// Contact; a dialog whose remote tag is not known yet (a NOTIFY before the SUBSCRIBE's 2xx)
+    /// learns it. Returns the CSeq number.
+    pub fn accept_request(&mut self, msg: &Message, method: &Method) -> Result<u32, OutOfOrder> {
+        let seq = super::cseq_of(msg).map(|c| c.seq).unwrap_or(0);
+        if self.remote_cseq.is_some_and(|prev| seq <= prev) {
+            return Err(OutOfOrder);
+        }
+        self.remote_cseq = Some(seq);
+        let refresh = matches!(
+            method,
+            Method::Invite | Method::Update | Method::Subscribe | Method::Notify | Method::Refer
+        );
+        if refresh {
+            if let Some(c) = super::contact_uri(msg) {
+                self.remote_target = Some(c);
+            }
+        }
+        if self.remote_tag.is_none() {
+            self.remote_tag = super::tag_of(msg.headers.get("From"));
+        }
+        Ok(seq)
+    }
+
     /// From, To, Call-ID, CSeq and Route of a request this border sends on the leg
     /// (RFC 3261 §12.2.1.1).
     pub fn push_dialog_headers(&self, h: &mut Headers, seq: u32, method: &Method) {
@@ -202,6 +231,18 @@ impl Phase {
 
     pub fn is_ended(&self) -> bool {
         matches!(self, Phase::Ended { .. })
+    }
+
+    /// A BYE crossed (or the border hangs up): a confirmed call is terminating, and the first
+    /// to end it is remembered. A BYE on an early dialog leaves the call early: its INVITE still
+    /// gets its answer.
+    pub fn ending(&mut self, by: EndedBy) {
+        if let Phase::Confirmed(answered) = self {
+            *self = Phase::Terminating {
+                answered: answered.clone(),
+                by,
+            };
+        }
     }
 }
 

@@ -197,12 +197,7 @@ impl Border {
         let answered = sess.phase.answered().is_some();
         let invite_stx = sess.initial_stx.filter(|_| sess.phase.early().is_some());
         if let Some(sess) = self.sessions.get_mut(&sid) {
-            if let Phase::Confirmed(answered) = &sess.phase {
-                sess.phase = Phase::Terminating {
-                    answered: answered.clone(),
-                    by: EndedBy::Border(why.text()),
-                };
-            }
+            sess.phase.ending(EndedBy::Border(why.text()));
         }
         if answered && kind == Kind::Invite {
             for side in 0..2 {
