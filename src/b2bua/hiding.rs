@@ -254,11 +254,13 @@ pub fn copy_body_toward(
 /// Every `sip:`/`sips:` URI in an XML document, rewritten like a From/To URI toward a peer. A URI
 /// ends at a quote, `<`, `>` or whitespace (XML attribute and element text).
 fn public_uris(text: &str, domains: &[String], domain: &str) -> String {
+    // Lower-cased once (ASCII only, so byte offsets match the original).
+    let lower = text.to_ascii_lowercase();
     let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(i) = find_sip_scheme(rest) {
-        out.push_str(&rest[..i]);
-        let tail = &rest[i..];
+    let mut at = 0;
+    while let Some(i) = find_sip_scheme(&lower[at..]).map(|i| at + i) {
+        out.push_str(&text[at..i]);
+        let tail = &text[i..];
         let end = tail
             .find(|c: char| c == '"' || c == '\'' || c == '<' || c == '>' || c.is_whitespace())
             .unwrap_or(tail.len());
@@ -270,14 +272,15 @@ fn public_uris(text: &str, domains: &[String], domain: &str) -> String {
                 .and_then(|r| r.strip_suffix('>'))
                 .unwrap_or(&rewritten),
         );
-        rest = &tail[end..];
+        // `end` > 0: the tail starts with the scheme, which holds no terminator.
+        at = i + end;
     }
-    out.push_str(rest);
+    out.push_str(&text[at..]);
     out
 }
 
-fn find_sip_scheme(s: &str) -> Option<usize> {
-    let lower = s.to_ascii_lowercase();
+/// The first `sip:` or `sips:` in an already lower-cased text.
+fn find_sip_scheme(lower: &str) -> Option<usize> {
     let at = lower.find("sip:");
     let at_s = lower.find("sips:");
     match (at, at_s) {
