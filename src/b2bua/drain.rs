@@ -64,27 +64,7 @@ impl Border {
             .collect();
         live.sort_unstable();
         for sid in live {
-            let Some(sess) = self.sessions.get(&sid) else {
-                continue;
-            };
-            let early = sess.phase.early().is_some();
-            match (early, sess.kind, sess.initial_stx) {
-                (true, Kind::Invite, Some(stx)) => {
-                    // Not answered yet: the caller hears 503 (try elsewhere), the callee a CANCEL.
-                    let initial = sess.initial.clone();
-                    let call_id = sess.legs[0].call_id.clone();
-                    tracing::info!(%call_id, "border ends the call being set up: shutting down");
-                    self.reply_in_session(now, sid, stx, &initial, 503);
-                    self.send_cancel(now, sid);
-                    self.stats.calls_failed += 1;
-                    self.emit(Event::CallFailed {
-                        call_id,
-                        status: 503,
-                    });
-                    self.end(now, sid);
-                }
-                _ => self.teardown(now, sid, Hangup::Shutdown),
-            }
+            self.teardown(now, sid, Hangup::Shutdown);
         }
         self.drain_tx_events(now);
     }

@@ -212,11 +212,14 @@ impl Border {
                 self.send_local(now, sid, side, &bye, dest);
             }
         } else if let Some(stx) = invite_stx {
+            // Not answered yet: the caller gets the cause as the final answer (408 for a
+            // timeout, 503 "try elsewhere" when the border stops), the callee a CANCEL.
             let initial = self.sessions[&sid].initial.clone();
-            self.reply_in_session(now, sid, stx, &initial, 408);
+            self.reply_in_session(now, sid, stx, &initial, why.cause());
             self.send_cancel(now, sid);
             if kind == Kind::Invite {
-                self.emit_failed(sid, 408);
+                self.stats.calls_failed += 1;
+                self.emit_failed(sid, why.cause());
             }
         }
         self.end(now, sid);
