@@ -200,14 +200,11 @@ pub fn screened_reason(value: &str) -> Option<String> {
 /// with the border's phrase: its header lines are the far leg's (Via, Call-ID, tags). Multipart
 /// bodies never cross until their parts are screened and anchored one by one: an SDP inside one
 /// would pass unanchored.
-pub fn copy_body(src: &Message, dst_headers: &mut Headers, allowed: &[String]) -> Vec<u8> {
-    copy_body_toward(src, dst_headers, allowed, None)
-}
-
-/// [`copy_body`], and toward a peer (`public` as in [`Crossing::public`]) the SIP URIs of a
-/// conference-info (RFC 4575) or dialog-info (RFC 4235) document are rewritten like From/To:
-/// a host that is not one of `public`'s domains becomes the public domain, URI parameters go.
-pub fn copy_body_toward(
+///
+/// Toward a peer (`public` as in [`Crossing::public`]) the SIP URIs of a conference-info
+/// (RFC 4575) or dialog-info (RFC 4235) document are rewritten like From/To: a host that is not
+/// one of `public`'s domains becomes the public domain, URI parameters go.
+pub fn copy_body(
     src: &Message,
     dst_headers: &mut Headers,
     allowed: &[String],

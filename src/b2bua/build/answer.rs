@@ -47,7 +47,8 @@ impl Border {
             resp.body = copy_body(
                 src,
                 &mut resp.headers,
-                &self.party_headers(realm, party).bodies,
+                &crossing.to_policy.bodies,
+                crossing.public,
             );
         }
         let answered = (101..300).contains(&status);

@@ -212,7 +212,7 @@ impl Border {
         let body = if method == Method::Bye && src.method() != Some(&Method::Bye) {
             Vec::new()
         } else {
-            hiding::copy_body_toward(src, &mut h, &crossing.to_policy.bodies, crossing.public)
+            copy_body(src, &mut h, &crossing.to_policy.bodies, crossing.public)
         };
         if matches!(method, Method::Invite | Method::Message | Method::Subscribe)
             || method == Method::Refer
@@ -279,7 +279,7 @@ impl Border {
         h.push("Max-Forwards", "70");
         leg.push_dialog_headers(&mut h, cseq, &Method::Ack);
         let bodies = &self.party_headers(leg.realm, leg.party).bodies;
-        let body = copy_body(src, &mut h, bodies);
+        let body = copy_body(src, &mut h, bodies, self.public_toward(leg.party));
         Sealed::new(Message {
             start: StartLine::Request {
                 method: Method::Ack,
