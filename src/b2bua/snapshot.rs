@@ -107,17 +107,30 @@ impl Border {
             .filter(|s| !s.phase.is_ended())
             .find(|s| s.legs.iter().any(|l| l.call_id == call_id))
             .ok_or_else(|| SnapshotError::NoSuchCall(call_id.to_string()))?;
-        let not_settled = || SnapshotError::NotSettled(call_id.to_string());
+        self.snapshot_of(now, sess)
+            .ok_or_else(|| SnapshotError::NotSettled(call_id.to_string()))
+    }
+
+    /// Every settled call, for a full sync of a standby.
+    pub fn snapshot_all(&self, now: Instant) -> Vec<CallSnapshot> {
+        self.sessions
+            .values()
+            .filter_map(|s| self.snapshot_of(now, s))
+            .collect()
+    }
+
+    /// A session as a snapshot, `None` when it is not a settled call.
+    fn snapshot_of(&self, now: Instant, sess: &Session) -> Option<CallSnapshot> {
         let answered = match &sess.phase {
             Phase::Confirmed(a) if a.awaiting_ack.is_none() => a,
-            _ => return Err(not_settled()),
+            _ => return None,
         };
         let kind = match sess.kind {
             Kind::Invite => "invite",
             Kind::Subscribe => "subscribe",
-            Kind::Standalone => return Err(not_settled()),
+            Kind::Standalone => return None,
         };
-        Ok(CallSnapshot {
+        Some(CallSnapshot {
             version: SNAPSHOT_VERSION,
             kind: kind.to_string(),
             legs: [0, 1].map(|i| self.leg_snapshot(&sess.legs[i])),
@@ -128,15 +141,6 @@ impl Border {
             next_rseq: sess.rseq.next,
             media: sess.media.snapshot(),
         })
-    }
-
-    /// Every settled call, for a full sync of a standby.
-    pub fn snapshot_all(&self, now: Instant) -> Vec<CallSnapshot> {
-        self.sessions
-            .values()
-            .filter(|s| matches!(&s.phase, Phase::Confirmed(a) if a.awaiting_ack.is_none()))
-            .filter_map(|s| self.snapshot(now, &s.legs[0].call_id).ok())
-            .collect()
     }
 
     fn leg_snapshot(&self, leg: &Leg) -> LegSnapshot {
