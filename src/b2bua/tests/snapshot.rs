@@ -29,6 +29,7 @@ fn established(sim: &mut Sim, call_id: &str) -> (Message, Message) {
 fn move_call(sim: &mut Sim, border: usize, call_id: &str) {
     let now = sim.now;
     let snap = sim.borders[border].snapshot(now, call_id).expect("settled");
+    assert_eq!(sim.borders[border].snapshot_all(now), vec![snap.clone()]);
     let text = serde_json::to_string(&snap).expect("serializes");
     let back: CallSnapshot = serde_json::from_str(&text).expect("parses");
     assert_eq!(back, snap);
