@@ -23,6 +23,8 @@ pub const EMBEDDED_DEFAULT: &str = include_str!("../../policies/default.toml");
 pub enum Transport {
     Udp,
     Tcp,
+    /// SIP over TLS on TCP (RFC 3261 §26, RFC 5630): mutually authenticated toward partners.
+    Tls,
 }
 
 impl Transport {
@@ -30,6 +32,7 @@ impl Transport {
         match self {
             Transport::Udp => "UDP",
             Transport::Tcp => "TCP",
+            Transport::Tls => "TLS",
         }
     }
 }

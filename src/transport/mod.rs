@@ -105,6 +105,9 @@ impl Transports {
                         let listener = TcpListener::bind(l.addr).await.map_err(err)?;
                         tokio::spawn(tcp_acceptor(ri, listener, events.clone(), t.clone_cfg()));
                     }
+                    Transport::Tls => {
+                        return Err(err(io::Error::other("TLS listeners are not built yet")));
+                    }
                 }
                 tracing::info!(
                     realm = %realm.name,
@@ -146,6 +149,9 @@ impl Transports {
                         tracing::debug!(remote = %t.flow.remote, "udp send failed: {e}");
                     }
                 }
+            }
+            Transport::Tls => {
+                tracing::warn!(remote = %t.flow.remote, "TLS is not built yet; message dropped");
             }
             Transport::Tcp => {
                 let key = (t.flow.realm, t.flow.remote);

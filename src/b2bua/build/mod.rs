@@ -64,6 +64,7 @@ impl Border {
         let tp = match transport {
             Transport::Udp => "",
             Transport::Tcp => ";transport=tcp",
+            Transport::Tls => ";transport=tls",
         };
         format!("<sip:{}{tp}>", self.host_port(realm, transport))
     }
@@ -145,7 +146,14 @@ impl Border {
         let transport = match u.param("transport").flatten() {
             Some(t) if t.eq_ignore_ascii_case("tcp") => Transport::Tcp,
             Some(t) if t.eq_ignore_ascii_case("udp") => Transport::Udp,
+            Some(t) if t.eq_ignore_ascii_case("tls") => Transport::Tls,
+            // A dialog set up over TLS stays on TLS whatever the peer's URIs say (RFC 5630).
             _ => leg.flow.transport,
+        };
+        let transport = if leg.flow.transport == Transport::Tls {
+            Transport::Tls
+        } else {
+            transport
         };
         if leg.flow.reliable() && transport == leg.flow.transport && leg.flow.remote.ip() == ip {
             // Reuse the connection the dialog came in on.

@@ -15,9 +15,10 @@ pub(super) fn parse_transport_addr(s: &str) -> Result<(Transport, SocketAddr), S
     let transport = match t.to_ascii_lowercase().as_str() {
         "udp" => Transport::Udp,
         "tcp" => Transport::Tcp,
+        "tls" => Transport::Tls,
         _ => {
             return Err(format!(
-                "`{s}`: unknown transport `{t}` (udp or tcp); {EXPECTED}"
+                "`{s}`: unknown transport `{t}` (udp, tcp or tls); {EXPECTED}"
             ))
         }
     };
