@@ -17,6 +17,7 @@ mod checks;
 mod reader;
 mod realm;
 mod settings;
+mod tls;
 mod values;
 
 use super::ConfigErrorKind as Kind;
@@ -127,6 +128,10 @@ const SIP_KEYS: &[&str] = &[
     "max_calls",
     "max_tcp_connections",
     "tcp_idle_timeout_s",
+    "keepalive_interval_s",
+    "max_connections_per_partner",
+    "tls_handshake_timeout_ms",
+    "reconnect_backoff_max_s",
     "dialog_idle_timeout_s",
     "extensions",
 ];
@@ -143,7 +148,10 @@ const REALM_KEYS: &[&str] = &[
     "peer",
     "media_address",
     "media_ports",
+    "tls",
 ];
+const REALM_TLS_KEYS: &[&str] = &["certificate", "key"];
+const PEER_TLS_KEYS: &[&str] = &["fingerprints", "ca", "identities", "crl"];
 const HEADERS_KEYS: &[&str] = &["allow", "bodies"];
 
 /// Body types that cross by default: session descriptions (anchored), the refer progress of
@@ -171,6 +179,7 @@ const PEER_KEYS: &[&str] = &[
     "max_cps",
     "max_rps",
     "headers",
+    "tls",
 ];
 
 pub(super) fn parse(text: &str, origin: &Path, read: Reader) -> Result<Config, ConfigErrors> {
@@ -240,6 +249,7 @@ pub(super) fn parse(text: &str, origin: &Path, read: Reader) -> Result<Config, C
                 core_sources: r.core_sources.into_iter().map(|s| s.v).collect(),
                 trust: r.trust,
                 headers: r.headers,
+                tls: r.tls,
                 peers: r
                     .peers
                     .into_iter()
@@ -263,6 +273,7 @@ pub(super) fn parse(text: &str, origin: &Path, read: Reader) -> Result<Config, C
                             max_calls: p.max_calls,
                             max_cps: p.max_cps,
                             max_rps: p.max_rps,
+                            tls: p.tls,
                             origin: p.origin,
                         }
                     })

@@ -67,6 +67,18 @@ pub(super) fn sip_settings(cx: &mut Ctx, root: &Tab) -> SipSettings {
     if let Some(v) = t.int(cx, "tcp_idle_timeout_s", 1, S) {
         s.tcp_idle_timeout = Duration::from_secs(v.v);
     }
+    if let Some(v) = t.int(cx, "keepalive_interval_s", 0, S) {
+        s.keepalive_interval = Duration::from_secs(v.v);
+    }
+    if let Some(v) = t.int(cx, "max_connections_per_partner", 1, N) {
+        s.max_connections_per_partner = v.v as usize;
+    }
+    if let Some(v) = t.int(cx, "tls_handshake_timeout_ms", 1, MS) {
+        s.tls_handshake_timeout = Duration::from_millis(v.v);
+    }
+    if let Some(v) = t.int(cx, "reconnect_backoff_max_s", 1, S) {
+        s.reconnect_backoff_max = Duration::from_secs(v.v);
+    }
     if let Some(v) = t.int(cx, "dialog_idle_timeout_s", 1, S) {
         s.dialog_idle_timeout = Duration::from_secs(v.v);
     }
