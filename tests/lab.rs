@@ -37,8 +37,20 @@ fn work_dir() -> PathBuf {
     instance::work_dir("lab")
 }
 
+/// The NSS key log both instances write their TLS session keys to: the leak check decrypts
+/// the interconnect capture with it, as an engineer would in Wireshark.
+fn keylog() -> PathBuf {
+    work_dir().join("tls-keys.log")
+}
+
 fn start_instance(name: &str, config: &Path) -> R<Instance> {
-    Instance::start(name, config, work_dir().join(format!("{name}.log")))
+    let keys = keylog().display().to_string();
+    Instance::start_env(
+        name,
+        config,
+        work_dir().join(format!("{name}.log")),
+        &[("SSLKEYLOGFILE", keys)],
+    )
 }
 
 // ---------------------------------------------------------------- capture
@@ -769,11 +781,17 @@ fn leak_check(lab: &mut Lab) -> R<()> {
     cap.stop();
     let data = std::fs::read(&cap.file).map_err(|e| format!("read pcap: {e}"))?;
     let pkts = pcap::read_pcap(&data)?;
-    let sip = pcap::sip_packet_count(&pkts);
+    // The interconnect is TLS: its SIP is read from the capture decrypted with the key log.
+    if !have("tshark", "--version") {
+        return Err("tshark not installed: cannot decrypt the TLS interconnect".into());
+    }
+    let decrypted = pcap::tls_streams(&cap.file, &keylog(), 5061)?;
+    let sip = pcap::sip_packet_count(&pkts) + pcap::sip_messages_in(&decrypted);
     ensure(sip > 50, || {
         format!(
-            "capture holds only {sip} SIP packets of {}; the check would be vacuous",
-            pkts.len()
+            "capture holds only {sip} SIP messages ({} packets, {} decrypted TLS streams); the check would be vacuous",
+            pkts.len(),
+            decrypted.len()
         )
     })?;
     let mut needles: Vec<String> = [
@@ -789,7 +807,8 @@ fn leak_check(lab: &mut Lab) -> R<()> {
     .collect();
     needles.extend(registry::all());
     // The whole of every message, SDP included: the TrGW anchors every stream on the border.
-    let streams = pcap::streams(&pkts);
+    let mut streams = pcap::streams(&pkts);
+    streams.extend(decrypted);
     let mut hits = pcap::find_leaks(&streams, &needles);
     hits.extend(sdp_not_anchored(&streams));
     ensure(hits.is_empty(), || {
@@ -858,6 +877,7 @@ fn run() -> i32 {
         }
     }
     let root = labfiles::shipped_dir();
+    let _ = std::fs::remove_file(keylog());
     let started = start_instance("operator-a", &root.join("operator-a.toml"))
         .and_then(|a| start_instance("operator-b", &root.join("operator-b.toml")).map(|b| (a, b)));
     let mut lab = match started {
