@@ -1210,3 +1210,4 @@ mod overload;
 mod parking;
 mod reconfigure;
 mod snapshot;
+mod tls_identity;

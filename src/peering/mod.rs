@@ -13,3 +13,6 @@ pub mod trust;
 
 pub use tls::{build, refusal_of, RealmTls, TlsSetupError};
 pub use trust::{fingerprint, format_fingerprint, RealmTrust, Refusal, Role};
+
+#[cfg(test)]
+mod tests;

@@ -6,6 +6,25 @@
 use super::*;
 use rustls_pki_types::pem::{PemObject, SectionKind};
 
+/// `a/b/../c` → `a/c`, without touching the filesystem (the path is for reading and for
+/// messages; a symlinked directory is not resolved, as a shell's `cd ..` would not either).
+fn lexical(p: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::ParentDir
+                if matches!(out.components().next_back(), Some(Component::Normal(_))) =>
+            {
+                out.pop();
+            }
+            Component::CurDir => {}
+            other => out.push(other.as_os_str()),
+        }
+    }
+    out
+}
+
 /// Reads a PEM file named by `s` (relative to the directory of the file that names it) and
 /// checks it holds at least one section of `kind`.
 fn pem_file(cx: &mut Ctx, s: &Sp<String>, kind: SectionKind, what: &str) -> Option<PemFile> {
@@ -14,7 +33,7 @@ fn pem_file(cx: &mut Ctx, s: &Sp<String>, kind: SectionKind, what: &str) -> Opti
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_default();
-    let path = base.join(&s.v);
+    let path = lexical(&base.join(&s.v));
     let text = match (cx.read)(&path) {
         Ok(t) => t,
         Err(e) => {
@@ -65,7 +84,7 @@ pub(super) fn realm_tls(cx: &mut Ctx, realm: &Tab) -> Option<RealmTls> {
             .parent()
             .map(Path::to_path_buf)
             .unwrap_or_default();
-        let text = (cx.read)(&base.join(&k.v)).unwrap_or_default();
+        let text = (cx.read)(&lexical(&base.join(&k.v))).unwrap_or_default();
         // Any of the three private key encodings rustls takes.
         let kind = [
             SectionKind::PrivateKey,
