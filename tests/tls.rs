@@ -53,7 +53,7 @@ fn palisade(args: &[&str]) -> R<String> {
 }
 
 /// A key and certificate `dir/name.{key,crt}` for `domain`; `extra` are more `cert new` flags.
-fn make_cert(dir: &Path, name: &str, domain: &str, extra: &[&str]) -> R<(PathBuf, PathBuf)> {
+fn make_cert(dir: &Path, name: &str, domain: &str, extra: &[&str]) -> R<CertFiles> {
     let prefix = dir.join(name);
     let p = prefix.display().to_string();
     let mut args = vec!["cert", "new", "--domain", domain, "--out", p.as_str()];
@@ -61,6 +61,9 @@ fn make_cert(dir: &Path, name: &str, domain: &str, extra: &[&str]) -> R<(PathBuf
     palisade(&args)?;
     Ok((prefix.with_extension("crt"), prefix.with_extension("key")))
 }
+
+/// A certificate and its key.
+type CertFiles = (PathBuf, PathBuf);
 
 fn lab_ca() -> (String, String) {
     let tls = common::labfiles::shipped_dir().join("tls");
@@ -85,7 +88,7 @@ fn options(to: &str, n: u32) -> String {
 
 /// `openssl s_client` to `dest` from `bind`, presenting `cert` if given; sends `msg` and returns
 /// what it printed within a few seconds (the SIP answer, or nothing when refused).
-fn s_client(dest: &str, bind: &str, cert: Option<&(PathBuf, PathBuf)>, msg: &str) -> R<String> {
+fn s_client(dest: &str, bind: &str, cert: Option<&CertFiles>, msg: &str) -> R<String> {
     let mut cmd = Command::new("openssl");
     cmd.args(["s_client", "-connect", dest, "-bind", bind, "-quiet"]);
     if let Some((c, k)) = cert {
@@ -248,7 +251,7 @@ fn handshakes() -> R<()> {
     let mut expired_args = by_ca.to_vec();
     expired_args.extend(["--valid-from", "2020-01-01", "--days", "30"]);
     let expired = make_cert(&certs, "expired-a", "operator-a.example", &expired_args)?;
-    let cases: [(&str, Option<&(PathBuf, PathBuf)>, &str); 4] = [
+    let cases: [(&str, Option<&CertFiles>, &str); 4] = [
         ("unknown CA", Some(&self_signed), "unknown_ca"),
         ("wrong SAN", Some(&wrong_san), "name_mismatch"),
         ("expired", Some(&expired), "expired"),

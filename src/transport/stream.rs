@@ -17,6 +17,9 @@ use crate::config::Transport;
 use crate::sip::{frame_stream, Framing, Limits};
 use crate::transaction::Flow;
 
+/// Open TLS connections by (realm, the partner they proved).
+pub(super) type PartnerConnections = Arc<Mutex<HashMap<(usize, Arc<str>), usize>>>;
+
 /// What every connection task needs to know, shared by all of them.
 #[derive(Clone)]
 pub(super) struct StreamCfg {
@@ -29,7 +32,7 @@ pub(super) struct StreamCfg {
     /// Open TCP and TLS connections, both directions.
     pub open: Arc<AtomicUsize>,
     /// Open TLS connections by the partner they proved, per realm.
-    pub per_partner: Arc<Mutex<HashMap<(usize, Arc<str>), usize>>>,
+    pub per_partner: PartnerConnections,
 }
 
 impl StreamCfg {
