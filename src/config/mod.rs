@@ -134,6 +134,11 @@ pub struct SipSettings {
     /// Connections this border opened (TCP, TLS) send a CRLF keep-alive ping (RFC 5626
     /// §4.4.1) after this long without sending anything; 0 disables.
     pub keepalive_interval: Duration,
+    /// A connection that has sent part of a message (or, accepted, nothing at all) for this
+    /// long without completing it is closed: a slow-loris client holds no buffer for long.
+    pub partial_message_timeout: Duration,
+    /// Most TCP and TLS connections one source address may hold open to us at once.
+    pub max_connections_per_source: usize,
     /// Most TLS connections one partner may hold open to us at once.
     pub max_connections_per_partner: usize,
     /// A TLS handshake (either direction) must complete within this.
@@ -165,6 +170,8 @@ impl Default for SipSettings {
             max_tcp_connections: 1_024,
             tcp_idle_timeout: Duration::from_secs(300),
             keepalive_interval: Duration::from_secs(30),
+            partial_message_timeout: Duration::from_secs(10),
+            max_connections_per_source: 32,
             max_connections_per_partner: 8,
             tls_handshake_timeout: Duration::from_secs(5),
             reconnect_backoff_max: Duration::from_secs(60),

@@ -129,6 +129,8 @@ const SIP_KEYS: &[&str] = &[
     "max_tcp_connections",
     "tcp_idle_timeout_s",
     "keepalive_interval_s",
+    "partial_message_timeout_ms",
+    "max_connections_per_source",
     "max_connections_per_partner",
     "tls_handshake_timeout_ms",
     "reconnect_backoff_max_s",

@@ -130,8 +130,11 @@ impl Transports {
             handshake: cfg.sip.tls_handshake_timeout,
             max_connections: cfg.sip.max_tcp_connections,
             max_per_partner: cfg.sip.max_connections_per_partner,
+            max_per_source: cfg.sip.max_connections_per_source,
+            partial_timeout: cfg.sip.partial_message_timeout,
             open: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
             per_partner: Arc::new(Mutex::new(HashMap::new())),
+            per_source: Arc::new(Mutex::new(HashMap::new())),
         };
         let mut t = Transports {
             udp: HashMap::new(),

@@ -29,13 +29,58 @@ pub(super) struct StreamCfg {
     pub handshake: Duration,
     pub max_connections: usize,
     pub max_per_partner: usize,
+    pub max_per_source: usize,
+    pub partial_timeout: Duration,
     /// Open TCP and TLS connections, both directions.
     pub open: Arc<AtomicUsize>,
     /// Open TLS connections by the partner they proved, per realm.
     pub per_partner: PartnerConnections,
+    /// Accepted TCP and TLS connections by source address.
+    pub per_source: Arc<Mutex<HashMap<std::net::IpAddr, usize>>>,
+}
+
+/// One accepted connection's place in the per-source count; freed when dropped, so every way
+/// out of a connection task (refused handshake included) gives it back.
+pub(super) struct SourceSlot {
+    ip: std::net::IpAddr,
+    table: Arc<Mutex<HashMap<std::net::IpAddr, usize>>>,
+}
+
+impl Drop for SourceSlot {
+    fn drop(&mut self) {
+        if let Ok(mut m) = self.table.lock() {
+            if let Some(n) = m.get_mut(&self.ip) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    m.remove(&self.ip);
+                }
+            }
+        }
+    }
 }
 
 impl StreamCfg {
+    /// Admits one more accepted connection from `ip`, or `None` (logged) when the listener is
+    /// at `max_tcp_connections` or the source at `max_connections_per_source`.
+    pub fn admit(&self, remote: SocketAddr, what: &str) -> Option<SourceSlot> {
+        let open = self.open.load(Ordering::Relaxed);
+        if open >= self.max_connections {
+            tracing::warn!(%remote, "{what} connection refused: {open} open (max_tcp_connections)");
+            return None;
+        }
+        let mut m = self.per_source.lock().ok()?;
+        let n = m.entry(remote.ip()).or_insert(0);
+        if *n >= self.max_per_source {
+            tracing::warn!(%remote, "{what} connection refused: this source has {n} open (max_connections_per_source)");
+            return None;
+        }
+        *n += 1;
+        Some(SourceSlot {
+            ip: remote.ip(),
+            table: self.per_source.clone(),
+        })
+    }
+
     /// Counts one more connection of `partner`; `false` (and nothing counted) at its limit.
     pub fn take_partner_slot(&self, realm: usize, partner: &Arc<str>) -> bool {
         let Ok(mut m) = self.per_partner.lock() else {
@@ -72,11 +117,9 @@ pub(super) async fn tcp_acceptor(
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
-        let open = cfg.open.load(Ordering::Relaxed);
-        if open >= cfg.max_connections {
-            tracing::warn!(%remote, "TCP connection refused: {open} open (max_tcp_connections)");
+        let Some(slot) = cfg.admit(remote, "TCP") else {
             continue;
-        }
+        };
         let _ = stream.set_nodelay(true);
         let flow = Flow {
             realm,
@@ -92,15 +135,11 @@ pub(super) async fn tcp_acceptor(
         if events.send(up).await.is_err() {
             return;
         }
-        tokio::spawn(run(
-            stream,
-            flow,
-            None,
-            false,
-            rx,
-            events.clone(),
-            cfg.clone(),
-        ));
+        let (events, cfg) = (events.clone(), cfg.clone());
+        tokio::spawn(async move {
+            let _slot = slot;
+            run(stream, flow, None, false, rx, events, cfg).await
+        });
     }
 }
 
@@ -183,8 +222,21 @@ pub(super) async fn run<S>(
     let mut ping = tokio::time::interval(ping_every);
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ping.tick().await;
+    // Since when the buffer holds an incomplete message; an accepted connection starts so,
+    // since it owes us its first message.
+    let mut partial_since = (!outbound).then(tokio::time::Instant::now);
     loop {
+        let partial_deadline = partial_since.map(|t| t + cfg.partial_timeout);
         tokio::select! {
+            _ = async {
+                match partial_deadline {
+                    Some(d) => tokio::time::sleep_until(d).await,
+                    None => std::future::pending::<()>().await,
+                }
+            } => {
+                tracing::info!(remote = %flow.remote, "closing connection: no complete message within {} ms (partial_message_timeout_ms)", cfg.partial_timeout.as_millis());
+                break;
+            }
             out = rx.recv() => match out {
                 Some(bytes) => {
                     if wr.write_all(&bytes).await.is_err() || wr.flush().await.is_err() {
@@ -244,6 +296,13 @@ pub(super) async fn run<S>(
                 if bad {
                     break;
                 }
+                // Keepalive CRLFs are not a message in progress.
+                let pending = buf.iter().any(|b| *b != b'\r' && *b != b'\n');
+                partial_since = match (pending, partial_since) {
+                    (false, _) => None,
+                    (true, Some(t)) => Some(t),
+                    (true, None) => Some(tokio::time::Instant::now()),
+                };
             }
         }
     }

@@ -3,7 +3,6 @@
 //! connection is an ordinary stream ([`super::stream::run`]) whose messages carry the partner.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use rustls_pki_types::{ServerName, UnixTime};
@@ -46,25 +45,20 @@ pub(super) async fn acceptor(
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             continue;
         };
-        let open = cfg.open.load(Ordering::Relaxed);
-        if open >= cfg.max_connections {
-            tracing::warn!(%remote, "TLS connection refused: {open} open (max_tcp_connections)");
+        let Some(slot) = cfg.admit(remote, "TLS") else {
             continue;
-        }
+        };
         let _ = tcp.set_nodelay(true);
         // The configuration current at this accept: a reload changes the next handshake, not
         // this one.
         let Some(realm_tls) = tls.read().ok().and_then(|m| m.get(&realm).cloned()) else {
             continue;
         };
-        tokio::spawn(accept_one(
-            realm,
-            tcp,
-            remote,
-            realm_tls,
-            events.clone(),
-            cfg.clone(),
-        ));
+        let (events, cfg) = (events.clone(), cfg.clone());
+        tokio::spawn(async move {
+            let _slot = slot;
+            accept_one(realm, tcp, remote, realm_tls, events, cfg).await
+        });
     }
 }
 

@@ -70,6 +70,12 @@ pub(super) fn sip_settings(cx: &mut Ctx, root: &Tab) -> SipSettings {
     if let Some(v) = t.int(cx, "keepalive_interval_s", 0, S) {
         s.keepalive_interval = Duration::from_secs(v.v);
     }
+    if let Some(v) = t.int(cx, "partial_message_timeout_ms", 1, MS) {
+        s.partial_message_timeout = Duration::from_millis(v.v);
+    }
+    if let Some(v) = t.int(cx, "max_connections_per_source", 1, N) {
+        s.max_connections_per_source = v.v as usize;
+    }
     if let Some(v) = t.int(cx, "max_connections_per_partner", 1, N) {
         s.max_connections_per_partner = v.v as usize;
     }
