@@ -9,6 +9,7 @@ pub mod harness;
 pub mod instance;
 pub mod labfiles;
 pub mod lossy;
+pub mod media;
 pub mod msg;
 pub mod pcap;
 pub mod registry;
