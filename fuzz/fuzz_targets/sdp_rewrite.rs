@@ -13,8 +13,9 @@ fuzz_target!(|data: &[u8]| {
         let again = sdp::parse(&printed).expect("printed SDP must re-parse");
         assert_eq!(again.media().len(), s.media().len());
         let _ = s.bundle_groups();
-        let _ = s.rtp_remote();
-        let _ = s.rtcp_remote();
+        for m in s.media() {
+            let _ = (m.rtp_remote(), m.rtcp_remote(), m.is_rejected());
+        }
         let rewritten = s.rewrite(&vec![None; s.media().len()], "192.0.2.1".parse().unwrap());
         let _ = sdp::parse(&rewritten.to_bytes()).expect("rewritten SDP must parse");
     }
