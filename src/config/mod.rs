@@ -121,6 +121,10 @@ pub struct SipSettings {
     /// Received messages waiting for the engine beyond which new calls are shed with 503
     /// (RFC 6357): the queue, not a call count, says the border is behind.
     pub overload_backlog: usize,
+    /// New INVITEs are also shed while a message waits longer than this between its arrival
+    /// and the engine (the queue delay: load measured, whatever the message mix). Default T1:
+    /// a peer waiting longer starts retransmitting, which only adds to the load.
+    pub overload_delay: Duration,
     pub max_message_size: usize,
     pub max_headers: usize,
     /// Max-Forwards put on requests that arrive without one.
@@ -163,6 +167,7 @@ impl Default for SipSettings {
             timer_c: Duration::from_secs(180),
             lookup_timeout: Duration::from_secs(5),
             overload_backlog: 1024,
+            overload_delay: Duration::from_millis(500),
             max_message_size: 65_535,
             max_headers: 256,
             max_forwards: 70,

@@ -122,6 +122,7 @@ const SIP_KEYS: &[&str] = &[
     "timer_c_s",
     "lookup_timeout_ms",
     "overload_backlog",
+    "overload_delay_ms",
     "max_message_size",
     "max_headers",
     "max_forwards",

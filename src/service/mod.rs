@@ -160,9 +160,15 @@ pub async fn run(cfg: Config, source: ConfigSource) -> anyhow::Result<()> {
                 let Some(ev) = ev else { break };
                 let now = Instant::now();
                 // What is still queued behind this message is the load the engine is behind by.
-                border.set_overloaded(ev_rx.len() > border.config().sip.overload_backlog);
+                let sip = &border.config().sip;
+                let waited = match &ev {
+                    Received::Message { at, .. } => now.saturating_duration_since(*at),
+                    _ => Duration::ZERO,
+                };
+                let overloaded = ev_rx.len() > sip.overload_backlog || waited > sip.overload_delay;
+                border.set_overloaded(overloaded);
                 match ev {
-                    Received::Message { flow, bytes, peer } => border.handle_input(now, Inbound {
+                    Received::Message { flow, bytes, peer, .. } => border.handle_input(now, Inbound {
                         realm: flow.realm,
                         transport: flow.transport,
                         remote: flow.remote,

@@ -33,6 +33,8 @@ pub enum Received {
         bytes: Vec<u8>,
         /// The partner its TLS connection proved (`None` on UDP and TCP).
         peer: Option<Arc<str>>,
+        /// When it was read from the socket: the service measures the queue delay with it.
+        at: Instant,
     },
     /// A connection is up. Accepted ones bring the `writer` that replies and dialog requests to
     /// `flow` go to; ones this border opened already have theirs registered (`None`).

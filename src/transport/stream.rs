@@ -280,7 +280,7 @@ pub(super) async fn run<S>(
                             if msg.is_empty() {
                                 continue;
                             }
-                            let ev = Received::Message { flow, bytes: msg, peer: peer.clone() };
+                            let ev = Received::Message { flow, bytes: msg, peer: peer.clone(), at: std::time::Instant::now() };
                             if events.send(ev).await.is_err() {
                                 bad = true;
                                 break;

@@ -44,6 +44,7 @@ pub(super) async fn reader(
                     flow,
                     bytes: buf[..n].to_vec(),
                     peer: None,
+                    at: std::time::Instant::now(),
                 };
                 if events.send(ev).await.is_err() {
                     return;
