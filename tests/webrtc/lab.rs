@@ -21,8 +21,13 @@ pub struct Lab {
 
 impl Lab {
     pub fn start(dir: &Path, tag: &str) -> R<Lab> {
+        Lab::start_logs(dir, tag, &work_dir())
+    }
+
+    /// [`Lab::start`] with the logs in `logs` (`TAG-operator-a.log`...).
+    pub fn start_logs(dir: &Path, tag: &str, logs: &Path) -> R<Lab> {
         let start = |name: &str| {
-            let log = work_dir().join(format!("{tag}-{name}.log"));
+            let log = logs.join(format!("{tag}-{name}.log"));
             Instance::start(name, &dir.join(format!("{name}.toml")), log)
         };
         let a = start("operator-a")?;
@@ -43,7 +48,12 @@ pub fn with_kernel_switch(toml: &str) -> String {
 
 /// A copy of the shipped lab files in target/tmp/webrtc/lab-kernel with the kernel switch on.
 pub fn kernel_dir() -> R<PathBuf> {
-    let dir = work_dir().join("lab-kernel");
+    kernel_dir_in(&work_dir())
+}
+
+/// [`kernel_dir`] under `work` (work/lab-kernel).
+pub fn kernel_dir_in(work: &Path) -> R<PathBuf> {
+    let dir = work.join("lab-kernel");
     let _ = std::fs::remove_dir_all(&dir);
     labfiles::lab_copy_with_media(&dir, "kernel", "true")
 }

@@ -1,0 +1,911 @@
+//! Seed Case 2 through both borders of the lab (issue #18): Alice's conference with Bob and
+//! Cindy. Alice = a real WebRTC stack (str0m) at operator A, Bob = a plain RTP/AVP PCMU user
+//! agent at A, Cindy = a real WebRTC stack at operator B; the conference focus and mixer
+//! (tests/support/) sit in A's core at 127.0.10.1:5060, where Palisade A delivers requests from
+//! B. Both lab instances run as real processes; Cindy's media is anchored by both borders.
+//!
+//! harness = false: run with `cargo test --test case2` (optionally `-- NAME...` to run only
+//! scenarios whose name contains one of the words).
+//!
+//! Scenarios:
+//! - `units`: the mixer (mix-minus, clipping), RTP packets, conference-info documents.
+//! - `conf_refer_dialout`: Alice creates the conference at the factory URI and REFERs the
+//!   focus to Bob and to Cindy (dial-out across the border); every participant hears both
+//!   others' tones and not its own; Cindy SUBSCRIBEs to the conference state across the border,
+//!   gets a NOTIFY listing three participants and, after Bob hangs up, one listing two.
+//! - `conf_dial_in`: Alice creates it and adds Bob; Cindy dials in to the conference URI.
+//! - `conf_peer_refer`: Cindy dials in and, in her dialog with the focus, REFERs it to add Bob
+//!   (REFER, 202 and the refer NOTIFYs cross both borders).
+//! - `conf_refer_dialout_kernel`: the first flow with the relays in kernel mode (needs root:
+//!   skipped otherwise, failed if PALISADE_REQUIRE_ROOT_TESTS=1).
+//! - `attended_transfer` (run only when named: `cargo test --test case2 -- attended_transfer`):
+//!   Cindy holds a call with Alice and one with Bob and transfers (REFER with Replaces in
+//!   Refer-To); the Replaces that reaches Alice must name A's own leg, and Alice and Bob talk.
+//!   It needs the border's Replaces translation (issue #18) and fails until that is in.
+
+#[allow(dead_code)] // the two-party run loop of tests/webrtc.rs
+#[path = "webrtc/client.rs"]
+mod client;
+mod common;
+#[allow(dead_code)]
+#[path = "webrtc/lab.rs"]
+mod lab;
+#[allow(dead_code)]
+#[path = "webrtc/sdp.rs"]
+mod sdp;
+mod support;
+#[path = "webrtc/tone.rs"]
+mod tone;
+
+use client::{Peer, Report};
+use common::flows;
+use common::harness::{self, ensure, skip, Tally};
+use common::instance;
+use common::msg::{self, Msg};
+use common::ua::{self, Dialog, Incoming, Ua, UaConfig};
+use lab::Lab;
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use support::focus::{self, Focus};
+use support::rtp::{self, RtpPeer};
+use support::{confinfo, mixer};
+use tone::{Audio, Tone};
+
+type R<T> = Result<T, String>;
+
+const ALICE: &str = "sip:alice@operator-a.example";
+const BOB: &str = "sip:bob@operator-a.example";
+const CINDY: &str = "sip:cindy@operator-b.example";
+/// Alice's and Bob's user agents: other ports of A's core address.
+const ALICE_SIP: &str = "127.0.10.1:5071";
+const BOB_SIP: &str = "127.0.10.1:5072";
+const A_CORE_IP: &str = "127.0.10.1";
+const CINDY_IP: &str = "127.0.40.1";
+/// Where Cindy must get media from: her border's relay.
+const B_RELAY: &str = "127.0.40.2";
+const ALICE_FREQ: f64 = 440.0;
+const BOB_FREQ: f64 = 660.0;
+const CINDY_FREQ: f64 = 880.0;
+/// Bound of SIP waits that cross both borders (and wait for a dial-out to be answered).
+const SIP_WAIT: Duration = Duration::from_secs(10);
+/// Bound of the media phase (ICE, DTLS, audio through the mixer).
+const MEDIA_LIMIT: Duration = Duration::from_secs(25);
+/// Audio each participant must receive (3 s), of which the last 1.5 s are analysed.
+const ENOUGH_SAMPLES: usize = 24000;
+const ANALYSED: usize = 12000;
+const DOMINANCE: f64 = 10.0;
+const GLOBAL_TIMEOUT: Duration = Duration::from_secs(8 * 60);
+/// Scenarios run only when named on the command line.
+const OPT_IN: [&str; 1] = ["attended_transfer"];
+
+// ---------------------------------------------------------------- participants
+
+enum Media {
+    WebRtc(Box<Peer>),
+    Rtp(RtpPeer, SocketAddr),
+}
+
+struct Party {
+    name: &'static str,
+    uri: &'static str,
+    ua: Ua,
+    freq: f64,
+    media: Option<Media>,
+    /// The SDP this party received from the far end (for the anchoring checks).
+    remote_sdp: String,
+}
+
+fn a_user(user: &str, addr: &str) -> R<Ua> {
+    let mut c = UaConfig::a_core(user);
+    c.bind = addr.parse().unwrap();
+    c.advertise = c.bind;
+    // A's core (the focus process plays it) is where A's users send their requests
+    c.proxy = focus::ADDR.parse().unwrap();
+    c.listen_tcp = false;
+    Ua::new(c)
+}
+
+impl Party {
+    fn alice() -> R<Party> {
+        Party::new("alice", ALICE, a_user("alice", ALICE_SIP)?, ALICE_FREQ)
+    }
+    fn bob() -> R<Party> {
+        Party::new("bob", BOB, a_user("bob", BOB_SIP)?, BOB_FREQ)
+    }
+    fn cindy() -> R<Party> {
+        Party::new(
+            "cindy",
+            CINDY,
+            Ua::new(UaConfig::b_core("cindy"))?,
+            CINDY_FREQ,
+        )
+    }
+    fn new(name: &'static str, uri: &'static str, ua: Ua, freq: f64) -> R<Party> {
+        Ok(Party {
+            name,
+            uri,
+            ua,
+            freq,
+            media: None,
+            remote_sdp: String::new(),
+        })
+    }
+
+    fn ip(&self) -> &'static str {
+        if self.name == "cindy" {
+            CINDY_IP
+        } else {
+            A_CORE_IP
+        }
+    }
+
+    /// Bob is the plain RTP/AVP terminal; Alice and Cindy are WebRTC clients.
+    fn webrtc(&self) -> bool {
+        self.name != "bob"
+    }
+
+    /// Call `target` with this party's kind of offer; on 200 the dialog (media ready).
+    fn call(&mut self, target: &str, extra: &[(&str, String)]) -> R<(Dialog, Msg)> {
+        let mut pending = None;
+        let mut rtp_peer = None;
+        let offer = if self.webrtc() {
+            let mut peer = Peer::new(self.name, self.ip())?;
+            let (offer, p) = peer.offer()?;
+            pending = Some((peer, p));
+            offer
+        } else {
+            let peer = RtpPeer::new(self.name, self.ip())?;
+            let offer = peer.sdp(1);
+            rtp_peer = Some(peer);
+            offer
+        };
+        let (tx, mut dlg) = self.ua.invite_with(target, &offer, extra)?;
+        let ok = wait_final_long(&self.ua, &tx)?;
+        if ok.status() != 200 {
+            return Err(format!("{}: INVITE {target} got {}", self.name, ok.start));
+        }
+        self.ua.ack_2xx(&mut dlg, &ok)?;
+        let answer = ok.body_str();
+        self.media = Some(match (pending, rtp_peer) {
+            (Some((mut peer, p)), _) => {
+                peer.accept_answer(p, &answer)?;
+                Media::WebRtc(Box::new(peer))
+            }
+            (None, Some(peer)) => Media::Rtp(peer, remote_of(&answer)?),
+            _ => unreachable!(),
+        });
+        self.remote_sdp = answer;
+        Ok((dlg, ok))
+    }
+
+    /// Answer the next INVITE (within SIP_WAIT) with this party's kind of media.
+    fn answer(&mut self) -> R<(Dialog, Incoming)> {
+        let inc = self.ua.wait_request_for("INVITE", None, SIP_WAIT)?;
+        let offer = inc.msg.body_str();
+        let (answer, media) = if self.webrtc() {
+            let mut peer = Peer::new(self.name, self.ip())?;
+            let answer = peer.answer(&offer)?;
+            (answer, Media::WebRtc(Box::new(peer)))
+        } else {
+            let peer = RtpPeer::new(self.name, self.ip())?;
+            (peer.sdp(1), Media::Rtp(peer, remote_of(&offer)?))
+        };
+        let dlg = self
+            .ua
+            .answer_invite(&inc, 200, &answer)?
+            .ok_or("no dialog")?;
+        self.ua.wait_ack(&dlg)?;
+        self.media = Some(media);
+        self.remote_sdp = offer;
+        Ok((dlg, inc))
+    }
+}
+
+fn remote_of(sdp_text: &str) -> R<SocketAddr> {
+    let (ip, port) = sdp::media_endpoint(sdp_text).ok_or("SDP names no media endpoint")?;
+    format!("{ip}:{port}").parse().map_err(|e| format!("{e}"))
+}
+
+fn wait_final_long(ua: &Ua, tx: &ua::ClientTx) -> R<Msg> {
+    let (b, m) = (tx.branch.clone(), tx.method.clone());
+    ua.wait_for(&format!("final response to {m}"), SIP_WAIT, move |i| {
+        i.msg.is_response()
+            && i.msg.branch().as_deref() == Some(b.as_str())
+            && i.msg.cseq_method().as_deref() == Some(m.as_str())
+            && i.msg.status() >= 200
+    })
+    .map(|i| i.msg)
+}
+
+fn has_isfocus(m: &Msg) -> bool {
+    m.header_values("contact").iter().any(|c| {
+        c.split(';')
+            .skip(1)
+            .any(|p| p.trim().eq_ignore_ascii_case("isfocus"))
+    })
+}
+
+// ---------------------------------------------------------------- media phase
+
+/// A participant's audio: its tone out, how much it heard published, stop on request.
+struct Speaker {
+    tone: Tone,
+    heard: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Audio for Speaker {
+    fn next_frame(&mut self) -> Vec<u8> {
+        self.tone.next_frame()
+    }
+    fn heard(&mut self, total: usize, _samples: &[i16]) {
+        self.heard.store(total, Ordering::Relaxed);
+    }
+    fn done(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+}
+
+/// Run every party's media until each heard ENOUGH_SAMPLES (or MEDIA_LIMIT); each must hear
+/// every other party's tone over its own (mix-minus), and Cindy only from her border's relay.
+fn conference_audio(parties: &mut [&mut Party]) -> R<Vec<String>> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let deadline = Instant::now() + MEDIA_LIMIT;
+    let mut runs = Vec::new();
+    for p in parties.iter_mut() {
+        let heard = Arc::new(AtomicUsize::new(0));
+        let audio = Box::new(Speaker {
+            tone: Tone::new(p.freq),
+            heard: heard.clone(),
+            stop: stop.clone(),
+        });
+        let t = match p.media.take().ok_or(format!("{} has no media", p.name))? {
+            Media::WebRtc(peer) => client::spawn_audio(*peer, audio, deadline),
+            Media::Rtp(peer, remote) => rtp::spawn(peer, remote, audio, deadline),
+        };
+        runs.push((heard, t));
+    }
+    while Instant::now() < deadline
+        && runs
+            .iter()
+            .any(|(h, _)| h.load(Ordering::Relaxed) < ENOUGH_SAMPLES)
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    stop.store(true, Ordering::Relaxed);
+    let reports: Vec<Report> = runs
+        .into_iter()
+        .map(|(_, t)| {
+            t.join().unwrap_or_else(|_| Report {
+                error: Some("run loop panicked".into()),
+                ..Default::default()
+            })
+        })
+        .collect();
+    let freqs: Vec<(&str, f64)> = parties.iter().map(|p| (p.name, p.freq)).collect();
+    let mut problems = Vec::new();
+    let mut info = Vec::new();
+    for (r, (me, own)) in reports.iter().zip(&freqs) {
+        if let Some(e) = &r.error {
+            problems.push(format!("{me}: {e}"));
+        }
+        if r.connected_after.is_none() {
+            problems.push(format!(
+                "{me}: media did not connect within {MEDIA_LIMIT:?} (ICE states: [{}]; datagrams from: [{}])",
+                r.ice_states.join(", "),
+                r.sources_str()
+            ));
+            continue;
+        }
+        let tail = &r.samples[r.samples.len().saturating_sub(ANALYSED)..];
+        for (other, f) in freqs.iter().filter(|(n, _)| n != me) {
+            match tone::check_dominant(tail, *f, *own, DOMINANCE, ANALYSED) {
+                Ok(s) => info.push(format!("{me} hears {other}: {s}")),
+                Err(e) => problems.push(format!(
+                    "{me} does not hear {other} over its own tone ({} ms received in all): {e}",
+                    r.samples.len() / 8
+                )),
+            }
+        }
+        if *me == "cindy" {
+            let relay: IpAddr = B_RELAY.parse().unwrap();
+            let bad: Vec<String> = r
+                .sources
+                .iter()
+                .filter(|(a, _)| a.ip() != relay)
+                .map(|(a, n)| format!("{a} ({n})"))
+                .collect();
+            if !bad.is_empty() {
+                problems.push(format!(
+                    "cindy received media not via her border's relay {relay}: from {}",
+                    bad.join(", ")
+                ));
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(info)
+    } else {
+        Err(problems.join("\n    "))
+    }
+}
+
+/// The SDP Cindy got names only her border (anchored: no address of A's side, no port of
+/// the focus's media endpoints `focus_ports`).
+fn cindy_sdp_checks(cindy: &Party, focus_ports: &[u16]) -> R<()> {
+    let seen = &cindy.remote_sdp;
+    let mut problems: Vec<String> = Vec::new();
+    for port in focus_ports {
+        for l in sdp::leaks(seen, &["127.0.10.", "127.0.20."], "the focus", *port) {
+            if !problems.contains(&l) {
+                problems.push(l);
+            }
+        }
+    }
+    match sdp::media_endpoint(seen) {
+        Some((ip, _)) if ip == B_RELAY => {}
+        other => problems.push(format!(
+            "SDP at Cindy names media endpoint {other:?}, not her border's relay {B_RELAY}"
+        )),
+    }
+    ensure(problems.is_empty(), || {
+        format!(
+            "{}\n    SDP at Cindy: {}",
+            problems.join("\n    "),
+            sdp::addr_lines(seen)
+        )
+    })
+}
+
+// ---------------------------------------------------------------- conference steps
+
+struct Conf {
+    focus: Focus,
+    alice: Party,
+    bob: Party,
+    cindy: Party,
+}
+
+impl Conf {
+    fn new() -> R<Conf> {
+        let focus = Focus::start(focus::Config {
+            users: vec![
+                ("alice".into(), ALICE_SIP.parse().unwrap()),
+                ("bob".into(), BOB_SIP.parse().unwrap()),
+            ],
+            webrtc: vec![CINDY.into()],
+            deadline: Instant::now() + GLOBAL_TIMEOUT,
+        })?;
+        Ok(Conf {
+            focus,
+            alice: Party::alice()?,
+            bob: Party::bob()?,
+            cindy: Party::cindy()?,
+        })
+    }
+
+    /// Every problem the focus met, as an error.
+    fn focus_ok(&self) -> R<()> {
+        let p = self.focus.problems();
+        ensure(p.is_empty(), || format!("the focus met problems: {p:?}"))
+    }
+
+    /// Alice creates the conference and REFERs the focus to Bob, who answers; (Alice's dialog
+    /// with the focus, Bob's).
+    fn alice_adds_bob(&mut self) -> R<(Dialog, Dialog)> {
+        let mut alice_dlg = create(&mut self.alice)?;
+        refer(&self.alice, &mut alice_dlg, BOB)?;
+        let (bob_dlg, _) = self.bob.answer()?;
+        refer_done(&self.alice, &alice_dlg)?;
+        Ok((alice_dlg, bob_dlg))
+    }
+
+    fn audio(&mut self) -> R<()> {
+        self.focus.wait_members(3, SIP_WAIT)?;
+        cindy_sdp_checks(&self.cindy, &self.focus.media_ports())?;
+        let info = conference_audio(&mut [&mut self.alice, &mut self.bob, &mut self.cindy])?;
+        for l in info {
+            println!("    {l}");
+        }
+        Ok(())
+    }
+}
+
+/// Alice creates the conference at the factory URI; her dialog with the focus.
+fn create(alice: &mut Party) -> R<Dialog> {
+    let (dlg, ok) = alice.call(focus::FACTORY, &[])?;
+    ensure(has_isfocus(&ok), || {
+        format!(
+            "the focus's 200 has no isfocus Contact: {:?}",
+            ok.header_values("contact")
+        )
+    })?;
+    Ok(dlg)
+}
+
+/// `from` REFERs the focus (in dialog `dlg`) to `target`: 202.
+fn refer(from: &Party, dlg: &mut Dialog, target: &str) -> R<()> {
+    let tx = from.ua.request_ext(
+        dlg,
+        "REFER",
+        None,
+        &[
+            ("Refer-To", format!("<{target}>")),
+            ("Referred-By", format!("<{}>", from.uri)),
+        ],
+    )?;
+    let r = wait_final_long(&from.ua, &tx)?;
+    ensure(r.status() == 202, || {
+        format!("{}: REFER to {target} answered {}", from.name, r.start)
+    })
+}
+
+/// The refer NOTIFYs in `dlg` up to the terminating one, each answered 200; its sipfrag
+/// must be a 200.
+fn refer_done(p: &Party, dlg: &Dialog) -> R<()> {
+    let mut frags = Vec::new();
+    loop {
+        let n =
+            p.ua.wait_request_for("NOTIFY", Some(&dlg.call_id), SIP_WAIT)?;
+        p.ua.respond(&n, 200, "OK", None, None)?;
+        let m = &n.msg;
+        ensure(
+            m.header("event")
+                .is_some_and(|e| e.trim().starts_with("refer")),
+            || format!("{}: NOTIFY with Event {:?}", p.name, m.header("event")),
+        )?;
+        let ct = m.header("content-type").unwrap_or("");
+        ensure(ct.starts_with("message/sipfrag"), || {
+            format!("{}: refer NOTIFY with Content-Type {ct:?}", p.name)
+        })?;
+        let frag = m.body_str();
+        frags.push(frag.lines().next().unwrap_or("").to_string());
+        let state = m.header("subscription-state").unwrap_or("");
+        if state.trim().starts_with("terminated") {
+            return ensure(frag.starts_with("SIP/2.0 200"), || {
+                format!("{}: refer NOTIFYs ended with {frags:?}", p.name)
+            });
+        }
+    }
+}
+
+/// Cindy dials in to the conference URI.
+fn dial_in(cindy: &mut Party) -> R<Dialog> {
+    let (dlg, ok) = cindy.call(focus::CONF_URI, &[])?;
+    ensure(has_isfocus(&ok), || {
+        format!(
+            "the 200 from the focus reached Cindy without isfocus: {:?}",
+            ok.header_values("contact")
+        )
+    })?;
+    Ok(dlg)
+}
+
+/// A dial-out reaching Cindy: the INVITE must come from the focus (isfocus kept).
+fn cindy_answers(cindy: &mut Party) -> R<Dialog> {
+    let (dlg, inc) = cindy.answer()?;
+    ensure(has_isfocus(&inc.msg), || {
+        format!(
+            "the focus's INVITE reached Cindy without isfocus: {:?}",
+            inc.msg.header_values("contact")
+        )
+    })?;
+    Ok(dlg)
+}
+
+fn hang_up(p: &Party, dlg: &mut Dialog) -> R<()> {
+    let tx = p.ua.request(dlg, "BYE", None)?;
+    let r = wait_final_long(&p.ua, &tx)?;
+    ensure(r.status() == 200, || {
+        format!("{}: BYE answered {}", p.name, r.start)
+    })
+}
+
+/// The next conference NOTIFY at `p` (answered 200); the users it lists.
+fn conf_notify(p: &Party) -> R<Vec<String>> {
+    let n = p.ua.wait_for("conference NOTIFY", SIP_WAIT, |i| {
+        i.msg.method() == Some("NOTIFY")
+            && i.msg
+                .header("event")
+                .is_some_and(|e| e.trim().starts_with("conference"))
+    })?;
+    p.ua.respond(&n, 200, "OK", None, None)?;
+    let ct = n.msg.header("content-type").unwrap_or("");
+    ensure(ct.starts_with(confinfo::CONTENT_TYPE), || {
+        format!("conference NOTIFY with Content-Type {ct:?}")
+    })?;
+    let body = n.msg.body_str();
+    ensure(
+        !body.contains("127.0.10.") && !body.contains("127.0.20."),
+        || format!("conference-info at Cindy names A's inside:\n{body}"),
+    )?;
+    Ok(confinfo::users(&body))
+}
+
+/// The dialog a SUBSCRIBE (`tx`) created with its 2xx `ok` (RFC 6665 §4.1.2.4).
+fn subscription_dialog(tx: &ua::ClientTx, ok: &Msg) -> R<Dialog> {
+    let req = &tx.req;
+    let mut route_set = ok.header_values("record-route");
+    route_set.reverse();
+    Ok(Dialog {
+        call_id: req.call_id().unwrap_or("").to_string(),
+        local_tag: req.from_tag().ok_or("SUBSCRIBE without From tag")?,
+        remote_tag: ok.to_tag().ok_or("2xx to SUBSCRIBE without To tag")?,
+        local_uri: msg::uri_of(req.header("from").unwrap_or("")).to_string(),
+        remote_uri: msg::uri_of(req.header("to").unwrap_or("")).to_string(),
+        remote_target: ok.contact_uri().ok_or("2xx to SUBSCRIBE without Contact")?,
+        route_set,
+        local_cseq: req.cseq().map(|c| c.0).unwrap_or(1),
+        invite_cseq: 0,
+        transport: tx.transport,
+    })
+}
+
+/// `users` are exactly the participants named by `who` (user names).
+fn lists(users: &[String], who: &[&str]) -> R<()> {
+    let ok = users.len() == who.len()
+        && who
+            .iter()
+            .all(|w| users.iter().any(|u| u.contains(&format!("{w}@"))));
+    ensure(ok, || {
+        format!("conference-info lists {users:?}, want {who:?}")
+    })
+}
+
+// ---------------------------------------------------------------- scenarios
+
+fn with_lab(dir: &Path, tag: &str, f: impl FnOnce() -> R<()>) -> R<()> {
+    instance::wait_lab_free(Duration::from_secs(60))?;
+    let mut lab =
+        Lab::start_logs(dir, tag, &work_dir()).map_err(|e| format!("lab did not start: {e}"))?;
+    let res = f();
+    let alive = lab.alive();
+    drop(lab);
+    res.and(alive)
+}
+
+fn work_dir() -> std::path::PathBuf {
+    instance::work_dir("case2")
+}
+
+/// Flow (a): Alice creates the conference and REFERs the focus to Bob and to Cindy; then
+/// Cindy's subscription to the conference state.
+fn refer_dialout() -> R<()> {
+    let mut c = Conf::new()?;
+    let (mut alice_dlg, mut bob_dlg) = c.alice_adds_bob()?;
+    refer(&c.alice, &mut alice_dlg, CINDY)?;
+    let mut cindy_dlg = cindy_answers(&mut c.cindy)?;
+    refer_done(&c.alice, &alice_dlg)?;
+    c.audio()?;
+
+    // Cindy subscribes to the conference across the border (out of dialog)
+    let tx = c.cindy.ua.out_of_dialog(
+        "SUBSCRIBE",
+        focus::CONF_URI,
+        &[
+            ("Event", "conference".into()),
+            ("Accept", confinfo::CONTENT_TYPE.into()),
+            ("Expires", "600".into()),
+        ],
+    )?;
+    let r = wait_final_long(&c.cindy.ua, &tx)?;
+    ensure((200..300).contains(&r.status()), || {
+        format!("SUBSCRIBE answered {}", r.start)
+    })?;
+    let mut sub = subscription_dialog(&tx, &r)?;
+    lists(&conf_notify(&c.cindy)?, &["alice", "bob", "cindy"])?;
+    hang_up(&c.bob, &mut bob_dlg)?;
+    lists(&conf_notify(&c.cindy)?, &["alice", "cindy"])?;
+    // and ends it (in the subscription's dialog)
+    let tx = c.cindy.ua.request_ext(
+        &mut sub,
+        "SUBSCRIBE",
+        None,
+        &[("Event", "conference".into()), ("Expires", "0".into())],
+    )?;
+    let r = wait_final_long(&c.cindy.ua, &tx)?;
+    ensure((200..300).contains(&r.status()), || {
+        format!("un-SUBSCRIBE answered {}", r.start)
+    })?;
+    conf_notify(&c.cindy)?;
+
+    hang_up(&c.cindy, &mut cindy_dlg)?;
+    hang_up(&c.alice, &mut alice_dlg)?;
+    c.focus_ok()
+}
+
+/// Flow (b): Alice creates the conference and adds Bob; Cindy dials in.
+fn dial_in_flow() -> R<()> {
+    let mut c = Conf::new()?;
+    let (mut alice_dlg, mut bob_dlg) = c.alice_adds_bob()?;
+    let mut cindy_dlg = dial_in(&mut c.cindy)?;
+    c.audio()?;
+    hang_up(&c.cindy, &mut cindy_dlg)?;
+    hang_up(&c.bob, &mut bob_dlg)?;
+    hang_up(&c.alice, &mut alice_dlg)?;
+    c.focus_ok()
+}
+
+/// Flow (c): Cindy dials in and REFERs the focus (in her dialog) to add Bob.
+fn peer_refer() -> R<()> {
+    let mut c = Conf::new()?;
+    let mut alice_dlg = create(&mut c.alice)?;
+    let mut cindy_dlg = dial_in(&mut c.cindy)?;
+    refer(&c.cindy, &mut cindy_dlg, BOB)?;
+    let (mut bob_dlg, _) = c.bob.answer()?;
+    refer_done(&c.cindy, &cindy_dlg)?;
+    c.audio()?;
+    hang_up(&c.bob, &mut bob_dlg)?;
+    hang_up(&c.cindy, &mut cindy_dlg)?;
+    hang_up(&c.alice, &mut alice_dlg)?;
+    c.focus_ok()
+}
+
+fn conf_refer_dialout() -> R<()> {
+    with_lab(&lab::shipped_dir(), "userspace-dialout", refer_dialout)
+}
+
+fn conf_dial_in() -> R<()> {
+    with_lab(&lab::shipped_dir(), "userspace-dialin", dial_in_flow)
+}
+
+fn conf_peer_refer() -> R<()> {
+    with_lab(&lab::shipped_dir(), "userspace-peer-refer", peer_refer)
+}
+
+fn conf_refer_dialout_kernel() -> R<()> {
+    if !instance::is_root() {
+        return skip("kernel media mode needs root (nftables)");
+    }
+    let dir = lab::kernel_dir_in(&work_dir())?;
+    with_lab(&dir, "kernel-dialout", refer_dialout)
+}
+
+// ---------------------------------------------------------------- attended transfer
+
+/// Percent-decoding of a URI header value (`%3B` → `;`).
+fn unescape(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        let hex = (b[i] == b'%' && i + 2 < b.len())
+            .then(|| u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).ok()?, 16).ok())
+            .flatten();
+        match hex {
+            Some(v) => {
+                out.push(v);
+                i += 3;
+            }
+            None => {
+                out.push(b[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// (target, Replaces value) of a Refer-To header value with an embedded Replaces.
+fn split_refer_to(v: &str) -> (String, Option<String>) {
+    let uri = msg::uri_of(v);
+    match uri.split_once('?') {
+        Some((target, headers)) => {
+            let replaces = headers
+                .split('&')
+                .find_map(|h| h.strip_prefix("Replaces="))
+                .map(unescape);
+            (target.to_string(), replaces)
+        }
+        None => (uri.to_string(), None),
+    }
+}
+
+/// Does the Replaces value `r` (RFC 3891) name dialog `d` as its own UA sees it?
+fn replaces_names(r: &str, d: &Dialog) -> bool {
+    let call_id = r.split(';').next().unwrap_or("").trim();
+    let v = format!("<>;{}", r.split_once(';').map(|x| x.1).unwrap_or(""));
+    call_id == d.call_id
+        && msg::param(&v, "to-tag").as_deref() == Some(d.local_tag.as_str())
+        && msg::param(&v, "from-tag").as_deref() == Some(d.remote_tag.as_str())
+}
+
+/// Cindy calls Alice and Bob, holds both, and REFERs Bob to Alice with Replaces.
+fn transfer() -> R<()> {
+    let _focus = Focus::start(focus::Config {
+        users: vec![
+            ("alice".into(), ALICE_SIP.parse().unwrap()),
+            ("bob".into(), BOB_SIP.parse().unwrap()),
+        ],
+        webrtc: Vec::new(),
+        deadline: Instant::now() + GLOBAL_TIMEOUT,
+    })?;
+    // The lab has no WebRTC gateway and Bob is a plain RTP/AVP terminal, so in this scenario
+    // every call is plain RTP/AVP: Alice's client talks RTP/AVP to Bob.
+    let mut alice = Party::new("alice-rtp", ALICE, a_user("alice", ALICE_SIP)?, ALICE_FREQ)?;
+    let mut bob = Party::bob()?;
+    let cindy = Party::cindy()?;
+    let held = |p: &Party| ua::sdp(p.ip(), 40000, 1, "sendonly");
+    // Cindy → Alice, held
+    let (tx, mut c_a) = cindy.ua.invite(ALICE, &held(&cindy))?;
+    let inc = alice.ua.wait_request_for("INVITE", None, SIP_WAIT)?;
+    let a_c = alice
+        .ua
+        .answer_invite(&inc, 200, &ua::sdp(A_CORE_IP, 40002, 1, "recvonly"))?
+        .ok_or("no dialog")?;
+    let ok = wait_final_long(&cindy.ua, &tx)?;
+    ensure(ok.status() == 200, || {
+        format!("Cindy → Alice: {}", ok.start)
+    })?;
+    cindy.ua.ack_2xx(&mut c_a, &ok)?;
+    alice.ua.wait_ack(&a_c)?;
+    // Cindy → Bob, held
+    let (tx, mut c_b) = cindy.ua.invite(BOB, &held(&cindy))?;
+    let inc = bob.ua.wait_request_for("INVITE", None, SIP_WAIT)?;
+    let mut b_c = bob
+        .ua
+        .answer_invite(&inc, 200, &ua::sdp(A_CORE_IP, 40004, 1, "recvonly"))?
+        .ok_or("no dialog")?;
+    let ok = wait_final_long(&cindy.ua, &tx)?;
+    ensure(ok.status() == 200, || format!("Cindy → Bob: {}", ok.start))?;
+    cindy.ua.ack_2xx(&mut c_b, &ok)?;
+    bob.ua.wait_ack(&b_c)?;
+
+    // Cindy transfers: REFER to Bob, Refer-To Alice with Replaces naming Cindy's leg to Alice
+    let replaces = format!(
+        "{}%3Bto-tag%3D{}%3Bfrom-tag%3D{}",
+        c_a.call_id.replace('@', "%40"),
+        c_a.remote_tag,
+        c_a.local_tag
+    );
+    let tx = cindy.ua.request_ext(
+        &mut c_b,
+        "REFER",
+        None,
+        &[
+            ("Refer-To", format!("<{ALICE}?Replaces={replaces}>")),
+            ("Referred-By", format!("<{CINDY}>")),
+        ],
+    )?;
+    let refer_at_bob = bob
+        .ua
+        .wait_request_for("REFER", Some(&b_c.call_id), SIP_WAIT)?;
+    bob.ua.respond(&refer_at_bob, 202, "Accepted", None, None)?;
+    let r = wait_final_long(&cindy.ua, &tx)?;
+    ensure(r.status() == 202, || {
+        format!("REFER answered {} at Cindy", r.start)
+    })?;
+    let refer_to = refer_at_bob
+        .msg
+        .header("refer-to")
+        .unwrap_or("")
+        .to_string();
+    let (target, rep) = split_refer_to(&refer_to);
+    let rep = rep.ok_or_else(|| format!("the Refer-To at Bob lost its Replaces: {refer_to}"))?;
+    refer_frag(&bob, &mut b_c, "SIP/2.0 100 Trying", "active;expires=60")?;
+    // Bob calls the target with the Replaces he was given
+    let bob_rtp = RtpPeer::new("bob", A_CORE_IP)?;
+    let (tx, mut b_a) = bob
+        .ua
+        .invite_with(&target, &bob_rtp.sdp(1), &[("Replaces", rep)])?;
+    let inc = alice.ua.wait_request_for("INVITE", None, SIP_WAIT)?;
+    let got = inc.msg.header("replaces").unwrap_or("").to_string();
+    ensure(replaces_names(&got, &a_c), || {
+        format!(
+            "the Replaces that reached Alice does not name her leg with Cindy (Call-ID {}, local tag {}, remote tag {}): {got:?}",
+            a_c.call_id, a_c.local_tag, a_c.remote_tag
+        )
+    })?;
+    let alice_rtp = RtpPeer::new("alice", A_CORE_IP)?;
+    let a_b = alice
+        .ua
+        .answer_invite(&inc, 200, &alice_rtp.sdp(1))?
+        .ok_or("no dialog")?;
+    alice.media = Some(Media::Rtp(alice_rtp, remote_of(&inc.msg.body_str())?));
+    let ok = wait_final_long(&bob.ua, &tx)?;
+    ensure(ok.status() == 200, || format!("Bob → Alice: {}", ok.start))?;
+    bob.ua.ack_2xx(&mut b_a, &ok)?;
+    alice.ua.wait_ack(&a_b)?;
+    bob.media = Some(Media::Rtp(bob_rtp, remote_of(&ok.body_str())?));
+    // the replaced leg ends (RFC 3891), the transfer is reported, Cindy hangs up on Bob
+    let mut a_c = a_c;
+    flows::bye(&alice.ua, &mut a_c, &cindy.ua, &c_a)
+        .map_err(|e| format!("Alice's BYE to Cindy: {e}"))?;
+    refer_frag(
+        &bob,
+        &mut b_c,
+        "SIP/2.0 200 OK",
+        "terminated;reason=noresource",
+    )?;
+    refer_done(&cindy, &c_b)?;
+    let info = conference_audio(&mut [&mut alice, &mut bob])?;
+    for l in info {
+        println!("    {l}");
+    }
+    flows::bye(&cindy.ua, &mut c_b, &bob.ua, &b_c)?;
+    let mut a_b = a_b;
+    flows::bye(&alice.ua, &mut a_b, &bob.ua, &b_a)
+}
+
+/// A NOTIFY of the refer subscription from `p` in `dlg` carrying the sipfrag `status`.
+fn refer_frag(p: &Party, dlg: &mut Dialog, status: &str, state: &str) -> R<()> {
+    let body = format!("{status}\r\n");
+    p.ua.request_ext(
+        dlg,
+        "NOTIFY",
+        Some(("message/sipfrag;version=2.0", &body)),
+        &[
+            ("Event", "refer".into()),
+            ("Subscription-State", state.into()),
+        ],
+    )
+    .map(drop)
+}
+
+fn attended_transfer() -> R<()> {
+    with_lab(&lab::shipped_dir(), "userspace-transfer", transfer)
+}
+
+// ---------------------------------------------------------------- main
+
+fn units() -> R<()> {
+    tone::self_test()?;
+    mixer::self_test()?;
+    rtp::self_test()?;
+    confinfo::self_test()?;
+    let (t, r) =
+        split_refer_to("<sip:alice@a.example?Replaces=c1%40h%3Bto-tag%3Dx%3Bfrom-tag%3Dy>");
+    let d = Dialog {
+        call_id: "c1@h".into(),
+        local_tag: "x".into(),
+        remote_tag: "y".into(),
+        local_uri: String::new(),
+        remote_uri: String::new(),
+        remote_target: String::new(),
+        route_set: Vec::new(),
+        local_cseq: 1,
+        invite_cseq: 1,
+        transport: ua::Transport::Udp,
+    };
+    ensure(
+        t == "sip:alice@a.example" && r.as_deref().is_some_and(|r| replaces_names(r, &d)),
+        || format!("split_refer_to: {t} {r:?}"),
+    )
+}
+
+type Scenario = (&'static str, fn() -> R<()>);
+
+fn scenarios() -> Vec<Scenario> {
+    vec![
+        ("units", units),
+        ("conf_refer_dialout", conf_refer_dialout),
+        ("conf_dial_in", conf_dial_in),
+        ("conf_peer_refer", conf_peer_refer),
+        ("conf_refer_dialout_kernel", conf_refer_dialout_kernel),
+        ("attended_transfer", attended_transfer),
+    ]
+}
+
+fn main() {
+    std::process::exit(run());
+}
+
+fn run() -> i32 {
+    let named = std::env::args().skip(1).any(|a| !a.starts_with('-'));
+    let all = scenarios()
+        .into_iter()
+        .filter(|(n, _)| named || !OPT_IN.contains(n))
+        .collect();
+    let selected = harness::select(all);
+    instance::watchdog("case2", GLOBAL_TIMEOUT);
+    println!("\nrunning {} case2 scenarios", selected.len());
+    let mut tally = Tally::new();
+    for (name, f) in &selected {
+        tally.run(name, f);
+    }
+    println!("\ncase2 logs: {}", work_dir().display());
+    tally.finish()
+}
