@@ -42,6 +42,7 @@ use common::flows;
 use common::harness::{self, ensure, skip, Tally};
 use common::instance;
 use common::msg::{self, Msg};
+use common::pcap;
 use common::ua::{self, Dialog, Incoming, Ua, UaConfig};
 use lab::Lab;
 use std::net::{IpAddr, SocketAddr};
@@ -64,6 +65,8 @@ const ALICE_SIP: &str = "127.0.10.1:5071";
 const BOB_SIP: &str = "127.0.10.1:5072";
 const A_CORE_IP: &str = "127.0.10.1";
 const CINDY_IP: &str = "127.0.40.1";
+/// The relay address of A's border toward its core.
+const A_RELAY: &str = "127.0.10.2";
 /// Where Cindy must get media from: her border's relay.
 const B_RELAY: &str = "127.0.40.2";
 const ALICE_FREQ: f64 = 440.0;
@@ -393,6 +396,47 @@ impl Conf {
         ensure(p.is_empty(), || format!("the focus met problems: {p:?}"))
     }
 
+    /// Nothing of one operator's inside reached the other's user agents (in any header or
+    /// body: INVITE, REFER, NOTIFY, SUBSCRIBE, sipfrag, conference-info, SDP): no address of
+    /// the other's core or border, no core host name, no Call-ID, tag or branch made there.
+    fn no_leaks(&self) -> R<()> {
+        let a_side = [
+            ("alice", &self.alice.ua),
+            ("bob", &self.bob.ua),
+            ("focus", self.focus.ua()),
+        ];
+        let inside = |ids: Vec<String>, addrs: [&str; 3]| {
+            let mut v = ids;
+            v.extend(addrs.iter().map(|s| s.to_string()));
+            v
+        };
+        let a_needles = inside(
+            a_side.iter().flat_map(|(_, u)| u.generated_ids()).collect(),
+            ["127.0.10.", "127.0.20.", "operator-a-core.internal"],
+        );
+        let b_needles = inside(
+            self.cindy.ua.generated_ids(),
+            ["127.0.40.", "127.0.30.", "operator-b-core.internal"],
+        );
+        let mut hits = pcap::find_leaks(
+            &[("at cindy".into(), self.cindy.ua.received_bytes())],
+            &a_needles,
+        );
+        for (name, u) in a_side {
+            hits.extend(pcap::find_leaks(
+                &[(format!("at {name}"), u.received_bytes())],
+                &b_needles,
+            ));
+        }
+        hits.truncate(20);
+        ensure(hits.is_empty(), || {
+            format!(
+                "the other operator's inside crossed:\n    {}",
+                hits.join("\n    ")
+            )
+        })
+    }
+
     /// Alice creates the conference and REFERs the focus to Bob, who answers; (Alice's dialog
     /// with the focus, Bob's).
     fn alice_adds_bob(&mut self) -> R<(Dialog, Dialog)> {
@@ -571,15 +615,74 @@ fn work_dir() -> std::path::PathBuf {
     instance::work_dir("case2")
 }
 
+/// The relay ports of Cindy's leg: on B's relay (her SDP) and on A's (the SDP the focus got).
+fn cindy_relay_ports(c: &Conf) -> Vec<u16> {
+    let a_side = c
+        .focus
+        .ua()
+        .received()
+        .iter()
+        .filter_map(|m| sdp::media_endpoint(&m.body_str()))
+        .filter(|(ip, _)| ip == A_RELAY)
+        .map(|(_, p)| p)
+        .next_back();
+    let b_side = sdp::media_endpoint(&c.cindy.remote_sdp)
+        .filter(|(ip, _)| ip == B_RELAY)
+        .map(|(_, p)| p);
+    a_side.into_iter().chain(b_side).collect()
+}
+
+/// Kernel mode: Cindy's flows are in nftables while her call is up.
+fn kernel_flows_present(ports: &[u16]) -> R<()> {
+    ensure(ports.len() == 2, || {
+        format!("kernel mode: the SDPs do not name both relays (ports {ports:?})")
+    })?;
+    let missing = lab::nft_mentions(ports)?;
+    ensure(missing.is_empty(), || {
+        format!("kernel mode: `nft list ruleset` during the call does not mention relay port(s) {missing:?}")
+    })?;
+    let text = lab::nft_ruleset()?;
+    let absent: Vec<&str> = [A_RELAY, B_RELAY]
+        .into_iter()
+        .filter(|ip| !text.contains(ip))
+        .collect();
+    ensure(absent.is_empty(), || {
+        format!("kernel mode: `nft list ruleset` during the call does not mention {absent:?}")
+    })
+}
+
+/// Kernel mode: and gone (bounded wait) once it ended.
+fn kernel_flows_gone(ports: &[u16]) -> R<()> {
+    let end = Instant::now() + Duration::from_secs(3);
+    loop {
+        let missing = lab::nft_mentions(ports)?;
+        if missing.len() == ports.len() {
+            return Ok(());
+        }
+        if Instant::now() > end {
+            let left: Vec<&u16> = ports.iter().filter(|p| !missing.contains(p)).collect();
+            return Err(format!(
+                "kernel mode: nftables still mentions relay port(s) {left:?} 3 s after BYE"
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// Flow (a): Alice creates the conference and REFERs the focus to Bob and to Cindy; then
-/// Cindy's subscription to the conference state.
-fn refer_dialout() -> R<()> {
+/// Cindy's subscription to the conference state. `kernel`: the relays' flows must be in
+/// nftables during the call and gone after it.
+fn refer_dialout(kernel: bool) -> R<()> {
     let mut c = Conf::new()?;
     let (mut alice_dlg, mut bob_dlg) = c.alice_adds_bob()?;
     refer(&c.alice, &mut alice_dlg, CINDY)?;
     let mut cindy_dlg = cindy_answers(&mut c.cindy)?;
     refer_done(&c.alice, &alice_dlg)?;
     c.audio()?;
+    let ports = cindy_relay_ports(&c);
+    if kernel {
+        kernel_flows_present(&ports)?;
+    }
 
     // Cindy subscribes to the conference across the border (out of dialog)
     let tx = c.cindy.ua.out_of_dialog(
@@ -613,7 +716,11 @@ fn refer_dialout() -> R<()> {
     conf_notify(&c.cindy)?;
 
     hang_up(&c.cindy, &mut cindy_dlg)?;
+    if kernel {
+        kernel_flows_gone(&ports)?;
+    }
     hang_up(&c.alice, &mut alice_dlg)?;
+    c.no_leaks()?;
     c.focus_ok()
 }
 
@@ -626,6 +733,7 @@ fn dial_in_flow() -> R<()> {
     hang_up(&c.cindy, &mut cindy_dlg)?;
     hang_up(&c.bob, &mut bob_dlg)?;
     hang_up(&c.alice, &mut alice_dlg)?;
+    c.no_leaks()?;
     c.focus_ok()
 }
 
@@ -641,11 +749,14 @@ fn peer_refer() -> R<()> {
     hang_up(&c.bob, &mut bob_dlg)?;
     hang_up(&c.cindy, &mut cindy_dlg)?;
     hang_up(&c.alice, &mut alice_dlg)?;
+    c.no_leaks()?;
     c.focus_ok()
 }
 
 fn conf_refer_dialout() -> R<()> {
-    with_lab(&lab::shipped_dir(), "userspace-dialout", refer_dialout)
+    with_lab(&lab::shipped_dir(), "userspace-dialout", || {
+        refer_dialout(false)
+    })
 }
 
 fn conf_dial_in() -> R<()> {
@@ -661,7 +772,7 @@ fn conf_refer_dialout_kernel() -> R<()> {
         return skip("kernel media mode needs root (nftables)");
     }
     let dir = lab::kernel_dir_in(&work_dir())?;
-    with_lab(&dir, "kernel-dialout", refer_dialout)
+    with_lab(&dir, "kernel-dialout", || refer_dialout(true))
 }
 
 // ---------------------------------------------------------------- attended transfer

@@ -146,9 +146,9 @@ impl Focus {
         self.inner.state.lock().unwrap().problems.clone()
     }
 
-    /// Every message the focus received.
-    pub fn received(&self) -> Vec<Msg> {
-        self.inner.ua.received()
+    /// The focus's user agent (its log, the identifiers it made).
+    pub fn ua(&self) -> &Ua {
+        &self.inner.ua
     }
 
     /// Bounded wait until the conference has `n` participants.

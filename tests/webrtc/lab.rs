@@ -57,3 +57,32 @@ pub fn kernel_dir_in(work: &Path) -> R<PathBuf> {
     let _ = std::fs::remove_dir_all(&dir);
     labfiles::lab_copy_with_media(&dir, "kernel", "true")
 }
+
+/// `nft list ruleset`.
+pub fn nft_ruleset() -> R<String> {
+    let out = std::process::Command::new("nft")
+        .args(["list", "ruleset"])
+        .output()
+        .map_err(|e| format!("cannot run `nft list ruleset` (package nftables): {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "`nft list ruleset` failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Which of `ports` the current nftables ruleset does not mention.
+pub fn nft_mentions(ports: &[u16]) -> R<Vec<u16>> {
+    let text = nft_ruleset()?;
+    let words: Vec<&str> = text
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|w| !w.is_empty())
+        .collect();
+    Ok(ports
+        .iter()
+        .filter(|p| !words.contains(&p.to_string().as_str()))
+        .copied()
+        .collect())
+}
