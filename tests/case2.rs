@@ -15,7 +15,8 @@
 //!   gets a NOTIFY listing three participants and, after Bob hangs up, one listing two.
 //! - `conf_dial_in`: Alice creates it and adds Bob; Cindy dials in to the conference URI.
 //! - `conf_peer_refer`: Cindy dials in and, in her dialog with the focus, REFERs it to add Bob
-//!   (REFER, 202 and the refer NOTIFYs cross both borders).
+//!   (REFER, 202 and the refer NOTIFYs cross both borders); then she SUBSCRIBEs to the
+//!   conference in that dialog: three participants, and two after Bob hangs up.
 //! - `conf_refer_dialout_kernel`: the first flow with the relays in kernel mode (needs root:
 //!   skipped otherwise, failed if PALISADE_REQUIRE_ROOT_TESTS=1).
 //! - `attended_transfer` (run only when named: `cargo test --test case2 -- attended_transfer`):
@@ -437,6 +438,14 @@ impl Conf {
         })
     }
 
+    /// Cindy, subscribed to the conference, is told of three participants; Bob hangs up and
+    /// she is told of two.
+    fn bob_leaves(&self, bob_dlg: &mut Dialog) -> R<()> {
+        lists(&conf_notify(&self.cindy)?, &["alice", "bob", "cindy"])?;
+        hang_up(&self.bob, bob_dlg)?;
+        lists(&conf_notify(&self.cindy)?, &["alice", "cindy"])
+    }
+
     /// Alice creates the conference and REFERs the focus to Bob, who answers; (Alice's dialog
     /// with the focus, Bob's).
     fn alice_adds_bob(&mut self) -> R<(Dialog, Dialog)> {
@@ -699,9 +708,7 @@ fn refer_dialout(kernel: bool) -> R<()> {
         format!("SUBSCRIBE answered {}", r.start)
     })?;
     let mut sub = subscription_dialog(&tx, &r)?;
-    lists(&conf_notify(&c.cindy)?, &["alice", "bob", "cindy"])?;
-    hang_up(&c.bob, &mut bob_dlg)?;
-    lists(&conf_notify(&c.cindy)?, &["alice", "cindy"])?;
+    c.bob_leaves(&mut bob_dlg)?;
     // and ends it (in the subscription's dialog)
     let tx = c.cindy.ua.request_ext(
         &mut sub,
@@ -746,7 +753,22 @@ fn peer_refer() -> R<()> {
     let (mut bob_dlg, _) = c.bob.answer()?;
     refer_done(&c.cindy, &cindy_dlg)?;
     c.audio()?;
-    hang_up(&c.bob, &mut bob_dlg)?;
+    // Cindy subscribes to the conference in her dialog with the focus
+    let tx = c.cindy.ua.request_ext(
+        &mut cindy_dlg,
+        "SUBSCRIBE",
+        None,
+        &[
+            ("Event", "conference".into()),
+            ("Accept", confinfo::CONTENT_TYPE.into()),
+            ("Expires", "600".into()),
+        ],
+    )?;
+    let r = wait_final_long(&c.cindy.ua, &tx)?;
+    ensure((200..300).contains(&r.status()), || {
+        format!("in-dialog SUBSCRIBE answered {}", r.start)
+    })?;
+    c.bob_leaves(&mut bob_dlg)?;
     hang_up(&c.cindy, &mut cindy_dlg)?;
     hang_up(&c.alice, &mut alice_dlg)?;
     c.no_leaks()?;

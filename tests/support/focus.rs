@@ -80,6 +80,8 @@ struct DialOut {
 struct State {
     members: Vec<Member>,
     subscribers: Vec<Dialog>,
+    /// Call-IDs of participants' dialogs that carry a conference subscription too.
+    member_subs: Vec<String>,
     /// Branch of our dial-out INVITE → what it is for.
     pending: HashMap<String, DialOut>,
     /// Branches of the Vias we put on requests we proxied.
@@ -197,6 +199,17 @@ fn serve(f: &Inner) {
             f.state.lock().unwrap().problems.push(line);
         }
     }
+}
+
+/// The next full-state conference-info document (a new version each time).
+fn conf_body(st: &mut State) -> String {
+    conf_body_of(&mut st.version, &st.members)
+}
+
+fn conf_body_of(version: &mut u32, members: &[Member]) -> String {
+    *version += 1;
+    let users: Vec<String> = members.iter().map(|m| m.uri.clone()).collect();
+    confinfo::full_state(CONF_URI, *version, &users)
 }
 
 /// User part of a SIP URI.
@@ -476,38 +489,40 @@ impl Inner {
             None,
             &[("Contact", contact()), ("Expires", expires.to_string())],
         )?;
-        let mut st = self.state.lock().unwrap();
-        let pos = st.subscribers.iter().position(|d| d.call_id == cid);
-        let mut dialog = match pos {
-            Some(p) => st.subscribers.remove(p),
-            None => {
-                // in a participant's dialog, or a new dialog (RFC 6665)
-                let in_member = st.members.iter().find(|x| x.dialog.call_id == cid);
-                in_member
-                    .map(|x| x.dialog.clone())
-                    .unwrap_or_else(|| self.ua.uas_dialog(inc, &tag))
-            }
-        };
         let state = if expires == 0 {
             "terminated;reason=timeout".to_string()
         } else {
             format!("active;expires={expires}")
         };
-        self.conf_notify(&mut st, &mut dialog, &state)?;
+        let mut st = self.state.lock().unwrap();
+        let body = conf_body(&mut st);
+        if st.members.iter().any(|x| x.dialog.call_id == cid) {
+            // in a participant's dialog: its NOTIFYs go in that dialog
+            st.member_subs.retain(|c| *c != cid);
+            if expires > 0 {
+                st.member_subs.push(cid.clone());
+            }
+            let member = st.members.iter_mut().find(|x| x.dialog.call_id == cid);
+            return self.send_conf(&mut member.unwrap().dialog, &body, &state);
+        }
+        // a dialog of its own (RFC 6665), new or refreshed
+        let pos = st.subscribers.iter().position(|d| d.call_id == cid);
+        let mut dialog = match pos {
+            Some(p) => st.subscribers.remove(p),
+            None => self.ua.uas_dialog(inc, &tag),
+        };
+        self.send_conf(&mut dialog, &body, &state)?;
         if expires > 0 {
             st.subscribers.push(dialog);
         }
         Ok(())
     }
 
-    fn conf_notify(&self, st: &mut State, dialog: &mut Dialog, sub_state: &str) -> R<()> {
-        st.version += 1;
-        let users: Vec<String> = st.members.iter().map(|m| m.uri.clone()).collect();
-        let body = confinfo::full_state(CONF_URI, st.version, &users);
+    fn send_conf(&self, dialog: &mut Dialog, body: &str, sub_state: &str) -> R<()> {
         self.ua.request_ext(
             dialog,
             "NOTIFY",
-            Some((confinfo::CONTENT_TYPE, &body)),
+            Some((confinfo::CONTENT_TYPE, body)),
             &[
                 ("Event", "conference".into()),
                 ("Subscription-State", sub_state.into()),
@@ -517,14 +532,21 @@ impl Inner {
         Ok(())
     }
 
+    /// A full-state NOTIFY to every subscriber.
     fn notify_subscribers(&self) -> R<()> {
         let mut st = self.state.lock().unwrap();
-        let mut subs = std::mem::take(&mut st.subscribers);
         let mut res = Ok(());
-        for d in subs.iter_mut() {
-            res = res.and(self.conf_notify(&mut st, d, "active"));
+        let st = &mut *st;
+        for d in st.subscribers.iter_mut() {
+            let body = conf_body_of(&mut st.version, &st.members);
+            res = res.and(self.send_conf(d, &body, "active"));
         }
-        st.subscribers = subs;
+        for cid in &st.member_subs {
+            let body = conf_body_of(&mut st.version, &st.members);
+            if let Some(m) = st.members.iter_mut().find(|m| m.dialog.call_id == *cid) {
+                res = res.and(self.send_conf(&mut m.dialog, &body, "active"));
+            }
+        }
         res
     }
 
@@ -533,6 +555,7 @@ impl Inner {
         let gone = {
             let mut st = self.state.lock().unwrap();
             st.subscribers.retain(|d| d.call_id != cid);
+            st.member_subs.retain(|c| *c != cid);
             let pos = st.members.iter().position(|m| m.dialog.call_id == cid);
             pos.map(|p| st.members.remove(p))
         };
