@@ -578,6 +578,24 @@ fn conf_notify(p: &Party) -> R<Vec<String>> {
     Ok(confinfo::users(&body))
 }
 
+/// The headers of a SUBSCRIBE to the conference event package (RFC 4575).
+fn conf_subscription(expires: u32) -> [(&'static str, String); 3] {
+    [
+        ("Event", "conference".into()),
+        ("Accept", confinfo::CONTENT_TYPE.into()),
+        ("Expires", expires.to_string()),
+    ]
+}
+
+/// The final response to `tx` at `p`, which must be a 2xx (`what` names the request).
+fn accepted(p: &Party, tx: &ua::ClientTx, what: &str) -> R<Msg> {
+    let r = wait_final_long(&p.ua, tx)?;
+    ensure((200..300).contains(&r.status()), || {
+        format!("{}: {what} answered {}", p.name, r.start)
+    })?;
+    Ok(r)
+}
+
 /// The dialog a SUBSCRIBE (`tx`) created with its 2xx `ok` (RFC 6665 §4.1.2.4).
 fn subscription_dialog(tx: &ua::ClientTx, ok: &Msg) -> R<Dialog> {
     let req = &tx.req;
@@ -694,32 +712,19 @@ fn refer_dialout(kernel: bool) -> R<()> {
     }
 
     // Cindy subscribes to the conference across the border (out of dialog)
-    let tx = c.cindy.ua.out_of_dialog(
-        "SUBSCRIBE",
-        focus::CONF_URI,
-        &[
-            ("Event", "conference".into()),
-            ("Accept", confinfo::CONTENT_TYPE.into()),
-            ("Expires", "600".into()),
-        ],
-    )?;
-    let r = wait_final_long(&c.cindy.ua, &tx)?;
-    ensure((200..300).contains(&r.status()), || {
-        format!("SUBSCRIBE answered {}", r.start)
-    })?;
+    let tx = c
+        .cindy
+        .ua
+        .out_of_dialog("SUBSCRIBE", focus::CONF_URI, &conf_subscription(600))?;
+    let r = accepted(&c.cindy, &tx, "SUBSCRIBE")?;
     let mut sub = subscription_dialog(&tx, &r)?;
     c.bob_leaves(&mut bob_dlg)?;
     // and ends it (in the subscription's dialog)
-    let tx = c.cindy.ua.request_ext(
-        &mut sub,
-        "SUBSCRIBE",
-        None,
-        &[("Event", "conference".into()), ("Expires", "0".into())],
-    )?;
-    let r = wait_final_long(&c.cindy.ua, &tx)?;
-    ensure((200..300).contains(&r.status()), || {
-        format!("un-SUBSCRIBE answered {}", r.start)
-    })?;
+    let tx = c
+        .cindy
+        .ua
+        .request_ext(&mut sub, "SUBSCRIBE", None, &conf_subscription(0))?;
+    accepted(&c.cindy, &tx, "un-SUBSCRIBE")?;
     conf_notify(&c.cindy)?;
 
     hang_up(&c.cindy, &mut cindy_dlg)?;
@@ -754,20 +759,11 @@ fn peer_refer() -> R<()> {
     refer_done(&c.cindy, &cindy_dlg)?;
     c.audio()?;
     // Cindy subscribes to the conference in her dialog with the focus
-    let tx = c.cindy.ua.request_ext(
-        &mut cindy_dlg,
-        "SUBSCRIBE",
-        None,
-        &[
-            ("Event", "conference".into()),
-            ("Accept", confinfo::CONTENT_TYPE.into()),
-            ("Expires", "600".into()),
-        ],
-    )?;
-    let r = wait_final_long(&c.cindy.ua, &tx)?;
-    ensure((200..300).contains(&r.status()), || {
-        format!("in-dialog SUBSCRIBE answered {}", r.start)
-    })?;
+    let tx = c
+        .cindy
+        .ua
+        .request_ext(&mut cindy_dlg, "SUBSCRIBE", None, &conf_subscription(600))?;
+    accepted(&c.cindy, &tx, "in-dialog SUBSCRIBE")?;
     c.bob_leaves(&mut bob_dlg)?;
     hang_up(&c.cindy, &mut cindy_dlg)?;
     hang_up(&c.alice, &mut alice_dlg)?;
@@ -829,7 +825,10 @@ fn split_refer_to(v: &str) -> (String, Option<String>) {
         Some((target, headers)) => {
             let replaces = headers
                 .split('&')
-                .find_map(|h| h.strip_prefix("Replaces="))
+                .find_map(|h| {
+                    let (name, value) = h.split_once('=')?;
+                    name.eq_ignore_ascii_case("replaces").then_some(value)
+                })
                 .map(unescape);
             (target.to_string(), replaces)
         }
@@ -848,44 +847,24 @@ fn replaces_names(r: &str, d: &Dialog) -> bool {
 
 /// Cindy calls Alice and Bob, holds both, and REFERs Bob to Alice with Replaces.
 fn transfer() -> R<()> {
-    let _focus = Focus::start(focus::Config {
-        users: vec![
-            ("alice".into(), ALICE_SIP.parse().unwrap()),
-            ("bob".into(), BOB_SIP.parse().unwrap()),
-        ],
-        webrtc: Vec::new(),
-        deadline: Instant::now() + GLOBAL_TIMEOUT,
-    })?;
     // The lab has no WebRTC gateway and Bob is a plain RTP/AVP terminal, so in this scenario
-    // every call is plain RTP/AVP: Alice's client talks RTP/AVP to Bob.
-    let mut alice = Party::new("alice-rtp", ALICE, a_user("alice", ALICE_SIP)?, ALICE_FREQ)?;
-    let mut bob = Party::bob()?;
-    let cindy = Party::cindy()?;
-    let held = |p: &Party| ua::sdp(p.ip(), 40000, 1, "sendonly");
-    // Cindy → Alice, held
-    let (tx, mut c_a) = cindy.ua.invite(ALICE, &held(&cindy))?;
-    let inc = alice.ua.wait_request_for("INVITE", None, SIP_WAIT)?;
-    let a_c = alice
-        .ua
-        .answer_invite(&inc, 200, &ua::sdp(A_CORE_IP, 40002, 1, "recvonly"))?
-        .ok_or("no dialog")?;
-    let ok = wait_final_long(&cindy.ua, &tx)?;
-    ensure(ok.status() == 200, || {
-        format!("Cindy → Alice: {}", ok.start)
-    })?;
-    cindy.ua.ack_2xx(&mut c_a, &ok)?;
-    alice.ua.wait_ack(&a_c)?;
-    // Cindy → Bob, held
-    let (tx, mut c_b) = cindy.ua.invite(BOB, &held(&cindy))?;
-    let inc = bob.ua.wait_request_for("INVITE", None, SIP_WAIT)?;
-    let mut b_c = bob
-        .ua
-        .answer_invite(&inc, 200, &ua::sdp(A_CORE_IP, 40004, 1, "recvonly"))?
-        .ok_or("no dialog")?;
-    let ok = wait_final_long(&cindy.ua, &tx)?;
-    ensure(ok.status() == 200, || format!("Cindy → Bob: {}", ok.start))?;
-    cindy.ua.ack_2xx(&mut c_b, &ok)?;
-    bob.ua.wait_ack(&b_c)?;
+    // every call is plain RTP/AVP: Alice's client talks RTP/AVP to Bob. The focus plays A's core.
+    let mut c = Conf::new()?;
+    let (alice, bob, cindy) = (&mut c.alice, &mut c.bob, &c.cindy);
+    // Cindy calls Alice and puts her on hold, then calls Bob and puts him on hold
+    let mut to_alice = flows::establish(&cindy.ua, &alice.ua, ALICE)?;
+    flows::reinvite(
+        &cindy.ua,
+        &mut to_alice.a,
+        &alice.ua,
+        &to_alice.b,
+        2,
+        "sendonly",
+    )?;
+    let mut to_bob = flows::establish(&cindy.ua, &bob.ua, BOB)?;
+    flows::reinvite(&cindy.ua, &mut to_bob.a, &bob.ua, &to_bob.b, 2, "sendonly")?;
+    let (c_a, a_c) = (to_alice.a, to_alice.b);
+    let (mut c_b, mut b_c) = (to_bob.a, to_bob.b);
 
     // Cindy transfers: REFER to Bob, Refer-To Alice with Replaces naming Cindy's leg to Alice
     let replaces = format!(
@@ -918,7 +897,7 @@ fn transfer() -> R<()> {
         .to_string();
     let (target, rep) = split_refer_to(&refer_to);
     let rep = rep.ok_or_else(|| format!("the Refer-To at Bob lost its Replaces: {refer_to}"))?;
-    refer_frag(&bob, &mut b_c, "SIP/2.0 100 Trying", "active;expires=60")?;
+    refer_frag(bob, &mut b_c, "SIP/2.0 100 Trying", "active;expires=60")?;
     // Bob calls the target with the Replaces he was given
     let bob_rtp = RtpPeer::new("bob", A_CORE_IP)?;
     let (tx, mut b_a) = bob
@@ -948,19 +927,21 @@ fn transfer() -> R<()> {
     flows::bye(&alice.ua, &mut a_c, &cindy.ua, &c_a)
         .map_err(|e| format!("Alice's BYE to Cindy: {e}"))?;
     refer_frag(
-        &bob,
+        bob,
         &mut b_c,
         "SIP/2.0 200 OK",
         "terminated;reason=noresource",
     )?;
-    refer_done(&cindy, &c_b)?;
-    let info = conference_audio(&mut [&mut alice, &mut bob])?;
+    refer_done(cindy, &c_b)?;
+    let info = conference_audio(&mut [alice, bob])?;
     for l in info {
         println!("    {l}");
     }
     flows::bye(&cindy.ua, &mut c_b, &bob.ua, &b_c)?;
     let mut a_b = a_b;
-    flows::bye(&alice.ua, &mut a_b, &bob.ua, &b_a)
+    flows::bye(&alice.ua, &mut a_b, &bob.ua, &b_a)?;
+    c.no_leaks()?;
+    c.focus_ok()
 }
 
 /// A NOTIFY of the refer subscription from `p` in `dlg` carrying the sipfrag `status`.
