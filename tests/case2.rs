@@ -17,6 +17,11 @@
 //! - `conf_peer_refer`: Cindy dials in and, in her dialog with the focus, REFERs it to add Bob
 //!   (REFER, 202 and the refer NOTIFYs cross both borders); then she SUBSCRIBEs to the
 //!   conference in that dialog: three participants, and two after Bob hangs up.
+//!   Every conference flow also checks that the focus's Contact keeps `isfocus` at Cindy, that
+//!   the SDP Cindy gets names only her border, that refer NOTIFYs are message/sipfrag ending
+//!   in `200`, that conference-info crosses byte for byte (it names only public URIs), and that
+//!   nothing either side's UAs received names the other side's addresses, core host names,
+//!   Call-IDs, tags or branches.
 //! - `conf_refer_dialout_kernel`: the first flow with the relays in kernel mode (needs root:
 //!   skipped otherwise, failed if PALISADE_REQUIRE_ROOT_TESTS=1).
 //! - `attended_transfer` (run only when named: `cargo test --test case2 -- attended_transfer`):
@@ -38,7 +43,7 @@ mod support;
 #[path = "webrtc/tone.rs"]
 mod tone;
 
-use client::{Peer, Report};
+use client::Report;
 use common::flows;
 use common::harness::{self, ensure, skip, Tally};
 use common::instance;
@@ -46,11 +51,12 @@ use common::msg::{self, Msg};
 use common::pcap;
 use common::ua::{self, Dialog, Incoming, Ua, UaConfig};
 use lab::Lab;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use support::endpoint::{remote_of, Endpoint, Offered};
 use support::focus::{self, Focus};
 use support::rtp::{self, RtpPeer};
 use support::{confinfo, mixer};
@@ -87,17 +93,12 @@ const OPT_IN: [&str; 1] = ["attended_transfer"];
 
 // ---------------------------------------------------------------- participants
 
-enum Media {
-    WebRtc(Box<Peer>),
-    Rtp(RtpPeer, SocketAddr),
-}
-
 struct Party {
     name: &'static str,
     uri: &'static str,
     ua: Ua,
     freq: f64,
-    media: Option<Media>,
+    media: Option<Endpoint>,
     /// The SDP this party received from the far end (for the anchoring checks).
     remote_sdp: String,
 }
@@ -153,19 +154,7 @@ impl Party {
 
     /// Call `target` with this party's kind of offer; on 200 the dialog (media ready).
     fn call(&mut self, target: &str, extra: &[(&str, String)]) -> R<(Dialog, Msg)> {
-        let mut pending = None;
-        let mut rtp_peer = None;
-        let offer = if self.webrtc() {
-            let mut peer = Peer::new(self.name, self.ip())?;
-            let (offer, p) = peer.offer()?;
-            pending = Some((peer, p));
-            offer
-        } else {
-            let peer = RtpPeer::new(self.name, self.ip())?;
-            let offer = peer.sdp(1);
-            rtp_peer = Some(peer);
-            offer
-        };
+        let (offer, offered) = Offered::new(self.name, self.ip(), self.webrtc())?;
         let (tx, mut dlg) = self.ua.invite_with(target, &offer, extra)?;
         let ok = wait_final_long(&self.ua, &tx)?;
         if ok.status() != 200 {
@@ -173,14 +162,7 @@ impl Party {
         }
         self.ua.ack_2xx(&mut dlg, &ok)?;
         let answer = ok.body_str();
-        self.media = Some(match (pending, rtp_peer) {
-            (Some((mut peer, p)), _) => {
-                peer.accept_answer(p, &answer)?;
-                Media::WebRtc(Box::new(peer))
-            }
-            (None, Some(peer)) => Media::Rtp(peer, remote_of(&answer)?),
-            _ => unreachable!(),
-        });
+        self.media = Some(offered.complete(&answer)?);
         self.remote_sdp = answer;
         Ok((dlg, ok))
     }
@@ -189,14 +171,7 @@ impl Party {
     fn answer(&mut self) -> R<(Dialog, Incoming)> {
         let inc = self.ua.wait_request_for("INVITE", None, SIP_WAIT)?;
         let offer = inc.msg.body_str();
-        let (answer, media) = if self.webrtc() {
-            let mut peer = Peer::new(self.name, self.ip())?;
-            let answer = peer.answer(&offer)?;
-            (answer, Media::WebRtc(Box::new(peer)))
-        } else {
-            let peer = RtpPeer::new(self.name, self.ip())?;
-            (peer.sdp(1), Media::Rtp(peer, remote_of(&offer)?))
-        };
+        let (answer, media) = Endpoint::answer(self.name, self.ip(), &offer, self.webrtc())?;
         let dlg = self
             .ua
             .answer_invite(&inc, 200, &answer)?
@@ -208,20 +183,9 @@ impl Party {
     }
 }
 
-fn remote_of(sdp_text: &str) -> R<SocketAddr> {
-    let (ip, port) = sdp::media_endpoint(sdp_text).ok_or("SDP names no media endpoint")?;
-    format!("{ip}:{port}").parse().map_err(|e| format!("{e}"))
-}
-
+/// The final response to `tx`, bounded by SIP_WAIT (it may wait for a dial-out).
 fn wait_final_long(ua: &Ua, tx: &ua::ClientTx) -> R<Msg> {
-    let (b, m) = (tx.branch.clone(), tx.method.clone());
-    ua.wait_for(&format!("final response to {m}"), SIP_WAIT, move |i| {
-        i.msg.is_response()
-            && i.msg.branch().as_deref() == Some(b.as_str())
-            && i.msg.cseq_method().as_deref() == Some(m.as_str())
-            && i.msg.status() >= 200
-    })
-    .map(|i| i.msg)
+    ua.wait_response_for(tx, 200, SIP_WAIT)
 }
 
 fn has_isfocus(m: &Msg) -> bool {
@@ -266,10 +230,8 @@ fn conference_audio(parties: &mut [&mut Party]) -> R<Vec<String>> {
             heard: heard.clone(),
             stop: stop.clone(),
         });
-        let t = match p.media.take().ok_or(format!("{} has no media", p.name))? {
-            Media::WebRtc(peer) => client::spawn_audio(*peer, audio, deadline),
-            Media::Rtp(peer, remote) => rtp::spawn(peer, remote, audio, deadline),
-        };
+        let media = p.media.take().ok_or(format!("{} has no media", p.name))?;
+        let t = media.spawn(audio, deadline);
         runs.push((heard, t));
     }
     while Instant::now() < deadline
@@ -918,12 +880,12 @@ fn transfer() -> R<()> {
         .ua
         .answer_invite(&inc, 200, &alice_rtp.sdp(1))?
         .ok_or("no dialog")?;
-    alice.media = Some(Media::Rtp(alice_rtp, remote_of(&inc.msg.body_str())?));
+    alice.media = Some(Endpoint::Rtp(alice_rtp, remote_of(&inc.msg.body_str())?));
     let ok = wait_final_long(&bob.ua, &tx)?;
     ensure(ok.status() == 200, || format!("Bob → Alice: {}", ok.start))?;
     bob.ua.ack_2xx(&mut b_a, &ok)?;
     alice.ua.wait_ack(&a_b)?;
-    bob.media = Some(Media::Rtp(bob_rtp, remote_of(&ok.body_str())?));
+    bob.media = Some(Endpoint::Rtp(bob_rtp, remote_of(&ok.body_str())?));
     // the replaced leg ends (RFC 3891), the transfer is reported, Cindy hangs up on Bob
     let mut a_c = a_c;
     flows::bye(&alice.ua, &mut a_c, &cindy.ua, &c_a)

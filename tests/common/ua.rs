@@ -534,10 +534,15 @@ impl Ua {
 
     /// Wait for a response to `tx` with status >= min.
     pub fn wait_response(&self, tx: &ClientTx, min: u16) -> R<Msg> {
+        self.wait_response_for(tx, min, WAIT)
+    }
+
+    /// [`Ua::wait_response`] bounded by `timeout`.
+    pub fn wait_response_for(&self, tx: &ClientTx, min: u16, timeout: Duration) -> R<Msg> {
         let (b, m) = (tx.branch.clone(), tx.method.clone());
         self.wait_for(
             &format!("response >= {} to {}", min, tx.method),
-            WAIT,
+            timeout,
             move |i| {
                 i.msg.is_response()
                     && i.msg.branch().as_deref() == Some(b.as_str())

@@ -19,20 +19,18 @@
 //!   (and its responses back), so B can call Alice and Bob.
 
 use super::confinfo;
+use super::endpoint::{is_webrtc, Endpoint, Offered};
 use super::mixer::Mixer;
-use super::rtp::{self, RtpPeer};
-use crate::client::{self, Peer, Report};
+use crate::client::Report;
 use crate::common::msg::{self, Msg};
 use crate::common::registry;
 use crate::common::ua::{Dialog, Incoming, Ua, UaConfig, R};
-use crate::sdp;
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-use str0m::change::SdpPendingOffer;
 
 pub const ADDR: &str = "127.0.10.1:5060";
 pub const FACTORY: &str = "sip:conf-factory@operator-a.example";
@@ -61,11 +59,6 @@ struct Member {
     uri: String,
     dialog: Dialog,
     leg: JoinHandle<Report>,
-}
-
-enum Offered {
-    WebRtc(Box<Peer>, SdpPendingOffer),
-    Rtp(RtpPeer),
 }
 
 struct DialOut {
@@ -218,11 +211,6 @@ fn user_of(uri: &str) -> &str {
     rest.split_once('@').map(|x| x.0).unwrap_or("")
 }
 
-/// Is this SDP offer WebRTC (DTLS-SRTP)?
-fn is_webrtc(sdp: &str) -> bool {
-    sdp.contains("a=fingerprint:")
-}
-
 fn contact() -> String {
     format!("<sip:{CONF_USER}@{ADDR}>;isfocus")
 }
@@ -282,31 +270,10 @@ impl Inner {
         let offer = inc.msg.body_str();
         let tag = registry::fresh("ftag");
         let id = self.next_id();
-        let (answer, start): (String, Box<dyn FnOnce() -> JoinHandle<Report>>) =
-            if is_webrtc(&offer) {
-                let mut peer = Peer::new("focus-webrtc", "127.0.10.1")?;
-                self.opened(peer.addr);
-                let answer = peer.answer(&offer)?;
-                let audio = self.mixer.join(id);
-                let deadline = self.cfg.deadline;
-                (
-                    answer,
-                    Box::new(move || client::spawn_audio(peer, Box::new(audio), deadline)),
-                )
-            } else {
-                let peer = RtpPeer::new("focus-rtp", "127.0.10.1")?;
-                self.opened(peer.addr);
-                let (ip, port) = sdp::media_endpoint(&offer).ok_or("offer names no media")?;
-                let remote: SocketAddr =
-                    format!("{ip}:{port}").parse().map_err(|e| format!("{e}"))?;
-                let answer = peer.sdp(1);
-                let audio = self.mixer.join(id);
-                let deadline = self.cfg.deadline;
-                (
-                    answer,
-                    Box::new(move || rtp::spawn(peer, remote, Box::new(audio), deadline)),
-                )
-            };
+        let (answer, endpoint) =
+            Endpoint::answer("focus", "127.0.10.1", &offer, is_webrtc(&offer))?;
+        self.opened(endpoint.addr());
+        let audio = Box::new(self.mixer.join(id));
         self.ua.respond(inc, 100, "Trying", None, None)?;
         self.ua.respond_ext(
             inc,
@@ -322,7 +289,7 @@ impl Inner {
             id,
             uri,
             dialog,
-            leg: start(),
+            leg: endpoint.spawn(audio, self.cfg.deadline),
         })
     }
 
@@ -365,16 +332,9 @@ impl Inner {
             Some((_, a)) => *a,
             None => BORDER.parse().unwrap(),
         };
-        let (offer, offered) = if self.cfg.webrtc.contains(&target) {
-            let mut peer = Peer::new("focus-webrtc", "127.0.10.1")?;
-            self.opened(peer.addr);
-            let (offer, pending) = peer.offer()?;
-            (offer, Offered::WebRtc(Box::new(peer), pending))
-        } else {
-            let peer = RtpPeer::new("focus-rtp", "127.0.10.1")?;
-            self.opened(peer.addr);
-            (peer.sdp(1), Offered::Rtp(peer))
-        };
+        let (offer, offered) =
+            Offered::new("focus", "127.0.10.1", self.cfg.webrtc.contains(&target))?;
+        self.opened(offered.addr());
         let referred_by = m
             .header("referred-by")
             .map(str::to_string)
@@ -448,17 +408,7 @@ impl Inner {
         let id = self.next_id();
         let audio = Box::new(self.mixer.join(id));
         let deadline = self.cfg.deadline;
-        let leg = match d.offered {
-            Offered::WebRtc(mut peer, pending) => {
-                peer.accept_answer(pending, &answer)?;
-                client::spawn_audio(*peer, audio, deadline)
-            }
-            Offered::Rtp(peer) => {
-                let (ip, port) = sdp::media_endpoint(&answer).ok_or("answer names no media")?;
-                let remote = format!("{ip}:{port}").parse().map_err(|e| format!("{e}"))?;
-                rtp::spawn(peer, remote, audio, deadline)
-            }
-        };
+        let leg = d.offered.complete(&answer)?.spawn(audio, deadline);
         self.add_member(Member {
             id,
             uri: d.target,

@@ -7,6 +7,7 @@
 #![allow(dead_code)]
 
 pub mod confinfo;
+pub mod endpoint;
 pub mod focus;
 pub mod mixer;
 pub mod rtp;
