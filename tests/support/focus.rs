@@ -233,7 +233,7 @@ impl Inner {
             "REFER" if in_dialog => self.refer(inc),
             "SUBSCRIBE" => self.subscribe(inc),
             "BYE" => self.bye(inc),
-            "NOTIFY" => self.ok(inc, &[]),
+            "NOTIFY" => self.reply(inc, 200, "OK"),
             _ if !in_dialog => self.reply(inc, 404, "Not Found"),
             _ => self.reply(inc, 501, "Not Implemented"),
         }
@@ -249,13 +249,6 @@ impl Inner {
         } else {
             users.iter().find(|(u, _)| u == user).map(|(_, a)| *a)
         }
-    }
-
-    fn ok(&self, inc: &Incoming, extra: &[(&str, String)]) -> R<()> {
-        let tag = registry::fresh("ftag");
-        self.ua
-            .respond_ext(inc, 200, "OK", Some(&tag), None, extra)
-            .map(drop)
     }
 
     fn reply(&self, inc: &Incoming, code: u16, reason: &str) -> R<()> {
