@@ -11,6 +11,11 @@
 //!   promtool is installed). Then a second call, SIGTERM to A: `/readyz` says 503, a new INVITE
 //!   gets 503 with Retry-After, the call goes on; a second SIGTERM hangs it up (BYE with a
 //!   Reason on both legs) and A exits 0.
+//! - `call_logs_share_one_corr`: both lab instances with `PALISADE_LOG_FORMAT=json`, one call
+//!   from A's core to B's, hung up by the caller: in each instance's log every line is a JSON
+//!   object, the lines about the call (its events, and any line logged inside the engine's
+//!   `call` span) carry one correlation id, every line naming the Call-ID it received carries
+//!   it too, and that id appears nowhere in the SIP either UA received.
 //! - `drain_timeout_hangs_up`: a lab copy with `[service] drain_timeout_s = 1`; one SIGTERM
 //!   during a call: when the drain time is up the call is hung up on both legs and A exits 0.
 //!
@@ -404,6 +409,112 @@ fn lab_call_metrics_and_drain() -> R<()> {
     })
 }
 
+/// The correlation ids on one JSON log line: the `corr` field of an event and the `corr` of the
+/// span it was logged in.
+fn line_corrs(line: &serde_json::Value) -> Vec<String> {
+    [&line["fields"]["corr"], &line["span"]["corr"]]
+        .into_iter()
+        .filter_map(|v| v.as_str().map(str::to_string))
+        .collect()
+}
+
+/// Checks one instance's JSON log after exactly one call: returns the call's correlation id.
+/// `call_id`: the Call-ID the instance received the INVITE with (named in its events).
+fn one_call_corr(inst: &Instance, call_id: &str) -> R<String> {
+    let log = inst.log_text();
+    let mut lines = Vec::new();
+    for l in log.lines() {
+        let v: serde_json::Value =
+            serde_json::from_str(l).map_err(|e| format!("not a JSON line ({e}): {l}"))?;
+        lines.push((l, v));
+    }
+    let mut corrs: Vec<String> = lines.iter().flat_map(|(_, v)| line_corrs(v)).collect();
+    corrs.sort();
+    corrs.dedup();
+    let [corr] = corrs.as_slice() else {
+        return Err(format!(
+            "one call, one correlation id; got {corrs:?}:\n{log}"
+        ));
+    };
+    let about: Vec<&str> = lines
+        .iter()
+        .filter(|(_, v)| line_corrs(v).contains(corr))
+        .map(|(l, _)| *l)
+        .collect();
+    for event in ["CallStarted", "CallAnswered", "CallEnded"] {
+        ensure(about.iter().any(|l| l.contains(event)), || {
+            format!("no {event} line with corr {corr}:\n{log}")
+        })?;
+    }
+    for (l, v) in &lines {
+        ensure(!l.contains(call_id) || line_corrs(v).contains(corr), || {
+            format!("a line names the call ({call_id}) without its corr {corr}: {l}")
+        })?;
+    }
+    Ok(corr.clone())
+}
+
+fn call_logs_share_one_corr() -> R<()> {
+    instance::wait_lab_free(Duration::from_secs(120))?;
+    let shipped = common::labfiles::shipped_dir();
+    let dir = work_dir();
+    let json = [("PALISADE_LOG_FORMAT", "json".to_string())];
+    let pa = Instance::start_env(
+        "operator-a",
+        &shipped.join("operator-a.toml"),
+        dir.join("corr-a.log"),
+        &json,
+    )?;
+    let pb = Instance::start_env(
+        "operator-b",
+        &shipped.join("operator-b.toml"),
+        dir.join("corr-b.log"),
+        &json,
+    )?;
+    let a = Ua::new(UaConfig::a_core("alice"))?;
+    let b = Ua::new(UaConfig::b_core("cindy"))?;
+    let (tx, mut da) = a.invite(TO_CINDY, &sdp("127.0.10.1", 43_400, 1, "sendrecv"))?;
+    let inc = b.wait_request("INVITE", None)?;
+    let db = b
+        .answer_invite(&inc, 200, &sdp("127.0.40.1", 44_400, 1, "sendrecv"))?
+        .ok_or("no dialog at B")?;
+    let ok = a.wait_final(&tx)?;
+    ensure(ok.status() == 200, || format!("caller got {}", ok.start))?;
+    a.ack_2xx(&mut da, &ok)?;
+    b.wait_ack(&db)?;
+    let bye = a.request(&mut da, "BYE", None)?;
+    let bye_b = b.wait_request("BYE", None)?;
+    b.respond(&bye_b, 200, "OK", None, None)?;
+    ensure(a.wait_final(&bye)?.status() == 200, || {
+        "BYE not answered".into()
+    })?;
+    // CallEnded is logged once the BYE's answer is relayed: wait (bounded) for it on both.
+    wait_log(&pa, &["CallEnded"])?;
+    wait_log(&pb, &["CallEnded"])?;
+    let corr_a = one_call_corr(&pa, &da.call_id)?;
+    // B's border received the INVITE with A's leg-B Call-ID; its own events name that one.
+    let b_in = pb
+        .log_text()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find_map(|v| {
+            let event = v["fields"]["event"].as_str()?;
+            let rest = event.strip_prefix("CallStarted { call_id: \"")?;
+            Some(rest.split('"').next()?.to_string())
+        })
+        .ok_or_else(|| format!("no Call-ID in B's CallStarted line:\n{}", pb.tail()))?;
+    let corr_b = one_call_corr(&pb, &b_in)?;
+    ensure(corr_a != corr_b, || format!("both borders used {corr_a}"))?;
+    let on_wire = [a.received_bytes(), b.received_bytes()].concat();
+    let on_wire = String::from_utf8_lossy(&on_wire);
+    for corr in [&corr_a, &corr_b] {
+        ensure(!on_wire.contains(corr.as_str()), || {
+            format!("correlation id {corr} reached a UA:\n{on_wire}")
+        })?;
+    }
+    Ok(())
+}
+
 type Scenario = fn() -> R<()>;
 
 /// A copy of the lab with `[service] drain_timeout_s = 1` in both instance files: one SIGTERM
@@ -465,6 +576,7 @@ fn main() {
     let all: Vec<(&'static str, Scenario)> = vec![
         ("notify_reload_stop", notify_reload_stop),
         ("lab_call_metrics_and_drain", lab_call_metrics_and_drain),
+        ("call_logs_share_one_corr", call_logs_share_one_corr),
         ("drain_timeout_hangs_up", drain_timeout_hangs_up),
     ];
     let selected = harness::select(all);
