@@ -6,7 +6,9 @@
 //!   a realm change is refused as needing a restart; a good file gives RELOADING=1 then
 //!   READY=1; `/metrics` counts the three reloads; SIGTERM gives STOPPING=1 and exit 0.
 //! - `lab_call_metrics_and_drain`: both lab instances (admin 9101 and 9102) and the test UAs
-//!   on both cores: `/metrics` during a call shows it active; after the BYE the counters have
+//!   on both cores: `/metrics` during a call shows it active, RTP sent by A's core is counted as
+//!   relayed (user path, both realms), the `process_*` series are there and the start time is
+//!   this run's; after the BYE the counters have
 //!   moved and the gauge is back at 0 (and `promtool check metrics` accepts the page when
 //!   promtool is installed). Then a second call, SIGTERM to A: `/readyz` says 503, a new INVITE
 //!   gets 503 with Retry-After, the call goes on; a second SIGTERM hangs it up (BYE with a
@@ -26,7 +28,7 @@ mod common;
 
 use common::harness::{self, ensure, Tally};
 use common::instance::{self, signal, Instance};
-use common::ua::{sdp, Ua, UaConfig, R};
+use common::ua::{sdp, sdp_media_addr, Ua, UaConfig, R};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::net::UnixDatagram;
@@ -326,10 +328,68 @@ fn lab_call_metrics_and_drain() -> R<()> {
         ensure(ok.status() == 200, || format!("caller got {}", ok.start))?;
         a.ack_2xx(&mut da, &ok)?;
         b.wait_ack(&db)?;
-        Ok((da, db))
+        Ok((da, db, ok.body_str()))
     };
 
-    let (mut da, _db) = call(43_000)?;
+    let (mut da, _db, answer) = call(43_000)?;
+    // Media from A's core to its border's relay: counted as relayed on the user path, in both
+    // realms the flow joins (the metric is refreshed every second).
+    let relay = sdp_media_addr(&answer)?;
+    let rtp =
+        std::net::UdpSocket::bind("127.0.10.1:43000").map_err(|e| format!("bind RTP: {e}"))?;
+    const RTP_PACKETS: u32 = 10;
+    for seq in 0..RTP_PACKETS {
+        let mut p = [0u8; 172];
+        p[0] = 0x80;
+        p[2..4].copy_from_slice(&(seq as u16).to_be_bytes());
+        rtp.send_to(&p, relay)
+            .map_err(|e| format!("send RTP: {e}"))?;
+    }
+    let relayed = |page: &str, realm: &str| {
+        sample(
+            page,
+            &format!("palisade_media_packets_relayed_total{{path=\"user\",realm=\"{realm}\"}}"),
+        )
+    };
+    let end = Instant::now() + WAIT;
+    let page = loop {
+        let (_, page) = http_get(A_ADMIN, "/metrics")?;
+        if relayed(&page, "home") >= Some(f64::from(RTP_PACKETS)) || Instant::now() > end {
+            break page;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    for realm in ["home", "interconnect"] {
+        ensure(
+            relayed(&page, realm) >= Some(f64::from(RTP_PACKETS)),
+            || format!("{RTP_PACKETS} RTP packets relayed in {realm}:\n{page}"),
+        )?;
+    }
+    ensure(
+        sample(
+            &page,
+            "palisade_media_bytes_relayed_total{path=\"user\",realm=\"home\"}",
+        ) >= Some(f64::from(RTP_PACKETS * 172)),
+        || format!("RTP bytes relayed:\n{page}"),
+    )?;
+    // Process metrics, read from /proc/self at the scrape.
+    for series in [
+        "process_resident_memory_bytes",
+        "process_open_fds",
+        "process_max_fds",
+    ] {
+        ensure(sample(&page, series).is_some_and(|v| v > 0.0), || {
+            format!("{series} missing or 0:\n{page}")
+        })?;
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(|e| e.to_string())?
+        .as_secs_f64();
+    ensure(
+        sample(&page, "process_start_time_seconds").is_some_and(|t| t <= now && t > now - 600.0),
+        || format!("process_start_time_seconds is not this run's:\n{page}"),
+    )?;
     let (_, page) = http_get(A_ADMIN, "/metrics")?;
     ensure(
         sample(&page, "palisade_sessions_active") == Some(1.0),
@@ -377,7 +437,7 @@ fn lab_call_metrics_and_drain() -> R<()> {
     promtool_check(&page)?;
 
     // Drain: the call in progress goes on, new ones get 503 + Retry-After.
-    let (da2, db2) = call(43_100)?;
+    let (da2, db2, _) = call(43_100)?;
     signal(pa.pid(), "TERM");
     let end = Instant::now() + WAIT;
     while http_get(A_ADMIN, "/readyz")?.0 != 503 {

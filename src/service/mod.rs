@@ -7,6 +7,7 @@ pub mod logging;
 pub mod media;
 pub mod metrics;
 pub mod notify;
+pub mod process;
 pub mod status;
 
 use std::path::{Path, PathBuf};
@@ -208,6 +209,7 @@ pub async fn run(cfg: Config, source: ConfigSource) -> anyhow::Result<()> {
                     for r in &flows {
                         m.media_flows.with_label_values(&[&r.realm, "user"]).set(r.flows_user as i64);
                         m.media_flows.with_label_values(&[&r.realm, "kernel"]).set(r.flows_kernel as i64);
+                        m.set_relayed(&r.realm, &r.relayed);
                     }
                     let doc = status::render(
                         &border.config().name,
