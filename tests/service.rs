@@ -18,6 +18,12 @@
 //!   object, the lines about the call (its events, and any line logged inside the engine's
 //!   `call` span) carry one correlation id, every line naming the Call-ID it received carries
 //!   it too, and that id appears nowhere in the SIP either UA received.
+//! - `reload_during_call_keeps_partner`: a lab copy where A also has a decoy partner and a
+//!   plain UDP listener on the interconnect. During an answered call with operator B, SIGHUP
+//!   with a broken partner file is refused (the line names file:line:field) and SIGHUP with a
+//!   set that puts the decoy first, removes operator B and adds operator C (a test UA acting
+//!   as C's border) is applied: a call to C is answered at once, a new call to B gets 404, and
+//!   the call in progress still runs through B: B's core hangs up and A's core gets the BYE.
 //! - `drain_timeout_hangs_up`: a lab copy with `[service] drain_timeout_s = 1`; one SIGTERM
 //!   during a call: when the drain time is up the call is hung up on both legs and A exits 0.
 //!
@@ -575,6 +581,171 @@ fn call_logs_share_one_corr() -> R<()> {
     Ok(())
 }
 
+/// A partner policy file for the reload scenario (plain UDP, on A's interconnect).
+fn partner_file(name: &str, ip: &str) -> String {
+    format!(
+        "name = \"{name}\"\nrealm = \"interconnect\"\ndomains = [\"{name}.example\"]\n\
+         sources = [\"{ip}\"]\nnext_hop = \"udp:{ip}:5060\"\n"
+    )
+}
+
+fn reload_during_call_keeps_partner() -> R<()> {
+    let shipped = common::labfiles::shipped_dir();
+    let dir = work_dir().join("lab-reload");
+    let a_file = |p: &Path| p == shipped.join("operator-a.toml");
+    // A plain UDP listener beside the TLS one (listeners only change with a restart), and a
+    // decoy partner before operator B.
+    common::labfiles::copy_dir(&shipped, &dir, &|p, text| {
+        if !a_file(p) {
+            return text;
+        }
+        text.replacen(
+            "listen = [\"tls:127.0.20.2:5061\"]",
+            "listen = [\"tls:127.0.20.2:5061\", \"udp:127.0.20.2:5060\"]",
+            1,
+        )
+        .replacen(
+            "peers = [\"operator-a/operator-b.toml\"]",
+            "peers = [\"operator-a/operator-b.toml\", \"operator-a/operator-d.toml\"]",
+            1,
+        )
+    })?;
+    let write =
+        |rel: &str, text: &str| common::labfiles::write_atomic(&dir.join(rel), text.as_bytes());
+    write(
+        "operator-a/operator-d.toml",
+        &partner_file("operator-d", "127.0.77.9"),
+    )?;
+    let node = std::fs::read_to_string(dir.join("operator-a.toml")).map_err(|e| e.to_string())?;
+    ensure(
+        node.contains("operator-a/operator-d.toml") && node.contains("udp:127.0.20.2"),
+        || format!("lab copy not patched:\n{node}"),
+    )?;
+
+    instance::wait_lab_free(Duration::from_secs(120))?;
+    let work = work_dir();
+    let pa = Instance::start(
+        "operator-a",
+        &dir.join("operator-a.toml"),
+        work.join("reload-a.log"),
+    )?;
+    let _pb = Instance::start(
+        "operator-b",
+        &shipped.join("operator-b.toml"),
+        work.join("reload-b.log"),
+    )?;
+    let a = Ua::new(UaConfig::a_core("alice"))?;
+    let b = Ua::new(UaConfig::b_core("cindy"))?;
+    let c = Ua::new(UaConfig {
+        bind: "127.0.77.1:5060".parse().map_err(|e| format!("{e}"))?,
+        advertise: "127.0.77.1:5060".parse().map_err(|e| format!("{e}"))?,
+        proxy: "127.0.20.2:5060".parse().map_err(|e| format!("{e}"))?,
+        force_next_hop: None,
+        transport: common::ua::Transport::Udp,
+        user: "carol".into(),
+        domain: "operator-c.example".into(),
+        internal: "operator-c-border.internal".into(),
+        listen_tcp: false,
+    })?;
+
+    // The call in progress, with operator B.
+    let (tx, mut da) = a.invite(TO_CINDY, &sdp("127.0.10.1", 43_500, 1, "sendrecv"))?;
+    let inc = b.wait_request("INVITE", None)?;
+    let mut db = b
+        .answer_invite(&inc, 200, &sdp("127.0.40.1", 44_500, 1, "sendrecv"))?
+        .ok_or("no dialog at B")?;
+    let ok = a.wait_final(&tx)?;
+    ensure(ok.status() == 200, || format!("caller got {}", ok.start))?;
+    a.ack_2xx(&mut da, &ok)?;
+    b.wait_ack(&db)?;
+
+    // 1. A broken partner file: refused with its file, line and field; nothing changes.
+    write(
+        "operator-a/operator-d.toml",
+        "name = \"operator-d\"\nrealm = \"interconnect\"\ndomains = []\n",
+    )?;
+    signal(pa.pid(), "HUP");
+    let refused = wait_log(&pa, &["reload refused", "operator-d.toml:3:"])?;
+    ensure(refused.contains("domains"), || {
+        format!("refusal names no field: {refused}")
+    })?;
+
+    // 2. Reordered (decoy first), operator B removed, operator C added.
+    write(
+        "operator-a/operator-d.toml",
+        &partner_file("operator-d", "127.0.77.9"),
+    )?;
+    write(
+        "operator-a/operator-c.toml",
+        &partner_file("operator-c", "127.0.77.1"),
+    )?;
+    let reordered = node.replacen(
+        "peers = [\"operator-a/operator-b.toml\", \"operator-a/operator-d.toml\"]",
+        "peers = [\"operator-a/operator-d.toml\", \"operator-a/operator-c.toml\"]",
+        1,
+    );
+    write("operator-a.toml", &reordered)?;
+    signal(pa.pid(), "HUP");
+    wait_log(&pa, &["reload applied"])?;
+
+    // The added partner takes a call at once.
+    let (tx_c, mut da_c) = a.invite(
+        "sip:carol@operator-c.example",
+        &sdp("127.0.10.1", 43_600, 1, "sendrecv"),
+    )?;
+    let inc_c = c.wait_request("INVITE", None)?;
+    let dc = c
+        .answer_invite(&inc_c, 200, &sdp("127.0.77.1", 44_600, 1, "sendrecv"))?
+        .ok_or("no dialog at C")?;
+    let ok_c = a.wait_final(&tx_c)?;
+    ensure(ok_c.status() == 200, || {
+        format!("call to the added partner got {}", ok_c.start)
+    })?;
+    a.ack_2xx(&mut da_c, &ok_c)?;
+    c.wait_ack(&dc)?;
+    let bye_c = a.request(&mut da_c, "BYE", None)?;
+    let bye_at_c = c.wait_request("BYE", Some(dc.call_id.as_str()))?;
+    c.respond(&bye_at_c, 200, "OK", None, None)?;
+    ensure(a.wait_final(&bye_c)?.status() == 200, || {
+        "BYE to C not answered".into()
+    })?;
+
+    // The removed partner takes no new call ...
+    let (tx_b, _) = a.invite(TO_CINDY, &sdp("127.0.10.1", 43_700, 1, "sendrecv"))?;
+    let refused_b = a.wait_final(&tx_b)?;
+    ensure(refused_b.status() == 404, || {
+        format!("a new call to the removed partner got {}", refused_b.start)
+    })?;
+
+    // ... while its call in progress runs to its end through it: B's side hangs up.
+    let bye = b.request(&mut db, "BYE", None)?;
+    let bye_at_a = a.wait_request("BYE", Some(da.call_id.as_str()))?;
+    a.respond(&bye_at_a, 200, "OK", None, None)?;
+    ensure(b.wait_final(&bye)?.status() == 200, || {
+        "callee's BYE not answered".into()
+    })?;
+    let end = Instant::now() + WAIT;
+    let page = loop {
+        let (_, page) = http_get("127.0.0.1:9101", "/metrics")?;
+        if sample(&page, "palisade_sessions_active") == Some(0.0) || Instant::now() > end {
+            break page;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    for (series, want) in [
+        ("palisade_sessions_active", 0.0),
+        ("palisade_calls_ended_total{cause=\"callee_bye\"}", 1.0),
+        ("palisade_calls_ended_total{cause=\"caller_bye\"}", 1.0),
+        ("palisade_reloads_total{result=\"invalid\"}", 1.0),
+        ("palisade_reloads_total{result=\"applied\"}", 1.0),
+    ] {
+        ensure(sample(&page, series) == Some(want), || {
+            format!("{series} should be {want}:\n{page}")
+        })?;
+    }
+    Ok(())
+}
+
 type Scenario = fn() -> R<()>;
 
 /// A copy of the lab with `[service] drain_timeout_s = 1` in both instance files: one SIGTERM
@@ -637,6 +808,10 @@ fn main() {
         ("notify_reload_stop", notify_reload_stop),
         ("lab_call_metrics_and_drain", lab_call_metrics_and_drain),
         ("call_logs_share_one_corr", call_logs_share_one_corr),
+        (
+            "reload_during_call_keeps_partner",
+            reload_during_call_keeps_partner,
+        ),
         ("drain_timeout_hangs_up", drain_timeout_hangs_up),
     ];
     let selected = harness::select(all);

@@ -26,8 +26,10 @@ pub fn format(cfg: &Config) -> Result<LogFormat, String> {
 pub fn init(cfg: &Config) -> Result<(), String> {
     let filter = tracing_subscriber::EnvFilter::try_from_env("PALISADE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cfg.log));
+    // Colours only for a person at a terminal, never into a file or the journal.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     match format(cfg)? {
         // The journal stamps each line itself; the span list carries the call's `corr`.
