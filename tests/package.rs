@@ -77,6 +77,17 @@ fn package() -> Option<&'static Path> {
     .as_deref()
 }
 
+/// `dpkg-deb <how> deb` into a fresh directory `name` of this test's: `-e` (control files) or
+/// `-x` (the files).
+fn unpack(deb: &Path, how: &str, name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("package")
+        .join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    run(Command::new("dpkg-deb").arg(how).arg(deb).arg(&dir));
+    dir
+}
+
 /// The package's files: `dpkg-deb -c` lines as (mode, path without the leading `.`).
 fn contents(deb: &Path) -> Vec<(String, String)> {
     run(Command::new("dpkg-deb").arg("-c").arg(deb))
@@ -148,9 +159,7 @@ fn package_control_fields_and_conffiles() {
 
     let info = run(Command::new("dpkg-deb").arg("-I").arg(deb));
     assert!(info.contains(" conffiles"), "no conffiles:\n{info}");
-    let ctl = Path::new(env!("CARGO_TARGET_TMPDIR")).join("package/control");
-    let _ = std::fs::remove_dir_all(&ctl);
-    run(Command::new("dpkg-deb").arg("-e").arg(deb).arg(&ctl));
+    let ctl = unpack(deb, "-e", "control");
     let conffiles = std::fs::read_to_string(ctl.join("conffiles")).expect("conffiles");
     let mut listed: Vec<&str> = conffiles.lines().collect();
     listed.sort_unstable();
@@ -166,9 +175,7 @@ fn package_control_fields_and_conffiles() {
 #[test]
 fn maintainer_scripts_create_user_and_reload_without_starting() {
     let Some(deb) = package() else { return };
-    let ctl = Path::new(env!("CARGO_TARGET_TMPDIR")).join("package/scripts");
-    let _ = std::fs::remove_dir_all(&ctl);
-    run(Command::new("dpkg-deb").arg("-e").arg(deb).arg(&ctl));
+    let ctl = unpack(deb, "-e", "scripts");
     for script in ["postinst", "prerm", "postrm"] {
         let path = ctl.join(script);
         assert!(path.exists(), "package has no {script}");
@@ -214,9 +221,7 @@ fn maintainer_scripts_create_user_and_reload_without_starting() {
 #[test]
 fn packaged_files_are_the_repository_ones_and_the_example_config_checks() {
     let Some(deb) = package() else { return };
-    let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join("package/root");
-    let _ = std::fs::remove_dir_all(&root);
-    run(Command::new("dpkg-deb").arg("-x").arg(deb).arg(&root));
+    let root = unpack(deb, "-x", "root");
     for (packaged, source) in [
         (
             "usr/lib/systemd/system/palisade.service",

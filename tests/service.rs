@@ -32,6 +32,7 @@
 
 mod common;
 
+use common::flows;
 use common::harness::{self, ensure, Tally};
 use common::instance::{self, signal, Instance};
 use common::ua::{sdp, sdp_media_addr, Ua, UaConfig, R};
@@ -539,21 +540,9 @@ fn call_logs_share_one_corr() -> R<()> {
     )?;
     let a = Ua::new(UaConfig::a_core("alice"))?;
     let b = Ua::new(UaConfig::b_core("cindy"))?;
-    let (tx, mut da) = a.invite(TO_CINDY, &sdp("127.0.10.1", 43_400, 1, "sendrecv"))?;
-    let inc = b.wait_request("INVITE", None)?;
-    let db = b
-        .answer_invite(&inc, 200, &sdp("127.0.40.1", 44_400, 1, "sendrecv"))?
-        .ok_or("no dialog at B")?;
-    let ok = a.wait_final(&tx)?;
-    ensure(ok.status() == 200, || format!("caller got {}", ok.start))?;
-    a.ack_2xx(&mut da, &ok)?;
-    b.wait_ack(&db)?;
-    let bye = a.request(&mut da, "BYE", None)?;
-    let bye_b = b.wait_request("BYE", None)?;
-    b.respond(&bye_b, 200, "OK", None, None)?;
-    ensure(a.wait_final(&bye)?.status() == 200, || {
-        "BYE not answered".into()
-    })?;
+    let mut call = flows::establish(&a, &b, TO_CINDY)?;
+    flows::bye(&a, &mut call.a, &b, &call.b)?;
+    let da = call.a;
     // CallEnded is logged once the BYE's answer is relayed: wait (bounded) for it on both.
     wait_log(&pa, &["CallEnded"])?;
     wait_log(&pb, &["CallEnded"])?;
@@ -649,15 +638,7 @@ fn reload_during_call_keeps_partner() -> R<()> {
     })?;
 
     // The call in progress, with operator B.
-    let (tx, mut da) = a.invite(TO_CINDY, &sdp("127.0.10.1", 43_500, 1, "sendrecv"))?;
-    let inc = b.wait_request("INVITE", None)?;
-    let mut db = b
-        .answer_invite(&inc, 200, &sdp("127.0.40.1", 44_500, 1, "sendrecv"))?
-        .ok_or("no dialog at B")?;
-    let ok = a.wait_final(&tx)?;
-    ensure(ok.status() == 200, || format!("caller got {}", ok.start))?;
-    a.ack_2xx(&mut da, &ok)?;
-    b.wait_ack(&db)?;
+    let mut with_b = flows::establish(&a, &b, TO_CINDY)?;
 
     // 1. A broken partner file: refused with its file, line and field; nothing changes.
     write(
@@ -689,26 +670,9 @@ fn reload_during_call_keeps_partner() -> R<()> {
     wait_log(&pa, &["reload applied"])?;
 
     // The added partner takes a call at once.
-    let (tx_c, mut da_c) = a.invite(
-        "sip:carol@operator-c.example",
-        &sdp("127.0.10.1", 43_600, 1, "sendrecv"),
-    )?;
-    let inc_c = c.wait_request("INVITE", None)?;
-    let dc = c
-        .answer_invite(&inc_c, 200, &sdp("127.0.77.1", 44_600, 1, "sendrecv"))?
-        .ok_or("no dialog at C")?;
-    let ok_c = a.wait_final(&tx_c)?;
-    ensure(ok_c.status() == 200, || {
-        format!("call to the added partner got {}", ok_c.start)
-    })?;
-    a.ack_2xx(&mut da_c, &ok_c)?;
-    c.wait_ack(&dc)?;
-    let bye_c = a.request(&mut da_c, "BYE", None)?;
-    let bye_at_c = c.wait_request("BYE", Some(dc.call_id.as_str()))?;
-    c.respond(&bye_at_c, 200, "OK", None, None)?;
-    ensure(a.wait_final(&bye_c)?.status() == 200, || {
-        "BYE to C not answered".into()
-    })?;
+    let mut with_c = flows::establish(&a, &c, "sip:carol@operator-c.example")
+        .map_err(|e| format!("call to the added partner: {e}"))?;
+    flows::bye(&a, &mut with_c.a, &c, &with_c.b)?;
 
     // The removed partner takes no new call ...
     let (tx_b, _) = a.invite(TO_CINDY, &sdp("127.0.10.1", 43_700, 1, "sendrecv"))?;
@@ -718,12 +682,8 @@ fn reload_during_call_keeps_partner() -> R<()> {
     })?;
 
     // ... while its call in progress runs to its end through it: B's side hangs up.
-    let bye = b.request(&mut db, "BYE", None)?;
-    let bye_at_a = a.wait_request("BYE", Some(da.call_id.as_str()))?;
-    a.respond(&bye_at_a, 200, "OK", None, None)?;
-    ensure(b.wait_final(&bye)?.status() == 200, || {
-        "callee's BYE not answered".into()
-    })?;
+    flows::bye(&b, &mut with_b.b, &a, &with_b.a)
+        .map_err(|e| format!("the removed partner's call: {e}"))?;
     let end = Instant::now() + WAIT;
     let page = loop {
         let (_, page) = http_get("127.0.0.1:9101", "/metrics")?;
