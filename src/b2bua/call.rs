@@ -96,6 +96,18 @@ impl Border {
         if let Uri::Sip(u) = &mut out_uri {
             u.params.retain(|(n, _)| !n.eq_ignore_ascii_case("maddr"));
         }
+        let ends = ((in_flow.realm, in_party), (out_flow.realm, out_party));
+        let refs = match kind {
+            Kind::Invite => self.dialog_refs_for(&msg, ends.0, ends.1),
+            _ => Ok(Vec::new()),
+        };
+        let refs = match refs {
+            Ok(refs) => refs,
+            Err(e) => {
+                let why = RejectReason::DialogReference;
+                return self.reject(now, stx, &msg, e.status(false), None, why);
+            }
+        };
         let timer_c_at = (kind == Kind::Invite).then(|| now + self.cfg.sip.timer_c);
         let mut sess = Session {
             kind,
@@ -120,6 +132,17 @@ impl Border {
             refers: Vec::new(),
         };
         let mut req = self.build_request(&mut sess, 1, method, Some(out_uri), None);
+        for (name, value) in refs {
+            Border::set_dialog_ref(&mut req, name, value);
+        }
+        match self.refer_to_for(&sess.initial, &req, ends.0, ends.1) {
+            Ok(Some(refer_to)) => Border::set_dialog_ref(&mut req, "Refer-To", refer_to),
+            Ok(None) => {}
+            Err(e) => {
+                let why = RejectReason::DialogReference;
+                return self.reject(now, stx, &sess.initial, e.status(true), None, why);
+            }
+        }
         if let Err(e) = self.anchor_msg(&mut sess, 0, &mut req) {
             let initial = sess.initial.clone();
             let legs = self.leg_realms(&sess);

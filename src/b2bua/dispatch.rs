@@ -248,6 +248,12 @@ impl Border {
             let retry = ("Retry-After", "2".to_string());
             return self.reject(now, stx, &msg, 503, Some(retry), RejectReason::Overload);
         }
+        if method == Method::Invite {
+            if let Err(e) = self.check_dialog_refs(&msg, (flow.realm, party)) {
+                let why = RejectReason::DialogReference;
+                return self.reject(now, stx, &msg, e.status(false), None, why);
+            }
+        }
         let kind = match method {
             Method::Invite => Kind::Invite,
             Method::Subscribe | Method::Refer => Kind::Subscribe,

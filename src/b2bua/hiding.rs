@@ -34,8 +34,8 @@ const NEVER_CROSS: &[&str] = &[
     "P-Access-Network-Info",
     "P-Served-User",
     "P-Profile-Key",
-    // Replaces names a dialog by its Call-ID and tags, which differ per leg; relaying it verbatim
-    // would leak the home Call-ID. It is translated by the conference work, not copied.
+    // Replaces and Join name a dialog by its Call-ID and tags, which differ per leg; relaying
+    // them verbatim would leak the other leg's. `replaces.rs` writes the translated value.
     "Replaces",
     "Join",
 ];

@@ -68,6 +68,21 @@ impl Border {
             Ok(req) => req,
             Err(e) => return self.reply(now, stx, &msg, anchor_status(&e), None),
         };
+        if method == Method::Refer {
+            let legs = &self.sessions[&sid].legs;
+            let ends = (
+                (legs[side].realm, legs[side].party),
+                (legs[other].realm, legs[other].party),
+            );
+            match self.refer_to_for(&msg, &req, ends.0, ends.1) {
+                Ok(Some(refer_to)) => Border::set_dialog_ref(&mut req, "Refer-To", refer_to),
+                Ok(None) => {}
+                Err(e) => {
+                    let why = RejectReason::DialogReference;
+                    return self.reject(now, stx, &msg, e.status(true), None, why);
+                }
+            }
+        }
         if let Some(r) = rack {
             Border::set_rack(&mut req, &r);
         }

@@ -1209,5 +1209,6 @@ mod hiding_gaps;
 mod overload;
 mod parking;
 mod reconfigure;
+mod replaces;
 mod snapshot;
 mod tls_identity;

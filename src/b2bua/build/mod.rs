@@ -422,6 +422,12 @@ impl Border {
         req.get_mut().headers.set("RAck", rack.to_string());
     }
 
+    /// A header naming a dialog (`Replaces`, `Join`, `Refer-To` with its embedded Replaces),
+    /// translated to this leg's identifiers by `replaces.rs`: the received value never crosses.
+    pub(in crate::b2bua) fn set_dialog_ref(req: &mut Sealed, name: &'static str, value: String) {
+        req.get_mut().headers.set(name, value);
+    }
+
     /// RFC 3515 §2.4.6: the `id` of a refer NOTIFY's Event names the REFER by its CSeq, which
     /// the border renumbers per leg; the mapped value is set here.
     pub(in crate::b2bua) fn set_event(req: &mut Sealed, event: &crate::sip::Event) {
