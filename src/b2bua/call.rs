@@ -96,6 +96,10 @@ impl Border {
         if let Uri::Sip(u) = &mut out_uri {
             u.params.retain(|(n, _)| !n.eq_ignore_ascii_case("maddr"));
         }
+        if method == Method::Refer && self.refer_refused([in_party, out_party]) {
+            let why = RejectReason::ReferRefused;
+            return self.reject(now, stx, &msg, 403, None, why);
+        }
         let ends = ((in_flow.realm, in_party), (out_flow.realm, out_party));
         let refs = match kind {
             Kind::Invite => self.dialog_refs_for(&msg, ends.0, ends.1),

@@ -36,6 +36,11 @@ impl Border {
             self.reply(now, stx, &msg, 100, None);
         }
         let other = 1 - side;
+        let legs = &self.sessions[&sid].legs;
+        let parties = [legs[0].party, legs[1].party];
+        if method == Method::Refer && self.refer_refused(parties) {
+            return self.reject(now, stx, &msg, 403, None, RejectReason::ReferRefused);
+        }
         let sess = self.sessions.get_mut(&sid).expect("looked up above");
         // PRACK names the reliable provisional by its RSeq, which differs per leg.
         let rack = if method == Method::Prack {

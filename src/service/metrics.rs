@@ -70,6 +70,7 @@ fn reject_label(r: RejectReason) -> &'static str {
         RejectReason::MediaAnchoring => "media_anchoring",
         RejectReason::Draining => "draining",
         RejectReason::DialogReference => "dialog_reference",
+        RejectReason::ReferRefused => "refer_refused",
     }
 }
 

@@ -10,7 +10,7 @@ use super::hiding::{self, copy_body, copy_screened, Crossing};
 use super::media::AnchorError;
 use super::session::{Leg, Session};
 use super::{cseq_of, request_uri, Border, Party};
-use crate::config::{HeaderPolicy, Transport, Trust};
+use crate::config::{HeaderPolicy, ReferPolicy, Transport, Trust};
 use crate::sip::{Headers, Message, Method, NameAddr, StartLine, Uri};
 use crate::transaction::Flow;
 
@@ -81,6 +81,15 @@ impl Border {
             Party::Core => self.cfg.realms[realm].trust,
             Party::Peer(p) => self.partners.get(p).trust,
         }
+    }
+
+    /// A REFER between these parties is answered by the border (403) instead of crossing: one of
+    /// them is a partner whose policy says `refer = "refuse"`.
+    pub(super) fn refer_refused(&self, parties: [Party; 2]) -> bool {
+        parties.iter().any(|p| match p {
+            Party::Peer(p) => self.partners.get(*p).refer == ReferPolicy::Refuse,
+            Party::Core => false,
+        })
     }
 
     /// What URIs in headers are rewritten to toward `party` (see [`Crossing::public`]).

@@ -5,28 +5,6 @@
 use super::*;
 use crate::sip::Replaces;
 
-/// A call from `user` at A to Cindy at B, answered (Cindy's tag `cindy_tag`) and acknowledged:
-/// the 200 as A's core saw it and the ACK as B's core saw it (each side's view of the dialog).
-fn call(sim: &mut Sim, user: &str, cindy_tag: &str) -> (Message, Message) {
-    let inv = invite_from_a(
-        &format!("{user}-call@127.0.10.1"),
-        &format!("z9hG4bK{user}"),
-    )
-    .replace(
-        "\"Alice\" <sip:alice@operator-a.example>;tag=alicetag1",
-        &format!("<sip:{user}@operator-a.example>;tag={user}tag1"),
-    );
-    sim.send_from_core(0, &inv);
-    let inv_b = sim.take(1);
-    let contact = "sip:cindy@127.0.40.1:5060";
-    sim.send_from_core(1, &answer(&inv_b, 200, cindy_tag, contact, ""));
-    let ok_a = sim.take(0);
-    assert_eq!(ok_a.status(), Some(200));
-    let ack = in_dialog("ACK", 1, true, &ok_a, &format!("z9hG4bK{user}ack"));
-    sim.send_from_core(0, &ack);
-    (ok_a, sim.take(1))
-}
-
 fn tag(m: &Message, header: &str) -> String {
     tag_of(m.headers.get(header)).expect("the dialog has both tags")
 }
@@ -51,8 +29,8 @@ fn embedded(r: &str) -> String {
 #[test]
 fn attended_transfer_refer_to_names_each_sides_own_leg() {
     let mut sim = Sim::new();
-    let (alice_ok, alice_b) = call(&mut sim, "alice", "cindy1");
-    let (bob_ok, bob_b) = call(&mut sim, "bob", "cindy2");
+    let (alice_ok, alice_b) = answered_call(&mut sim, "alice", "cindy1");
+    let (bob_ok, bob_b) = answered_call(&mut sim, "bob", "cindy2");
     // Cindy transfers Bob to Alice: in her dialog with Bob, she names her dialog with Alice as
     // she knows it (Alice's side's tag is the to-tag, hers the from-tag).
     let named = format!(
@@ -113,7 +91,7 @@ fn attended_transfer_refer_to_names_each_sides_own_leg() {
 fn an_invite_replacing_or_joining_a_call_names_the_far_sides_dialog() {
     for (header, early_only) in [("Replaces", false), ("Replaces", true), ("Join", false)] {
         let mut sim = Sim::new();
-        let (alice_ok, alice_b) = call(&mut sim, "alice", "cindy1");
+        let (alice_ok, alice_b) = answered_call(&mut sim, "alice", "cindy1");
         // Bob takes over (or joins) Alice's call: he names it as A's core knows it.
         let flag = if early_only { ";early-only" } else { "" };
         let value = format!(
@@ -143,7 +121,7 @@ fn an_invite_replacing_or_joining_a_call_names_the_far_sides_dialog() {
 #[test]
 fn references_to_dialogs_that_do_not_cross_are_refused_and_stay_home() {
     let mut sim = Sim::new();
-    let (alice_ok, alice_b) = call(&mut sim, "alice", "cindy1");
+    let (alice_ok, alice_b) = answered_call(&mut sim, "alice", "cindy1");
     let crossed = sim.interconnect.len();
     let a_view = format!(
         "alice-call@127.0.10.1;to-tag={};from-tag=alicetag1",
