@@ -3,7 +3,9 @@
 //! rewritten at the border.
 
 use crate::config::{Config, HeaderPolicy, Trust};
-use crate::sip::{Headers, Message, NameAddr, Uri};
+use crate::sip::message::is_token;
+use crate::sip::multipart::{self, Part};
+use crate::sip::{ContentType, Headers, Message, NameAddr, Uri};
 
 /// Headers the B2BUA builds itself for each leg; the received values never cross.
 const BUILT_PER_LEG: &[&str] = &[
@@ -197,13 +199,14 @@ pub fn screened_reason(value: &str) -> Option<String> {
 /// Copies the body and its Content-Type when the destination's policy allows the type
 /// (`allowed`, `type/subtype`): a body of any other type, or without a Content-Type, stays on its
 /// side. `message/sipfrag` (RFC 3420, the progress of a REFER) crosses as its status line only,
-/// with the border's phrase: its header lines are the far leg's (Via, Call-ID, tags). Multipart
-/// bodies never cross until their parts are screened and anchored one by one: an SDP inside one
-/// would pass unanchored.
+/// with the border's phrase: its header lines are the far leg's (Via, Call-ID, tags).
 ///
 /// Toward a peer (`public` as in [`Crossing::public`]) the SIP URIs of a conference-info
 /// (RFC 4575) or dialog-info (RFC 4235) document are rewritten like From/To: a host that is not
 /// one of `public`'s domains becomes the public domain, URI parameters go.
+///
+/// A `multipart/mixed` body (SIP-I: SDP + ISUP) is screened part by part with the same rules
+/// (see [`screen_multipart`]); its SDP part is anchored afterwards like a plain SDP body.
 pub fn copy_body(
     src: &Message,
     dst_headers: &mut Headers,
@@ -216,20 +219,40 @@ pub fn copy_body(
     let Some(ct) = src.headers.get("Content-Type") else {
         return Vec::new();
     };
+    match screen_body(ct, &src.body, BodyRules { allowed, public }) {
+        Some((ct, body)) => {
+            dst_headers.push("Content-Type", ct);
+            body
+        }
+        None => Vec::new(),
+    }
+}
+
+/// The destination's body list and, toward a peer, the public domains (see [`copy_body`]).
+#[derive(Clone, Copy)]
+struct BodyRules<'a> {
+    allowed: &'a [String],
+    public: Option<(&'a [String], &'a str)>,
+}
+
+/// What of a body of type `ct` may cross (its Content-Type and content), per [`copy_body`].
+fn screen_body(ct: &str, body: &[u8], rules: BodyRules<'_>) -> Option<(String, Vec<u8>)> {
+    let BodyRules { allowed, public } = rules;
     let media_type = ct.split(';').next().unwrap_or("").trim();
+    if media_type.eq_ignore_ascii_case("multipart/mixed") {
+        return screen_multipart(ct, body, rules);
+    }
     let listed = allowed.iter().any(|a| a.eq_ignore_ascii_case(media_type));
+    // Other multipart kinds (alternative, related) are not looked into: nothing crosses unseen.
     let multipart = media_type
         .get(..10)
         .is_some_and(|p| p.eq_ignore_ascii_case("multipart/"));
     if !listed || multipart {
-        return Vec::new();
+        return None;
     }
     if media_type.eq_ignore_ascii_case("message/sipfrag") {
-        let Some(frag) = sipfrag_status(&src.body) else {
-            return Vec::new();
-        };
-        dst_headers.push("Content-Type", "message/sipfrag;version=2.0");
-        return frag.into_bytes();
+        let frag = sipfrag_status(body)?;
+        return Some(("message/sipfrag;version=2.0".to_string(), frag.into_bytes()));
     }
     let xml_info = [
         "application/conference-info+xml",
@@ -238,14 +261,87 @@ pub fn copy_body(
     .iter()
     .any(|t| t.eq_ignore_ascii_case(media_type));
     if let (true, Some((domains, domain))) = (xml_info, public) {
-        let Ok(text) = std::str::from_utf8(&src.body) else {
-            return Vec::new();
-        };
-        dst_headers.push("Content-Type", ct);
-        return public_uris(text, domains, domain).into_bytes();
+        let text = std::str::from_utf8(body).ok()?;
+        return Some((
+            ct.to_string(),
+            public_uris(text, domains, domain).into_bytes(),
+        ));
     }
-    dst_headers.push("Content-Type", ct);
-    src.body.clone()
+    Some((ct.to_string(), body.to_vec()))
+}
+
+/// A `multipart/mixed` body screened part by part: each part crosses under the rules of a whole
+/// body of its type (so `application/isup` only toward a partner whose list has it), with its
+/// Content-Type and its Content-Disposition's type and `handling` (RFC 3204: whether the far end
+/// may ignore it); other part headers (Content-ID names a host) stay. Only the first SDP part is
+/// kept (one session description per message), nested multiparts are dropped. The parts that
+/// are left get a fresh boundary; a lone SDP part crosses as a plain SDP body. A body that does
+/// not parse does not cross.
+fn screen_multipart(ct: &str, body: &[u8], rules: BodyRules<'_>) -> Option<(String, Vec<u8>)> {
+    let boundary = ContentType::parse(ct)?.param("boundary")?;
+    let mut sdp_seen = false;
+    let mut kept = Vec::new();
+    for part in multipart::parse(body, &boundary)? {
+        let Some(part_ct) = part.header("Content-Type") else {
+            continue;
+        };
+        let typed = ContentType::parse(part_ct);
+        if typed.as_ref().is_some_and(|c| c.mtype == "multipart") {
+            continue;
+        }
+        if typed.as_ref().is_some_and(ContentType::is_sdp) {
+            if sdp_seen {
+                continue;
+            }
+            sdp_seen = true;
+        }
+        let Some((part_ct, content)) = screen_body(part_ct, &part.body, rules) else {
+            continue;
+        };
+        let mut headers = vec![("Content-Type".to_string(), part_ct)];
+        if let Some(d) = part
+            .header("Content-Disposition")
+            .and_then(screened_disposition)
+        {
+            headers.push(("Content-Disposition".to_string(), d));
+        }
+        kept.push(Part {
+            headers,
+            body: content,
+        });
+    }
+    match kept.as_slice() {
+        [] => None,
+        [only] if only.content_type().is_some_and(|c| c.is_sdp()) => {
+            let ct = only.header("Content-Type").unwrap_or("application/sdp");
+            Some((ct.to_string(), only.body.clone()))
+        }
+        parts => {
+            let b = multipart::fresh_boundary(parts);
+            Some((
+                format!("multipart/mixed;boundary={b}"),
+                multipart::write(parts, &b),
+            ))
+        }
+    }
+}
+
+/// A Content-Disposition (RFC 3261 §20.11) cut to its type and `handling` parameter.
+fn screened_disposition(value: &str) -> Option<String> {
+    let mut parts = value.split(';').map(str::trim);
+    let kind = parts.next().filter(|k| !k.is_empty() && is_token(k))?;
+    let mut out = kind.to_string();
+    for p in parts {
+        let Some((k, v)) = p.split_once('=') else {
+            continue;
+        };
+        let v = v.trim();
+        if k.trim().eq_ignore_ascii_case("handling") && is_token(v) {
+            out.push_str(";handling=");
+            out.push_str(v);
+        }
+    }
+    Some(out)
 }
 
 /// Every `sip:`/`sips:` URI in an XML document, rewritten like a From/To URI toward a peer. A URI

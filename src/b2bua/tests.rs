@@ -1228,6 +1228,7 @@ mod events;
 mod failover;
 mod fork;
 mod hiding_gaps;
+mod multipart;
 mod overload;
 mod parking;
 mod reconfigure;
