@@ -68,6 +68,22 @@ impl Border {
                 .collect(),
         };
         let (from_domains, from_public) = (self.cfg.home_domains.clone(), public.clone());
+        // RFC 3323: toward an untrusted party the caller's display name goes when it asked for
+        // privacy (see `privacy.rs`).
+        let anonymous = self.party_trust(out_flow.realm, out_party)
+            != crate::config::Trust::Trusted
+            && privacy::Privacy::of(&msg).hides_identity();
+        let caller = hiding::identity_for_leg(
+            msg.headers.get("From").unwrap_or_default(),
+            toward_peer,
+            &from_domains,
+            &from_public,
+        );
+        let caller = if anonymous {
+            privacy::without_display_name(&caller)
+        } else {
+            caller
+        };
         let leg_b = Leg {
             realm: out_flow.realm,
             party: out_party,
@@ -75,12 +91,7 @@ impl Border {
             call_id: self.token(16),
             local_tag: self.token(10),
             remote_tag: None,
-            local_uri: hiding::identity_for_leg(
-                msg.headers.get("From").unwrap_or_default(),
-                toward_peer,
-                &from_domains,
-                &from_public,
-            ),
+            local_uri: caller,
             remote_uri: hiding::identity_for_leg(
                 msg.headers.get("To").unwrap_or_default(),
                 toward_peer,

@@ -2,6 +2,7 @@
 //! received on one leg may appear on the other, and how identities and charging identifiers are
 //! rewritten at the border.
 
+use super::privacy::{screened_history, without_display_name, Privacy, HISTORY};
 use crate::config::{Config, HeaderPolicy, Trust};
 use crate::sip::message::is_token;
 use crate::sip::multipart::{self, Part};
@@ -129,6 +130,8 @@ pub fn feature_tags(src: &Message) -> String {
 /// Copies the header fields of `src` that may cross into `dst`, applying the allow-list of the
 /// destination and the trust rules.
 pub fn copy_screened(src: &Message, dst: &mut Headers, crossing: Crossing<'_>) {
+    let untrusted = crossing.to_trust != Trust::Trusted;
+    let privacy = Privacy::of(src);
     for h in src.headers.iter() {
         let name = h.name.as_str();
         if is_in(BUILT_PER_LEG, name) || is_in(NEVER_CROSS, name) {
@@ -141,7 +144,11 @@ pub fn copy_screened(src: &Message, dst: &mut Headers, crossing: Crossing<'_>) {
         {
             continue;
         }
-        if is_in(FINGERPRINTING, name) && crossing.to_trust != Trust::Trusted {
+        if is_in(FINGERPRINTING, name) && untrusted {
+            continue;
+        }
+        // RFC 3323 §5: toward an untrusted party the border is the privacy service.
+        if untrusted && privacy.withholds(name) {
             continue;
         }
         if !crossing
@@ -154,9 +161,19 @@ pub fn copy_screened(src: &Message, dst: &mut Headers, crossing: Crossing<'_>) {
         }
         if is_in(URI_REWRITTEN, name) {
             if let Some((domains, domain)) = crossing.public {
-                dst.push(name, identity_for_leg(&h.value, true, domains, domain));
+                let mut v = identity_for_leg(&h.value, true, domains, domain);
+                if untrusted && privacy.hides_identity() {
+                    v = without_display_name(&v);
+                }
+                dst.push(name, v);
                 continue;
             }
+        }
+        if is_in(HISTORY, name) {
+            if let Some(v) = screened_history(&h.value, crossing.public, untrusted) {
+                dst.push(name, v);
+            }
+            continue;
         }
         if name.eq_ignore_ascii_case("Reason") {
             if let Some(r) = screened_reason(&h.value) {

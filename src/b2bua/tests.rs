@@ -1231,6 +1231,7 @@ mod hiding_gaps;
 mod multipart;
 mod overload;
 mod parking;
+mod privacy;
 mod reconfigure;
 mod refer_policy;
 mod replaces;

@@ -65,6 +65,8 @@ pub(super) const DEFAULT_ALLOW_HEADERS: &[&str] = &[
     "Info-Package",
     "Recv-Info",
     "Privacy",
+    "History-Info",
+    "Diversion",
     "P-Asserted-Identity",
     "P-Charging-Vector",
     "P-Early-Media",
