@@ -24,19 +24,25 @@ fn sip_i_invite(cid: &str) -> String {
     )
 }
 
-/// Both borders with `application/isup` on the body list of each hop toward B's core (A toward
-/// B, B toward its core) when `isup` is set.
+/// Both borders with `application/isup` on the body list of every hop (each border toward its
+/// partner and toward its core) when `isup` is set.
 fn sim_with_isup(isup: bool) -> Sim {
     let mut sim = Sim::new();
     if isup {
-        let mut a = (*lab("operator-a.toml")).clone();
-        a.realms[1].peers[0]
-            .headers
-            .bodies
-            .push("application/isup".into());
-        let mut b = (*lab("operator-b.toml")).clone();
-        b.realms[0].headers.bodies.push("application/isup".into());
-        sim.borders = [Border::new(Arc::new(a), 11), Border::new(Arc::new(b), 12)];
+        let with_isup = |name: &str| {
+            let mut cfg = (*lab(name)).clone();
+            for r in &mut cfg.realms {
+                r.headers.bodies.push("application/isup".into());
+                for p in &mut r.peers {
+                    p.headers.bodies.push("application/isup".into());
+                }
+            }
+            Arc::new(cfg)
+        };
+        sim.borders = [
+            Border::new(with_isup("operator-a.toml"), 11),
+            Border::new(with_isup("operator-b.toml"), 12),
+        ];
     }
     sim
 }
@@ -63,12 +69,38 @@ fn sip_i_crosses_with_its_sdp_anchored_and_isup_where_allowed() {
         parts[1].header("Content-Disposition"),
         Some("signal;handling=optional")
     );
-    // The interconnect saw an anchored SDP part and nothing of A's inside but the ISUP itself
-    // (its content is the partner's to read: that is what allowing it means).
-    assert_no_leak(
-        &sim,
-        &["127.0.10.", "mgcf7.operator-a-core", "mgcf7-b", "x-node"],
+
+    // The answer (SIP-I ANM) comes back the same way, anchored on A's home relay.
+    let sdp_b = "v=0\no=cindy 1 1 IN IP4 127.0.40.1\ns=-\nc=IN IP4 127.0.40.1\nt=0 0\nm=audio 5000 RTP/AVP 0\n";
+    let anm = format!(
+        "--sw9\nContent-Type: application/sdp\n\n{sdp_b}\n--sw9\nContent-Type: application/isup;version=itu-t92+\n\n{ISUP}\n--sw9--\n"
     );
+    let ok = answer(&inv_b, 200, "ctag", "sip:cindy@127.0.40.1:5060", "").replace(
+        "Content-Length: 0\n\n",
+        &format!(
+            "Content-Type: multipart/mixed;boundary=sw9\nContent-Length: {}\n\n{anm}",
+            anm.replace('\n', "\r\n").len()
+        ),
+    );
+    sim.send_from_core(1, &ok);
+    let ok_a = sim.take(0);
+    assert_eq!(ok_a.status(), Some(200));
+    let ct = ok_a.headers.content_type().expect("a Content-Type");
+    let parts = multipart::parse(&ok_a.body, &ct.param("boundary").unwrap()).unwrap();
+    let sdp = String::from_utf8_lossy(&parts[0].body).to_string();
+    assert!(sdp.contains("c=IN IP4 127.0.10.2"), "{sdp}");
+    assert_eq!(parts[1].body, ISUP.as_bytes());
+    // The interconnect saw anchored SDP parts and nothing of either inside but the ISUP itself
+    // (its content is the partner's to read: that is what allowing it means).
+    let inside = [
+        "127.0.10.",
+        "127.0.40.",
+        "mgcf7.operator-a-core",
+        "mgcf7-b",
+        "x-node",
+        "sw9",
+    ];
+    assert_no_leak(&sim, &inside);
 }
 
 #[test]

@@ -180,3 +180,33 @@ fn references_to_dialogs_that_do_not_cross_are_refused_and_stay_home() {
     assert_eq!(sim.take(1).status(), Some(403));
     assert_eq!(sim.interconnect.len(), crossed);
 }
+
+#[test]
+fn an_early_dialog_is_named_once_the_far_side_has_tagged_it() {
+    let mut sim = Sim::new();
+    sim.send_from_core(0, &invite_from_a("early@127.0.10.1", "z9hG4bKearly"));
+    let inv_b = sim.take(1);
+    // Before any provisional from Cindy the far leg has no tag: the dialog has no name there.
+    let before = "early@127.0.10.1;to-tag=notyet;from-tag=alicetag1;early-only";
+    sim.send_from_core(0, &invite_with("early0", "Replaces", before));
+    assert_eq!(sim.take(0).status(), Some(481));
+
+    let contact = "sip:cindy@127.0.40.1:5060";
+    sim.send_from_core(1, &answer(&inv_b, 180, "cindyearly", contact, ""));
+    let ringing = sim.take(0);
+    let named = format!(
+        "early@127.0.10.1;to-tag={};from-tag=alicetag1;early-only",
+        tag(&ringing, "To")
+    );
+    sim.send_from_core(0, &invite_with("early1", "Replaces", &named));
+    let got = sim.take(1);
+    assert_eq!(got.method().map(|m| m.as_str()), Some("INVITE"));
+    let r = Replaces::parse(h(&got, "Replaces")).expect("translated");
+    assert_eq!(
+        (r.call_id.as_str(), r.to_tag.as_str()),
+        (h(&inv_b, "Call-ID"), "cindyearly")
+    );
+    assert_eq!(r.from_tag, tag(&inv_b, "From"));
+    assert!(r.early_only);
+    assert_no_leak(&sim, &["early@", "alicetag1", "cindyearly"]);
+}
