@@ -297,6 +297,18 @@ fn answered_call(sim: &mut Sim, user: &str, cindy_tag: &str) -> (Message, Messag
     (ok_a, sim.take(1))
 }
 
+/// A message built with `Content-Length: 0` given a body instead (LF line ends, as the
+/// templates: the sim sends CRLF, and the length counts it).
+fn with_body(msg: &str, content_type: &str, body: &str) -> String {
+    msg.replace(
+        "Content-Length: 0\n\n",
+        &format!(
+            "Content-Type: {content_type}\nContent-Length: {}\n\n{body}",
+            body.replace('\n', "\r\n").len()
+        ),
+    )
+}
+
 fn assert_no_leak(sim: &Sim, secrets: &[&str]) {
     assert!(
         !sim.interconnect.is_empty(),
