@@ -118,10 +118,7 @@ impl Border {
         };
         let refs = match refs {
             Ok(refs) => refs,
-            Err(e) => {
-                let why = RejectReason::DialogReference;
-                return self.reject(now, stx, &msg, e.status(false), None, why);
-            }
+            Err(e) => return self.refuse_ref(now, stx, &msg, e, false),
         };
         let timer_c_at = (kind == Kind::Invite).then(|| now + self.cfg.sip.timer_c);
         let mut sess = Session {
@@ -153,10 +150,7 @@ impl Border {
         match self.refer_to_for(&sess.initial, &req, ends.0, ends.1) {
             Ok(Some(refer_to)) => Border::set_dialog_ref(&mut req, "Refer-To", refer_to),
             Ok(None) => {}
-            Err(e) => {
-                let why = RejectReason::DialogReference;
-                return self.reject(now, stx, &sess.initial, e.status(true), None, why);
-            }
+            Err(e) => return self.refuse_ref(now, stx, &sess.initial, e, true),
         }
         if let Err(e) = self.anchor_msg(&mut sess, 0, &mut req) {
             let initial = sess.initial.clone();

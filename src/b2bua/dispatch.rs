@@ -250,8 +250,7 @@ impl Border {
         }
         if method == Method::Invite {
             if let Err(e) = self.check_dialog_refs(&msg, (flow.realm, party)) {
-                let why = RejectReason::DialogReference;
-                return self.reject(now, stx, &msg, e.status(false), None, why);
+                return self.refuse_ref(now, stx, &msg, e, false);
             }
         }
         let kind = match method {

@@ -82,10 +82,7 @@ impl Border {
             match self.refer_to_for(&msg, &req, ends.0, ends.1) {
                 Ok(Some(refer_to)) => Border::set_dialog_ref(&mut req, "Refer-To", refer_to),
                 Ok(None) => {}
-                Err(e) => {
-                    let why = RejectReason::DialogReference;
-                    return self.reject(now, stx, &msg, e.status(true), None, why);
-                }
+                Err(e) => return self.refuse_ref(now, stx, &msg, e, true),
             }
         }
         if let Some(r) = rack {

@@ -145,10 +145,26 @@ impl Border {
     }
 }
 
+impl Border {
+    /// Answers a request whose dialog reference cannot cross (`refer`: the reference is a
+    /// Refer-To's embedded Replaces, see [`Border::refer_to_for`]).
+    pub(super) fn refuse_ref(
+        &mut self,
+        now: Instant,
+        stx: ServerTxId,
+        msg: &Message,
+        e: RefError,
+        refer: bool,
+    ) {
+        let why = RejectReason::DialogReference;
+        self.reject(now, stx, msg, e.status(refer), None, why);
+    }
+}
+
 impl RefError {
     /// The status that answers a request carrying this reference (`refer`: on a REFER's
     /// Refer-To, see [`Border::refer_to_for`]).
-    pub(super) fn status(self, refer: bool) -> u16 {
+    fn status(self, refer: bool) -> u16 {
         match (self, refer) {
             (RefError::Malformed, _) => 400,
             (RefError::Unknown, false) => 481,
