@@ -279,10 +279,13 @@ fn screen_body(ct: &str, body: &[u8], rules: BodyRules<'_>) -> Option<(String, V
     .any(|t| t.eq_ignore_ascii_case(media_type));
     if let (true, Some((domains, domain))) = (xml_info, public) {
         let text = std::str::from_utf8(body).ok()?;
-        return Some((
-            ct.to_string(),
-            public_uris(text, domains, domain).into_bytes(),
-        ));
+        let mut text = public_uris(text, domains, domain);
+        if media_type.eq_ignore_ascii_case("application/dialog-info+xml") {
+            // RFC 4235 §4.1.1: a dialog's `call-id` and tags are optional, and they are the far
+            // leg's (or another dialog's) identifiers: they stay home.
+            text = without_attributes(&text, &["call-id", "local-tag", "remote-tag"]);
+        }
+        return Some((ct.to_string(), text.into_bytes()));
     }
     Some((ct.to_string(), body.to_vec()))
 }
@@ -386,6 +389,41 @@ fn public_uris(text: &str, domains: &[String], domain: &str) -> String {
         at = i + end;
     }
     out.push_str(&text[at..]);
+    out
+}
+
+/// An XML text without the attributes named (` name="value"` or `name='value'`, the whitespace
+/// before included). Names compare exactly, as XML's do.
+fn without_attributes(text: &str, names: &[&str]) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    'scan: while !rest.is_empty() {
+        for (i, c) in rest.char_indices() {
+            if !c.is_whitespace() {
+                continue;
+            }
+            let after = &rest[i + c.len_utf8()..];
+            let Some(name) = names
+                .iter()
+                .find(|n| after.starts_with(**n) && after[n.len()..].trim_start().starts_with('='))
+            else {
+                continue;
+            };
+            let value = after[name.len()..].trim_start()[1..].trim_start();
+            let Some(quote) = value.chars().next().filter(|q| *q == '"' || *q == '\'') else {
+                continue;
+            };
+            let Some(end) = value[1..].find(quote) else {
+                continue;
+            };
+            out.push_str(&rest[..i]);
+            // Past the closing quote: `value` is a suffix of `rest`.
+            rest = &value[1 + end + 1..];
+            continue 'scan;
+        }
+        out.push_str(rest);
+        break;
+    }
     out
 }
 

@@ -309,6 +309,14 @@ fn with_body(msg: &str, content_type: &str, body: &str) -> String {
     )
 }
 
+/// Asserts that a message's body (as text) contains every one of `needles`.
+fn assert_body_has(m: &Message, needles: &[&str]) {
+    let body = String::from_utf8_lossy(&m.body);
+    for n in needles {
+        assert!(body.contains(n), "body lacks {n:?}:\n{body}");
+    }
+}
+
 fn assert_no_leak(sim: &Sim, secrets: &[&str]) {
     assert!(
         !sim.interconnect.is_empty(),
@@ -1240,6 +1248,7 @@ mod events;
 mod failover;
 mod fork;
 mod hiding_gaps;
+mod leak_matrix;
 mod multipart;
 mod overload;
 mod parking;

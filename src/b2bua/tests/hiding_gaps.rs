@@ -5,7 +5,8 @@
 
 use super::*;
 
-const HOME: &[&str] = &[
+/// Home addresses, host names and equipment the tests put in messages (none may cross).
+pub(super) const HOME: &[&str] = &[
     "127.0.10.",
     "127.0.40.",
     "operator-a-core",
