@@ -258,3 +258,19 @@ fn conference_state_crosses_with_public_uris_only() {
     );
     assert_no_leak(&sim, HOME);
 }
+
+#[test]
+fn sdp_outside_offer_answer_is_removed_not_passed_unanchored() {
+    let mut sim = Sim::new();
+    // A MESSAGE carrying SDP (a description, not an offer: no relay is opened for it) would
+    // name Alice's addresses on the interconnect. (OPTIONS, whose 200 may carry SDP, is
+    // answered by the border itself across the interconnect.)
+    let msg = invite_from_a("sdpmsg@127.0.10.1", "z9hG4bKsdpmsg")
+        .replace("INVITE sip:", "MESSAGE sip:")
+        .replace("CSeq: 1 INVITE", "CSeq: 1 MESSAGE");
+    sim.send_from_core(0, &msg);
+    let got = sim.take(1);
+    assert_eq!(got.method().map(|m| m.as_str()), Some("MESSAGE"));
+    assert!(got.body.is_empty() && got.headers.get("Content-Type").is_none());
+    assert_no_leak(&sim, HOME);
+}
