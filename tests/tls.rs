@@ -443,6 +443,37 @@ fn rotation() -> R<()> {
     ensure(ok.status() == 200, || {
         format!("BYE after rotation got {}", ok.start)
     })?;
+
+    // A new call from B to A rides A's connection (A's Via offered it, RFC 5923 alias): A sees
+    // no connection from B but s_client's.
+    let (tx, mut db2) = b.invite(
+        "sip:alice@operator-a.example",
+        &sdp("127.0.40.1", 45_100, 1, "sendrecv"),
+    )?;
+    let inc = a.wait_request("INVITE", None)?;
+    let da2 = a
+        .answer_invite(&inc, 200, &sdp("127.0.10.1", 44_100, 1, "sendrecv"))?
+        .ok_or("no dialog at A")?;
+    let ok = b.wait_final(&tx)?;
+    ensure(ok.status() == 200, || {
+        format!("B → A call got {}", ok.start)
+    })?;
+    b.ack_2xx(&mut db2, &ok)?;
+    a.wait_ack(&da2)?;
+    let from_b = log_text(&a_log)
+        .lines()
+        .filter(|l| l.contains("TLS connection from partner"))
+        .count();
+    ensure(from_b == 1, || {
+        format!("A accepted {from_b} TLS connections (want 1, s_client's): B did not use the alias")
+    })?;
+    let bye = b.request(&mut db2, "BYE", None)?;
+    let bye_a = a.wait_request("BYE", None)?;
+    a.respond(&bye_a, 200, "OK", None, None)?;
+    let ok = b.wait_final(&bye)?;
+    ensure(ok.status() == 200, || {
+        format!("BYE of the B → A call got {}", ok.start)
+    })?;
     Ok(())
 }
 

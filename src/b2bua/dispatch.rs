@@ -93,6 +93,32 @@ impl Border {
         }
     }
 
+    /// RFC 5923: a partner's request over its TLS connection with `alias` in its Via offers
+    /// that connection for our requests to its sent-by. Taken only for an address of the very
+    /// partner the connection's certificate proved (§5: the alias must be covered by the
+    /// identity), so a partner cannot pull another's traffic onto its connection.
+    fn note_alias(&mut self, flow: Flow, via: &Via, party: Party) {
+        let Ok(ip) = via
+            .host
+            .trim_matches(['[', ']'])
+            .parse::<std::net::IpAddr>()
+        else {
+            return;
+        };
+        if matches!(party, Party::Peer(_)) && self.party_ips(flow.realm, party).contains(&ip) {
+            let to = SocketAddr::new(ip, via.port.unwrap_or(5061));
+            if to != flow.remote && !self.aliases.contains(&(flow, to)) {
+                self.aliases.push_back((flow, to));
+            }
+        }
+    }
+
+    /// The next connection alias for the transport (RFC 5923): requests to the address may
+    /// use the connection of the flow.
+    pub fn poll_alias(&mut self) -> Option<(Flow, SocketAddr)> {
+        self.aliases.pop_front()
+    }
+
     /// The transport cannot reach `flow` (connection refused or timed out, TLS handshake
     /// refused): what was sent over it fails now, as a 503, and a call moves to its next target.
     pub fn transport_failed(&mut self, now: Instant, flow: Flow) {
@@ -154,6 +180,9 @@ impl Border {
                     source: flow.remote,
                 });
             }
+        }
+        if flow.transport == Transport::Tls && via.params.get("alias").is_some() {
+            self.note_alias(flow, &via, party);
         }
         let rflow = response_flow(flow, &via);
         match self.tx.on_request(now, &msg, rflow) {

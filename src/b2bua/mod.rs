@@ -180,6 +180,8 @@ pub struct Border {
     parked: HashMap<LookupId, Parked>,
     parked_by_stx: HashMap<ServerTxId, LookupId>,
     lookups: VecDeque<LookupRequest>,
+    /// RFC 5923 aliases partners asked for: (the connection's flow, the sent-by to reach over it).
+    aliases: VecDeque<(Flow, SocketAddr)>,
     next_lookup: u64,
     stats: Stats,
     events: VecDeque<Event>,
@@ -305,6 +307,7 @@ impl Border {
             parked: HashMap::new(),
             parked_by_stx: HashMap::new(),
             lookups: VecDeque::new(),
+            aliases: VecDeque::new(),
             next_lookup: 0,
             stats: Stats::default(),
             events: VecDeque::new(),

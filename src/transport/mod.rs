@@ -221,6 +221,25 @@ impl Transports {
         }
     }
 
+    /// RFC 5923: requests to `to` may go over the connection of `conn` (the engine checked the
+    /// partner asked for it and owns `to`). A connection of our own to `to` is kept if there is
+    /// one; the alias goes with the connection when it closes.
+    pub fn alias(&mut self, conn: Flow, to: SocketAddr) {
+        let Some(w) = self
+            .conns
+            .get(&(conn.realm, conn.transport, conn.remote))
+            .filter(|w| !w.is_closed())
+            .cloned()
+        else {
+            return;
+        };
+        let key = (conn.realm, conn.transport, to);
+        if self.conns.get(&key).is_none_or(|c| c.is_closed()) {
+            self.conns.insert(key, w);
+            tracing::debug!(%to, via = %conn.remote, "connection alias (RFC 5923)");
+        }
+    }
+
     pub fn closed(&mut self, flow: Flow) {
         let key = (flow.realm, flow.transport, flow.remote);
         if self.conns.get(&key).is_some_and(|w| w.is_closed()) {

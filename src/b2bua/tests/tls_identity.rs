@@ -102,3 +102,44 @@ fn the_certificate_not_the_address_selects_the_partner() {
     );
     assert_eq!(b.stats().dropped_unknown_source, 3);
 }
+
+#[test]
+fn a_partners_alias_offers_its_connection_only_for_its_own_address() {
+    let mut b = Border::new(lab_tls("operator-b.toml"), 8);
+    let with_alias = |cid: &str, sent_by: &str| {
+        invite_from_border_a(cid).replace(
+            "Via: SIP/2.0/TLS 127.0.20.2:5061",
+            &format!("Via: SIP/2.0/TLS {sent_by};alias"),
+        )
+    };
+    let tls = Transport::Tls;
+    to_core(
+        &mut b,
+        "127.0.20.2:40000",
+        tls,
+        Some("operator-a"),
+        &with_alias("al1", "127.0.20.2:5061"),
+    );
+    let (conn, to) = b.poll_alias().expect("alias taken");
+    assert_eq!(
+        (conn.remote, to),
+        (addr("127.0.20.2:40000"), addr("127.0.20.2:5061"))
+    );
+    assert!(b.poll_alias().is_none());
+    // An address that is not the partner's, and a Via without alias: nothing.
+    to_core(
+        &mut b,
+        "127.0.20.2:40001",
+        tls,
+        Some("operator-a"),
+        &with_alias("al2", "192.0.2.9:5061"),
+    );
+    to_core(
+        &mut b,
+        "127.0.20.2:40002",
+        tls,
+        Some("operator-a"),
+        &invite_from_border_a("al3"),
+    );
+    assert!(b.poll_alias().is_none());
+}
