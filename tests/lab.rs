@@ -277,6 +277,62 @@ fn tcp_call() -> R<()> {
     no_foreign_ids(&a, &b, "127.0.40.", "operator-b-core")
 }
 
+/// RFC 3261 §18.2.2: the caller's TCP connection closes after its INVITE; Palisade A opens a
+/// new connection to the Via's sent-by (the caller's listener) for the 200, not to the
+/// connection's ephemeral port.
+fn tcp_response_after_close() -> R<()> {
+    let a = a_ua()?; // listens on TCP 127.0.10.1:5060 as well
+    let b = b_ua()?;
+    let call_id = registry::fresh("reconnect-cid");
+    let tag = registry::fresh("rctag");
+    let branch = registry::fresh("z9hG4bKrc");
+    let body = sdp("127.0.10.1", 4100, 1, "sendrecv");
+    let invite = format!(
+        "INVITE {TO_CINDY} SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.10.1:5060;branch={branch}\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:alice@operator-a.example>;tag={tag}\r\n\
+         To: <{TO_CINDY}>\r\nCall-ID: {call_id}\r\nCSeq: 1 INVITE\r\n\
+         Contact: <sip:alice@127.0.10.1:5060;transport=tcp>\r\n\
+         Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    {
+        let mut c = tcp_connect_from("127.0.10.1".parse().unwrap(), A_HOME.parse().unwrap())?;
+        c.write_all(invite.as_bytes()).map_err(|e| e.to_string())?;
+        // Wait for the 100 Trying, then hang up the connection.
+        let _ = c.set_read_timeout(Some(Duration::from_secs(5)));
+        let mut buf = [0u8; 2048];
+        let _ = c.read(&mut buf);
+    }
+    let inc = b.wait_request("INVITE", None)?;
+    let db = b
+        .answer_invite(&inc, 200, &sdp("127.0.40.1", 4200, 1, "sendrecv"))?
+        .ok_or("no dialog at B")?;
+    let ok = a.wait_for(
+        "the 200 over a new connection",
+        Duration::from_secs(10),
+        |i| i.msg.status() == 200 && i.msg.header("call-id").is_some_and(|c| c == call_id),
+    )?;
+    ensure(ok.transport == Transport::Tcp, || {
+        format!("the 200 came over {:?}", ok.transport)
+    })?;
+    // Complete and end the call, so it holds nothing for the scenarios after this one.
+    let mut da = common::ua::Dialog {
+        call_id: call_id.clone(),
+        local_tag: tag.clone(),
+        remote_tag: String::new(),
+        local_uri: "sip:alice@operator-a.example".into(),
+        remote_uri: TO_CINDY.into(),
+        remote_target: String::new(),
+        route_set: Vec::new(),
+        local_cseq: 1,
+        invite_cseq: 1,
+        transport: Transport::Tcp,
+    };
+    a.ack_2xx(&mut da, &ok.msg)?;
+    b.wait_ack(&db)?;
+    flows::bye(&a, &mut da, &b, &db)
+}
+
 fn reverse_call() -> R<()> {
     let a = a_ua()?;
     let b = b_ua()?;
@@ -928,6 +984,7 @@ fn scenarios() -> Vec<Scenario> {
         ("rejected_603", |_| rejected(603)),
         ("cancel_before_answer", |_| cancel_before_answer()),
         ("tcp_caller", |_| tcp_call()),
+        ("tcp_response_after_close", |_| tcp_response_after_close()),
         ("reverse_b_to_a", |_| reverse_call()),
         ("unknown_domain_404", |_| unknown_domain()),
         ("options_home_side", |_| options_home()),

@@ -93,30 +93,58 @@ impl Border {
         }
     }
 
-    /// RFC 5923: a partner's request over its TLS connection with `alias` in its Via offers
-    /// that connection for our requests to its sent-by. Taken only for an address of the very
-    /// partner the connection's certificate proved (§5: the alias must be covered by the
-    /// identity), so a partner cannot pull another's traffic onto its connection.
-    fn note_alias(&mut self, flow: Flow, via: &Via, party: Party) {
-        let Ok(ip) = via
+    /// A request over a stream connection: where its responses go if the connection is gone
+    /// (the source address, the Via's sent-by port: RFC 3261 §18.2.2), and, for a partner's
+    /// TLS request with `alias` in its Via (RFC 5923), whether the connection may carry our
+    /// requests to that sent-by. The alias is taken only for an address of the very partner the
+    /// certificate proved (§5), so a partner cannot pull another's traffic onto its connection.
+    fn note_connection(&mut self, flow: Flow, via: &Via, party: Party) {
+        let default_port = if flow.transport == Transport::Tls {
+            5061
+        } else {
+            5060
+        };
+        let port = via.port.unwrap_or(default_port);
+        let sent_by = SocketAddr::new(flow.remote.ip(), port);
+        let alias = flow.transport == Transport::Tls
+            && via.params.get("alias").is_some()
+            && matches!(party, Party::Peer(_))
+            && via
+                .host
+                .trim_matches(['[', ']'])
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| self.party_ips(flow.realm, party).contains(&ip));
+        let alias_to = via
             .host
             .trim_matches(['[', ']'])
             .parse::<std::net::IpAddr>()
-        else {
-            return;
-        };
-        if matches!(party, Party::Peer(_)) && self.party_ips(flow.realm, party).contains(&ip) {
-            let to = SocketAddr::new(ip, via.port.unwrap_or(5061));
-            if to != flow.remote && !self.aliases.contains(&(flow, to)) {
-                self.aliases.push_back((flow, to));
+            .map(|ip| SocketAddr::new(ip, port))
+            .unwrap_or(sent_by);
+        if sent_by != flow.remote {
+            let hint = ConnectionHint {
+                conn: flow,
+                sent_by,
+                alias: false,
+            };
+            if !self.conn_hints.contains(&hint) {
+                self.conn_hints.push_back(hint);
+            }
+        }
+        if alias && alias_to != flow.remote {
+            let hint = ConnectionHint {
+                conn: flow,
+                sent_by: alias_to,
+                alias: true,
+            };
+            if !self.conn_hints.contains(&hint) {
+                self.conn_hints.push_back(hint);
             }
         }
     }
 
-    /// The next connection alias for the transport (RFC 5923): requests to the address may
-    /// use the connection of the flow.
-    pub fn poll_alias(&mut self) -> Option<(Flow, SocketAddr)> {
-        self.aliases.pop_front()
+    /// The next thing the transport should know of a connection (see [`ConnectionHint`]).
+    pub fn poll_connection_hint(&mut self) -> Option<ConnectionHint> {
+        self.conn_hints.pop_front()
     }
 
     /// The transport cannot reach `flow` (connection refused or timed out, TLS handshake
@@ -181,8 +209,8 @@ impl Border {
                 });
             }
         }
-        if flow.transport == Transport::Tls && via.params.get("alias").is_some() {
-            self.note_alias(flow, &via, party);
+        if flow.reliable() {
+            self.note_connection(flow, &via, party);
         }
         let rflow = response_flow(flow, &via);
         match self.tx.on_request(now, &msg, rflow) {

@@ -78,6 +78,19 @@ pub struct Inbound<'a> {
     pub peer: Option<&'a str>,
 }
 
+/// What a request over a stream connection (TCP, TLS) tells the transport about it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionHint {
+    /// The connection (its flow as the transport keys it).
+    pub conn: Flow,
+    /// The source address with the Via sent-by port (or the transport's default): where a
+    /// response goes if the connection is gone before it is sent (RFC 3261 §18.2.2).
+    pub sent_by: SocketAddr,
+    /// The partner offered the connection for our requests to `sent_by` (RFC 5923 alias,
+    /// checked against the addresses of the partner the certificate proved).
+    pub alias: bool,
+}
+
 /// Who sent a message: this operator's core, or one of the peers of the realm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Party {
@@ -180,8 +193,9 @@ pub struct Border {
     parked: HashMap<LookupId, Parked>,
     parked_by_stx: HashMap<ServerTxId, LookupId>,
     lookups: VecDeque<LookupRequest>,
-    /// RFC 5923 aliases partners asked for: (the connection's flow, the sent-by to reach over it).
-    aliases: VecDeque<(Flow, SocketAddr)>,
+    /// What the transport should know of connections requests came over (RFC 5923 aliases,
+    /// RFC 3261 §18.2.2 fallbacks).
+    conn_hints: VecDeque<ConnectionHint>,
     next_lookup: u64,
     stats: Stats,
     events: VecDeque<Event>,
@@ -307,7 +321,7 @@ impl Border {
             parked: HashMap::new(),
             parked_by_stx: HashMap::new(),
             lookups: VecDeque::new(),
-            aliases: VecDeque::new(),
+            conn_hints: VecDeque::new(),
             next_lookup: 0,
             stats: Stats::default(),
             events: VecDeque::new(),

@@ -278,8 +278,8 @@ pub async fn run(cfg: Config, source: ConfigSource) -> anyhow::Result<()> {
         while let Some(cmd) = border.poll_media() {
             media.apply(cmd);
         }
-        while let Some((conn, to)) = border.poll_alias() {
-            transports.alias(conn, to);
+        while let Some(h) = border.poll_connection_hint() {
+            transports.connection_hint(h);
         }
         while let Some(t) = border.poll_transmit() {
             transports.send(t);

@@ -74,7 +74,13 @@ pub struct Transports {
     expect: HashMap<(usize, SocketAddr), Arc<str>>,
     backoff: HashMap<(usize, Transport, SocketAddr), Backoff>,
     backoff_max: Duration,
+    /// For accepted connections: the address (source IP, Via sent-by port) to open a new
+    /// connection to when one is gone while something is still to be sent (RFC 3261 §18.2.2).
+    fallback: HashMap<(usize, Transport, SocketAddr), SocketAddr>,
 }
+
+/// How many connections' fallback addresses are remembered.
+const FALLBACKS_KEPT: usize = 4096;
 
 /// The TLS configurations of every realm, replaced whole by a reload; a handshake takes the
 /// current one, so new connections use a new certificate and established ones keep theirs.
@@ -148,6 +154,7 @@ impl Transports {
             expect: expectations(cfg),
             backoff: HashMap::new(),
             backoff_max: cfg.sip.reconnect_backoff_max,
+            fallback: HashMap::new(),
         };
         for (ri, realm) in cfg.realms.iter().enumerate() {
             t.local_ip.insert(ri, realm.advertise);
@@ -221,22 +228,34 @@ impl Transports {
         }
     }
 
-    /// RFC 5923: requests to `to` may go over the connection of `conn` (the engine checked the
-    /// partner asked for it and owns `to`). A connection of our own to `to` is kept if there is
-    /// one; the alias goes with the connection when it closes.
-    pub fn alias(&mut self, conn: Flow, to: SocketAddr) {
+    /// What the engine learnt of a connection a request came over: where its responses go
+    /// once it is gone (RFC 3261 §18.2.2), and an RFC 5923 alias (requests to `sent_by` may use
+    /// it; the engine checked the partner asked for it and owns the address). A connection of
+    /// our own to the alias address is kept if there is one; the alias goes with the
+    /// connection when it closes.
+    pub fn connection_hint(&mut self, h: crate::b2bua::ConnectionHint) {
+        let conn_key = (h.conn.realm, h.conn.transport, h.conn.remote);
+        if !h.alias {
+            if self.fallback.len() >= FALLBACKS_KEPT {
+                // Bounded: the oldest knowledge goes first in bulk; a response to a connection
+                // forgotten here is only as lost as before this table existed.
+                self.fallback.clear();
+            }
+            self.fallback.insert(conn_key, h.sent_by);
+            return;
+        }
         let Some(w) = self
             .conns
-            .get(&(conn.realm, conn.transport, conn.remote))
+            .get(&conn_key)
             .filter(|w| !w.is_closed())
             .cloned()
         else {
             return;
         };
-        let key = (conn.realm, conn.transport, to);
+        let key = (h.conn.realm, h.conn.transport, h.sent_by);
         if self.conns.get(&key).is_none_or(|c| c.is_closed()) {
             self.conns.insert(key, w);
-            tracing::debug!(%to, via = %conn.remote, "connection alias (RFC 5923)");
+            tracing::debug!(to = %h.sent_by, via = %h.conn.remote, "connection alias (RFC 5923)");
         }
     }
 
@@ -266,7 +285,7 @@ impl Transports {
     }
 
     /// Sends bytes; opens a TCP or TLS connection from the realm's address when none exists.
-    pub fn send(&mut self, t: Transmit) {
+    pub fn send(&mut self, mut t: Transmit) {
         if t.flow.transport == Transport::Udp {
             if let Some(sock) = self.udp.get(&t.flow.realm) {
                 // UDP send on a non-blocking socket: a full buffer loses the datagram, and
@@ -277,7 +296,17 @@ impl Transports {
             }
             return;
         }
-        let key = (t.flow.realm, t.flow.transport, t.flow.remote);
+        let mut key = (t.flow.realm, t.flow.transport, t.flow.remote);
+        if self.conns.get(&key).is_none_or(|w| w.is_closed()) {
+            // Kept, not taken: every later response of that connection goes the same way.
+            if let Some(to) = self.fallback.get(&key).copied() {
+                // An accepted connection is gone: its peer's listener (RFC 3261 §18.2.2), not
+                // the ephemeral port it connected from.
+                self.conns.remove(&key);
+                t.flow.remote = to;
+                key = (t.flow.realm, t.flow.transport, to);
+            }
+        }
         let sent = match self.conns.get(&key) {
             Some(w) => w.try_send(t.bytes),
             None => Err(mpsc::error::TrySendError::Closed(t.bytes)),
