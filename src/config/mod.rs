@@ -11,7 +11,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 mod describe;
+mod dns;
 mod parse;
+
+pub use dns::{DnsSettings, EnumSettings, PeerDns, PeerRoute};
 #[cfg(test)]
 mod tests;
 
@@ -196,6 +199,8 @@ pub struct Peer {
     pub max_rps: u32,
     /// Inter-operator identifier of this partner (P-Charging-Vector term-ioi / orig-ioi).
     pub ioi: String,
+    /// Whether its domain is resolved by DNS, and the transports DNS may choose.
+    pub dns: PeerDns,
     /// The file it came from, for messages.
     pub origin: PathBuf,
 }
@@ -307,6 +312,10 @@ pub struct Config {
     pub media: MediaSettings,
     pub service: ServiceSettings,
     pub admin: AdminSettings,
+    /// `[dns]`: name servers and resolver limits.
+    pub dns: DnsSettings,
+    /// `[enum]`: number routing by ENUM; `None` when the table is absent.
+    pub enum_routing: Option<EnumSettings>,
     pub realms: Vec<Realm>,
     /// Log filter (tracing EnvFilter syntax), e.g. "info".
     pub log: String,

@@ -14,6 +14,7 @@
 //! share this file's imports through `use super::*`.
 
 mod checks;
+mod dns;
 mod reader;
 mod realm;
 mod settings;
@@ -103,6 +104,8 @@ const NODE_KEYS: &[&str] = &[
     "media",
     "service",
     "admin",
+    "dns",
+    "enum",
     "realm",
 ];
 const SERVICE_KEYS: &[&str] = &["drain_timeout_s"];
@@ -171,6 +174,8 @@ const PEER_KEYS: &[&str] = &[
     "max_cps",
     "max_rps",
     "headers",
+    "route",
+    "transports",
 ];
 
 pub(super) fn parse(text: &str, origin: &Path, read: Reader) -> Result<Config, ConfigErrors> {
@@ -203,6 +208,8 @@ pub(super) fn parse(text: &str, origin: &Path, read: Reader) -> Result<Config, C
     let media = media_settings(&mut cx, &root);
     let service = service_settings(&mut cx, &root);
     let admin = admin_settings(&mut cx, &root);
+    let dns = dns::dns_settings(&mut cx, &root);
+    let enum_routing = dns::enum_settings(&mut cx, &root);
     let realm_tabs = if root.get("realm").is_none() {
         root.missing(&mut cx, "realm");
         None
@@ -219,6 +226,7 @@ pub(super) fn parse(text: &str, origin: &Path, read: Reader) -> Result<Config, C
     }
 
     cross_checks(&mut cx, &root, &home_domains, &realms);
+    dns::enum_checks(&mut cx, &enum_routing, &realms);
     media_overlaps(&mut cx, &realms);
 
     if cx.has_errors() {
@@ -263,6 +271,7 @@ pub(super) fn parse(text: &str, origin: &Path, read: Reader) -> Result<Config, C
                             max_calls: p.max_calls,
                             max_cps: p.max_cps,
                             max_rps: p.max_rps,
+                            dns: p.dns,
                             origin: p.origin,
                         }
                     })
@@ -281,6 +290,8 @@ pub(super) fn parse(text: &str, origin: &Path, read: Reader) -> Result<Config, C
         media,
         service,
         admin,
+        dns,
+        enum_routing: enum_routing.map(|(e, _)| e),
         realms,
         log: log.map(|l| l.v).unwrap_or_else(|| "info".to_string()),
     })

@@ -15,6 +15,7 @@ pub(super) struct RawPeer {
     pub(super) max_calls: usize,
     pub(super) max_cps: u32,
     pub(super) max_rps: u32,
+    pub(super) dns: PeerDns,
     pub(super) origin: PathBuf,
 }
 
@@ -117,6 +118,7 @@ pub(super) fn peer(cx: &mut Ctx, mut t: Tab, realm: Option<&str>, inline: bool) 
         max_calls,
         max_cps,
         max_rps,
+        dns: super::dns::peer_dns(cx, &t),
         origin: cx.srcs[t.src].file.clone(),
     }
 }
