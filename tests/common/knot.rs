@@ -9,8 +9,19 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// `knotd`/`knotc` from PATH, or from /usr/sbin where Debian puts them (not always on a
+/// non-login PATH).
+fn bin(name: &str) -> PathBuf {
+    let sbin = Path::new("/usr/sbin").join(name);
+    if sbin.exists() {
+        sbin
+    } else {
+        PathBuf::from(name)
+    }
+}
+
 pub fn available() -> bool {
-    Command::new("knotd")
+    Command::new(bin("knotd"))
         .arg("--version")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -56,7 +67,7 @@ impl Knot {
         let conf_path = dir.join("knot.conf");
         std::fs::write(&conf_path, conf).map_err(|e| e.to_string())?;
         let log = std::fs::File::create(dir.join("knot.log")).map_err(|e| e.to_string())?;
-        let child = Command::new("knotd")
+        let child = Command::new(bin("knotd"))
             .arg("-c")
             .arg(&conf_path)
             .stdin(Stdio::null())
@@ -92,7 +103,7 @@ impl Knot {
     }
 
     fn ctl(&self, args: &[&str]) -> R<String> {
-        let out = Command::new("knotc")
+        let out = Command::new(bin("knotc"))
             .arg("-s")
             .arg(self.dir.join("knot.sock"))
             .arg("-t")
