@@ -441,6 +441,57 @@ fn dns_down_delays_nothing_cached(lab: &mut Lab) -> R<()> {
     res
 }
 
+/// A's `/metrics` count the lookups by type and result, and the cache hits, of the calls so far
+/// (case 1 looked up cindy's number; the later calls to it were cache hits).
+fn lookup_metrics(_: &mut Lab) -> R<()> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect_timeout(
+        &"127.0.0.1:9101".parse().unwrap(),
+        Duration::from_secs(2),
+    )
+    .map_err(|e| format!("admin listener: {e}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .map_err(|e| e.to_string())?;
+    write!(s, "GET /metrics HTTP/1.1\r\nHost: a\r\n\r\n").map_err(|e| e.to_string())?;
+    let mut page = String::new();
+    s.read_to_string(&mut page).map_err(|e| e.to_string())?;
+    let value = |series: &str| -> f64 {
+        page.lines()
+            .filter(|l| !l.starts_with('#'))
+            .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+            .unwrap_or(0.0)
+    };
+    for (series, min) in [
+        (
+            "palisade_dns_lookups_total{result=\"records\",type=\"naptr\"}",
+            2.0,
+        ),
+        (
+            "palisade_dns_lookups_total{result=\"records\",type=\"srv\"}",
+            1.0,
+        ),
+        (
+            "palisade_dns_lookups_total{result=\"records\",type=\"a\"}",
+            1.0,
+        ),
+        (
+            "palisade_dns_lookups_total{result=\"none\",type=\"aaaa\"}",
+            1.0,
+        ),
+        (
+            "palisade_dns_lookups_total{result=\"none\",type=\"naptr\"}",
+            1.0,
+        ),
+        ("palisade_dns_cache_hits_total{type=\"naptr\"}", 1.0),
+    ] {
+        let v = value(series);
+        ensure(v >= min, || {
+            format!("{series} is {v}, want >= {min}:\n{page}")
+        })?;
+    }
+    Ok(())
+}
+
 // ---------------------------------------------------------------- main
 
 type Scenario = (&'static str, fn(&mut Lab) -> R<()>);
@@ -451,6 +502,7 @@ fn scenarios() -> Vec<Scenario> {
         ("case1_tel_number", case1_tel),
         ("user_phone_uri", user_phone_uri),
         ("refused_numbers_404", refused_numbers),
+        ("lookup_metrics", lookup_metrics),
         ("failover_hold_down", failover_hold_down),
         ("ttl_expiry", ttl_expiry),
         (
