@@ -450,7 +450,7 @@ fn enum_lab_loads_and_describes_back() {
     let text = a.describe();
     for needle in [
         "[dns]\nservers = [\"127.0.53.53:53\"]\ntimeout_ms = 1000\nattempts = 2\n",
-        "[enum]\nsuffixes = [\"e164.arpa\"]\nno_record_status = 404\n",
+        "[enum]\nservers = []\nsuffixes = [\"e164.arpa\"]\nno_record_status = 404\n",
         "route = \"dns\"\ntransports = [\"udp\", \"tcp\"]\n",
     ] {
         assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
@@ -470,6 +470,14 @@ fn dns_and_enum_errors_name_file_line_field() {
         "home_domains = [\"home.example\"]\n\n[dns]\nservers = [\"127.0.53.53:53\", \"nope\"]\n\
          timeout_ms = 0\nhold_down_s = \"30\"\n\n[enum]\nsuffixes = [\"e164.arpa\"]\n\
          fallback = \"nobody\"\nno_record_status = 500\n",
+    )
+    .replace(
+        "core = \"udp:192.0.2.10:5060\"\n",
+        "core = \"udp:192.0.2.10:5060\"\ndns_servers = [\"127.0.0.1:53\"]\n",
+    )
+    .replace(
+        "peers = [\"peers/far.toml\"]\n",
+        "peers = [\"peers/far.toml\"]\ndns_servers = [\"nope\"]\n",
     );
     let far = format!("{FAR}route = \"dnss\"\ntransports = [\"udp\", \"sctp\", \"udp\"]\n");
     let d = Dir::new(
@@ -496,6 +504,8 @@ fn dns_and_enum_errors_name_file_line_field() {
         ("node.toml", 7, "dns.hold_down_s", Kind::WrongType),
         ("node.toml", 11, "enum.fallback", Kind::BadValue),
         ("node.toml", 12, "enum.no_record_status", Kind::BadValue),
+        ("node.toml", 19, "realm.home.dns_servers", Kind::Misplaced),
+        ("node.toml", 26, "realm.interconnect.dns_servers[0]", Kind::BadValue),
         ("far.toml", 6, "route", Kind::BadValue),
         ("far.toml", 7, "transports[1]", Kind::BadValue),
         ("far.toml", 7, "transports[2]", Kind::Duplicate),

@@ -259,6 +259,53 @@ fn resolve_output(lab: &mut Lab) -> R<()> {
             text
         }
     })?;
+    // Name servers per purpose: [dns] names one where nothing listens, so ENUM (its own
+    // `servers`) and the partner lookups (the realm's `dns_servers`) only work if each asks
+    // its own.
+    let split_dir = work_dir().join("lab-split");
+    labfiles::copy_dir(&lab.dir, &split_dir, &|p, text| {
+        if p.file_name().is_some_and(|n| n == "operator-a-enum.toml") {
+            text.replace(
+                "servers = [\"127.0.53.53:53\"]",
+                "servers = [\"127.0.53.99:53\"]",
+            )
+            .replace("[enum]\n", "[enum]\nservers = [\"127.0.53.53:53\"]\n")
+            .replace(
+                "advertise = \"127.0.20.2\"\n",
+                "advertise = \"127.0.20.2\"\ndns_servers = [\"127.0.53.53:53\"]\n",
+            )
+        } else {
+            text
+        }
+    })?;
+    let split = split_dir.join("operator-a-enum.toml");
+    let (text, code) = resolve(&split, "+4930123456")?;
+    ensure(code == 0, || format!("split servers: exit {code}:\n{text}"))?;
+    has_lines(
+        &text,
+        &[
+            "asking 127.0.53.99:53",
+            "ENUM: query NAPTR 6.5.4.3.2.1.0.3.9.4.e164.arpa. (asking 127.0.53.53:53)",
+            "RFC 3263 for operator-b.example (asking 127.0.53.53:53)",
+            "targets, in order:\n  1. UDP 127.0.30.2:5060\n",
+        ],
+    )?;
+    // ...and a domain lookup outside any partner realm's servers fails on [dns]'s.
+    let broken = std::fs::read_to_string(&split)
+        .map_err(|e| e.to_string())?
+        .replace("dns_servers = [\"127.0.53.53:53\"]\n", "");
+    labfiles::write_atomic(&split, broken.as_bytes())?;
+    let (text, code) = resolve(&split, "+4930123456")?;
+    ensure(code == 1, || {
+        format!("realm without its servers: exit {code}:\n{text}")
+    })?;
+    has_lines(
+        &text,
+        &[
+            "RFC 3263 for operator-b.example (asking 127.0.53.99:53)",
+            "no route: answered 503",
+        ],
+    )?;
     let (text, code) = resolve(
         &tls_dir.join("operator-a-enum.toml"),
         "sip:+4930123457@operator-a.example;user=phone",

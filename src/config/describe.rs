@@ -120,6 +120,9 @@ pub(super) fn describe(c: &Config) -> String {
                 list(r.core_sources.iter().map(|s| s.to_string()))
             );
             let _ = writeln!(o, "trust = {}", q(trust(r.trust)));
+        } else if !r.dns_servers.is_empty() {
+            let servers = r.dns_servers.iter().map(|s| s.to_string());
+            let _ = writeln!(o, "dns_servers = {}", list(servers));
         }
         let _ = writeln!(o, "\n[realm.headers]");
         let _ = writeln!(o, "allow = {}", list(r.headers.allow.iter().cloned()));
@@ -175,6 +178,11 @@ fn describe_dns(o: &mut String, c: &Config) {
     let _ = writeln!(o, "hold_down_s = {}", d.hold_down.as_secs());
     if let Some(e) = &c.enum_routing {
         let _ = writeln!(o, "\n[enum]");
+        let _ = writeln!(
+            o,
+            "servers = {}",
+            list(e.servers.iter().map(|s| s.to_string()))
+        );
         let _ = writeln!(o, "suffixes = {}", list(e.suffixes.iter().cloned()));
         if let Some(f) = &e.fallback {
             let _ = writeln!(o, "fallback = {}", q(f));

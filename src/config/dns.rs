@@ -45,6 +45,9 @@ impl Default for DnsSettings {
 /// or `user=phone` URI are resolved by ENUM, then RFC 3263.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EnumSettings {
+    /// Name servers for ENUM queries (carrier ENUM is often its own private tree); empty: the
+    /// `[dns]` servers.
+    pub servers: Vec<SocketAddr>,
     /// Suffixes queried in order (e.g. a private carrier ENUM tree, then `e164.arpa`).
     pub suffixes: Vec<String>,
     /// The partner (peer name) that gets numbers ENUM has no record for, e.g. a transit carrier.
@@ -56,6 +59,7 @@ pub struct EnumSettings {
 impl Default for EnumSettings {
     fn default() -> Self {
         EnumSettings {
+            servers: Vec::new(),
             suffixes: vec!["e164.arpa".to_string()],
             fallback: None,
             no_record_status: 404,

@@ -298,6 +298,9 @@ pub struct Realm {
     /// Inclusive UDP port range of the relay in this realm (RTP on even ports, RTCP on the
     /// next odd one).
     pub media_ports: (u16, u16),
+    /// Peer realm: name servers for the RFC 3263 lookups of its partners (an IPX's private
+    /// DNS); empty: the `[dns]` servers.
+    pub dns_servers: Vec<SocketAddr>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

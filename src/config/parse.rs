@@ -146,6 +146,7 @@ const REALM_KEYS: &[&str] = &[
     "peer",
     "media_address",
     "media_ports",
+    "dns_servers",
 ];
 const HEADERS_KEYS: &[&str] = &["allow", "bodies"];
 
@@ -241,6 +242,7 @@ pub(super) fn parse(text: &str, origin: &Path, read: Reader) -> Result<Config, C
             Realm {
                 media_address: r.media_address.unwrap_or(advertise),
                 media_ports: r.media_ports.map(|p| p.v).unwrap_or(DEFAULT_MEDIA_PORTS),
+                dns_servers: r.dns_servers,
                 kind: r.kind.map(|k| k.v).unwrap_or(RealmKind::Peer),
                 listen: r.listen.into_iter().map(|l| l.v).collect(),
                 advertise,

@@ -17,7 +17,7 @@ use hickory_resolver::proto::ProtoErrorKind;
 use hickory_resolver::TokioResolver;
 use prometheus::IntCounterVec;
 
-use crate::config::{Config, NextHop, PeerRoute, Transport};
+use crate::config::{Config, DnsSettings, NextHop, PeerRoute, Transport};
 use crate::routing::cache::{Answer, Cache, HoldDown};
 use crate::routing::dns::{
     default_port, explicit, is_home_domain, peer_by_name, peer_for_domain, tls_identity,
@@ -74,10 +74,22 @@ pub struct DnsMetrics {
     pub cache_hits: IntCounterVec,
 }
 
+/// One list of name servers and the hickory resolver that asks them.
+struct ServerSet {
+    servers: Vec<SocketAddr>,
+    resolver: TokioResolver,
+}
+
 /// The resolver shared by every lookup task of one service.
 pub struct DnsResolver {
-    resolver: TokioResolver,
-    cache: Mutex<Cache<(String, Kind), Rdata>>,
+    /// `[dns]` servers first, then each distinct list of `[enum]` or realm servers.
+    sets: Vec<ServerSet>,
+    /// The set ENUM asks.
+    enum_set: usize,
+    /// The set the RFC 3263 lookups of each realm's partners ask, by realm index.
+    realm_sets: Vec<usize>,
+    /// Keyed by server set too: private trees may answer differently.
+    cache: Mutex<Cache<(usize, String, Kind), Rdata>>,
     hold: Mutex<HoldDown>,
     hold_down: Duration,
     metrics: Option<DnsMetrics>,
@@ -93,36 +105,54 @@ impl DnsResolver {
     /// is bounded by the configuration.
     pub fn new(cfg: &Config, metrics: Option<DnsMetrics>) -> anyhow::Result<DnsResolver> {
         let d = &cfg.dns;
-        let (rc, mut opts) = if d.servers.is_empty() {
-            hickory_resolver::system_conf::read_system_conf()
-                .map_err(|e| anyhow::anyhow!("reading the system resolver configuration: {e}"))?
-        } else {
-            let mut rc = ResolverConfig::new();
-            for s in &d.servers {
-                rc.add_name_server(NameServerConfig::new(*s, Protocol::Udp));
-                rc.add_name_server(NameServerConfig::new(*s, Protocol::Tcp));
+        let mut sets = vec![ServerSet {
+            servers: d.servers.clone(),
+            resolver: hickory(&d.servers, d)?,
+        }];
+        let mut set_for = |servers: &[SocketAddr]| -> anyhow::Result<usize> {
+            if servers.is_empty() {
+                return Ok(0);
             }
-            (rc, ResolverOpts::default())
+            if let Some(i) = sets.iter().position(|s| s.servers == servers) {
+                return Ok(i);
+            }
+            sets.push(ServerSet {
+                servers: servers.to_vec(),
+                resolver: hickory(servers, d)?,
+            });
+            Ok(sets.len() - 1)
         };
-        opts.timeout = d.timeout;
-        opts.attempts = d.attempts;
-        opts.cache_size = 0;
-        opts.ndots = 0;
-        // Try the servers in the configured order rather than by hickory's latency statistics,
-        // so a private ENUM server listed first is asked first.
-        opts.server_ordering_strategy =
-            hickory_resolver::config::ServerOrderingStrategy::UserProvidedOrder;
-        let resolver =
-            hickory_resolver::Resolver::builder_with_config(rc, TokioConnectionProvider::default())
-                .with_options(opts)
-                .build();
+        let enum_set = match &cfg.enum_routing {
+            Some(e) => set_for(&e.servers)?,
+            None => 0,
+        };
+        let realm_sets = cfg
+            .realms
+            .iter()
+            .map(|r| set_for(&r.dns_servers))
+            .collect::<anyhow::Result<Vec<usize>>>()?;
         Ok(DnsResolver {
-            resolver,
+            sets,
+            enum_set,
+            realm_sets,
             cache: Mutex::new(Cache::new(d.cache_size, d.max_ttl, d.max_negative_ttl)),
             hold: Mutex::new(HoldDown::default()),
             hold_down: d.hold_down,
             metrics,
         })
+    }
+
+    /// The name servers of a set, for traces.
+    fn servers_of(&self, set: usize) -> String {
+        let s = &self.sets[set].servers;
+        if s.is_empty() {
+            "the system resolver".to_string()
+        } else {
+            s.iter()
+                .map(|a| a.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
     }
 
     /// A target failed (timeout, 503, connection failure): later routes try it last.
@@ -136,11 +166,12 @@ impl DnsResolver {
     /// negative answer (NXDOMAIN or no data); `Err` is no answer at all.
     pub async fn query(
         &self,
+        set: usize,
         name: &str,
         kind: Kind,
         trace: &mut Trace,
     ) -> Result<Vec<Rdata>, QueryError> {
-        let key = (name.to_ascii_lowercase(), kind);
+        let key = (set, name.to_ascii_lowercase(), kind);
         let cached = self
             .cache
             .lock()
@@ -157,7 +188,7 @@ impl DnsResolver {
             trace.query(name, kind, &Ok(records.clone()), Some(left));
             return Ok(records);
         }
-        let result = self.ask(name, kind).await;
+        let result = self.ask(set, name, kind).await;
         let count = |r: &str| {
             if let Some(m) = &self.metrics {
                 m.lookups.with_label_values(&[kind.label(), r]).inc();
@@ -191,8 +222,17 @@ impl DnsResolver {
 
     /// One query to the name servers: the records and how long they may be kept (the smallest
     /// TTL; for a negative answer the RFC 2308 TTL hickory took from the SOA).
-    async fn ask(&self, name: &str, kind: Kind) -> Result<(Vec<Rdata>, Duration), QueryError> {
-        match self.resolver.lookup(name, kind.record_type()).await {
+    async fn ask(
+        &self,
+        set: usize,
+        name: &str,
+        kind: Kind,
+    ) -> Result<(Vec<Rdata>, Duration), QueryError> {
+        match self.sets[set]
+            .resolver
+            .lookup(name, kind.record_type())
+            .await
+        {
             Ok(lookup) => {
                 let mut ttl = u32::MAX;
                 let mut out = Vec::new();
@@ -348,7 +388,13 @@ impl DnsResolver {
                     &fallback_uri
                 }
             };
-            let found = self.locate(sip, &peer.dns.transports, trace).await?;
+            let set = self.realm_sets.get(ri).copied().unwrap_or(0);
+            trace.step(&format!(
+                "RFC 3263 for {} (asking {})",
+                sip.host_bare(),
+                self.servers_of(set)
+            ));
+            let found = self.locate(set, sip, &peer.dns.transports, trace).await?;
             let now = Instant::now();
             match self.hold.lock() {
                 Ok(h) => {
@@ -393,8 +439,9 @@ impl DnsResolver {
         let mut answered = false;
         for suffix in suffixes {
             let name = enum_::enum_domain(number, suffix);
-            trace.step(&format!("ENUM: query NAPTR {name}"));
-            let records = match self.query(&name, Kind::Naptr, trace).await {
+            let servers = self.servers_of(self.enum_set);
+            trace.step(&format!("ENUM: query NAPTR {name} (asking {servers})"));
+            let records = match self.query(self.enum_set, &name, Kind::Naptr, trace).await {
                 Ok(r) => {
                     answered = true;
                     r
@@ -436,6 +483,7 @@ impl DnsResolver {
     /// RFC 3263 §4: the ordered targets for `uri` within the transports the partner allows.
     async fn locate(
         &self,
+        set: usize,
         uri: &SipUri,
         allowed: &[Transport],
         trace: &mut Trace,
@@ -464,7 +512,7 @@ impl DnsResolver {
         if let Some(port) = port {
             let t = want.unwrap_or(Transport::Udp);
             trace.step(&format!("explicit port {port}: A/AAAA of {host} only"));
-            return self.addresses(&host, port, t, trace).await;
+            return self.addresses(set, &host, port, t, trace).await;
         }
         let services: Vec<(Transport, String)> = match want {
             Some(t) => {
@@ -474,7 +522,7 @@ impl DnsResolver {
             None => {
                 let name = format!("{}.", host.trim_end_matches('.'));
                 let records = self
-                    .query(&name, Kind::Naptr, trace)
+                    .query(set, &name, Kind::Naptr, trace)
                     .await
                     .map_err(|_| 503u16)?;
                 let naptrs: Vec<Naptr> = records
@@ -517,7 +565,7 @@ impl DnsResolver {
         let mut any_srv = false;
         let mut failed = false;
         for (t, name) in &services {
-            let records = match self.query(name, Kind::Srv, trace).await {
+            let records = match self.query(set, name, Kind::Srv, trace).await {
                 Ok(r) => r,
                 Err(_) => {
                     failed = true;
@@ -535,7 +583,7 @@ impl DnsResolver {
             let ordered = srv::order(&srvs, &mut rand::rng());
             for s in ordered {
                 let target = s.target.trim_end_matches('.').to_string();
-                match self.addresses(&target, s.port, *t, trace).await {
+                match self.addresses(set, &target, s.port, *t, trace).await {
                     Ok(hops) => out.extend(hops),
                     Err(_) => failed = true,
                 }
@@ -550,7 +598,9 @@ impl DnsResolver {
                     .unwrap_or(Transport::Udp)
             });
             trace.step(&format!("no SRV: A/AAAA of {host} with the default port"));
-            out = self.addresses(&host, default_port(t), t, trace).await?;
+            out = self
+                .addresses(set, &host, default_port(t), t, trace)
+                .await?;
         }
         if out.is_empty() && failed {
             return Err(503);
@@ -562,6 +612,7 @@ impl DnsResolver {
     /// A then AAAA of `host`.
     async fn addresses(
         &self,
+        set: usize,
         host: &str,
         port: u16,
         transport: Transport,
@@ -571,7 +622,7 @@ impl DnsResolver {
         let mut out = Vec::new();
         let mut errors = 0;
         for kind in [Kind::A, Kind::Aaaa] {
-            match self.query(&name, kind, trace).await {
+            match self.query(set, &name, kind, trace).await {
                 Ok(records) => out.extend(records.into_iter().filter_map(|r| match r {
                     Rdata::Ip(ip) => Some(NextHop {
                         transport,
@@ -587,6 +638,45 @@ impl DnsResolver {
         }
         Ok(out)
     }
+}
+
+/// Every list of name servers the configuration names (`[dns]`, `[enum]`, each realm's): the
+/// resolver is built from them at start, so a change needs a restart.
+pub fn server_lists(cfg: &Config) -> Vec<Vec<SocketAddr>> {
+    let mut v = vec![cfg.dns.servers.clone()];
+    v.extend(cfg.enum_routing.iter().map(|e| e.servers.clone()));
+    v.extend(cfg.realms.iter().map(|r| r.dns_servers.clone()));
+    v
+}
+
+/// A hickory resolver asking `servers` (UDP, TCP for truncated answers), or the system's
+/// `/etc/resolv.conf` when there are none, with the `[dns]` limits. hickory's own cache is off:
+/// ours counts hits and is bounded by the configuration.
+fn hickory(servers: &[SocketAddr], d: &DnsSettings) -> anyhow::Result<TokioResolver> {
+    let (rc, mut opts) = if servers.is_empty() {
+        hickory_resolver::system_conf::read_system_conf()
+            .map_err(|e| anyhow::anyhow!("reading the system resolver configuration: {e}"))?
+    } else {
+        let mut rc = ResolverConfig::new();
+        for s in servers {
+            rc.add_name_server(NameServerConfig::new(*s, Protocol::Udp));
+            rc.add_name_server(NameServerConfig::new(*s, Protocol::Tcp));
+        }
+        (rc, ResolverOpts::default())
+    };
+    opts.timeout = d.timeout;
+    opts.attempts = d.attempts;
+    opts.cache_size = 0;
+    opts.ndots = 0;
+    // Ask the servers in the configured order rather than by hickory's latency statistics, so
+    // the one listed first is asked first.
+    opts.server_ordering_strategy =
+        hickory_resolver::config::ServerOrderingStrategy::UserProvidedOrder;
+    Ok(
+        hickory_resolver::Resolver::builder_with_config(rc, TokioConnectionProvider::default())
+            .with_options(opts)
+            .build(),
+    )
 }
 
 enum EnumResult {

@@ -340,7 +340,7 @@ fn reload(source: &ConfigSource, border: &mut Border, m: &metrics::Metrics) -> &
     if new.admin != old.admin {
         kept.push("[admin]");
     }
-    if new.dns != old.dns {
+    if new.dns != old.dns || dns::server_lists(&new) != dns::server_lists(&old) {
         kept.push("[dns]");
     }
     if new.log != old.log {

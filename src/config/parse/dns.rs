@@ -11,7 +11,26 @@ const DNS_KEYS: &[&str] = &[
     "max_negative_ttl_s",
     "hold_down_s",
 ];
-const ENUM_KEYS: &[&str] = &["suffixes", "fallback", "no_record_status"];
+const ENUM_KEYS: &[&str] = &["servers", "suffixes", "fallback", "no_record_status"];
+
+/// A list of name servers (`IP:PORT`); bad entries are reported and left out.
+pub(super) fn servers(cx: &mut Ctx, t: &Tab, key: &str) -> Vec<SocketAddr> {
+    let mut out = Vec::new();
+    for s in t.str_list(cx, key).map(|l| l.v).unwrap_or_default() {
+        match s.v.parse::<SocketAddr>() {
+            Ok(a) if a.port() != 0 && !a.ip().is_unspecified() => out.push(a),
+            _ => cx.err_at(
+                &s,
+                Kind::BadValue,
+                format!(
+                    "`{}`: expected a name server as IP:PORT, e.g. \"127.0.53.53:53\"",
+                    s.v
+                ),
+            ),
+        }
+    }
+    out
+}
 
 pub(super) fn dns_settings(cx: &mut Ctx, root: &Tab) -> DnsSettings {
     let mut d = DnsSettings::default();
@@ -19,21 +38,7 @@ pub(super) fn dns_settings(cx: &mut Ctx, root: &Tab) -> DnsSettings {
         return d;
     };
     t.check_keys(cx, DNS_KEYS);
-    if let Some(list) = t.str_list(cx, "servers") {
-        for s in list.v {
-            match s.v.parse::<SocketAddr>() {
-                Ok(a) if a.port() != 0 && !a.ip().is_unspecified() => d.servers.push(a),
-                _ => cx.err_at(
-                    &s,
-                    Kind::BadValue,
-                    format!(
-                        "`{}`: expected a name server as IP:PORT, e.g. \"127.0.53.53:53\"",
-                        s.v
-                    ),
-                ),
-            }
-        }
-    }
+    d.servers = servers(cx, &t, "servers");
     if let Some(v) = t.int(cx, "timeout_ms", 1, 60_000) {
         d.timeout = Duration::from_millis(v.v);
     }
@@ -62,7 +67,10 @@ pub(super) fn enum_settings(
 ) -> Option<(EnumSettings, Option<Sp<String>>)> {
     let t = root.table(cx, "enum")?;
     t.check_keys(cx, ENUM_KEYS);
-    let mut e = EnumSettings::default();
+    let mut e = EnumSettings {
+        servers: servers(cx, &t, "servers"),
+        ..EnumSettings::default()
+    };
     if let Some(list) = t.req_list(cx, "suffixes") {
         let suffixes = domain_list(cx, list);
         if !suffixes.is_empty() {

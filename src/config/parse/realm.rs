@@ -171,6 +171,7 @@ pub(super) struct RawRealm {
     pub(super) peers: Vec<RawPeer>,
     pub(super) media_address: Option<IpAddr>,
     pub(super) media_ports: Option<Sp<(u16, u16)>>,
+    pub(super) dns_servers: Vec<SocketAddr>,
 }
 
 /// `taken`: names of the realms before this one (a duplicate keeps its index path).
@@ -249,8 +250,10 @@ pub(super) fn realm(cx: &mut Ctx, mut t: Tab, base: &Path, taken: &[String]) -> 
     let mut core_sources = Vec::new();
     let mut trust = Trust::Trusted;
     let mut peers = Vec::new();
+    let mut dns_servers = Vec::new();
     match is_home {
         Some(true) => {
+            only(cx, "dns_servers", "peer");
             only(cx, "peers", "peer");
             only(cx, "peer", "peer");
             core = t.req_str(cx, "core").and_then(|s| parse_next_hop(cx, s));
@@ -278,6 +281,7 @@ pub(super) fn realm(cx: &mut Ctx, mut t: Tab, base: &Path, taken: &[String]) -> 
             only(cx, "core", "home");
             only(cx, "core_sources", "home");
             only(cx, "trust", "home");
+            dns_servers = super::dns::servers(cx, &t, "dns_servers");
             let realm_name = name.as_ref().map(|n| n.v.clone());
             if let Some(list) = t.str_list(cx, "peers") {
                 for rel in list.v {
@@ -315,5 +319,6 @@ pub(super) fn realm(cx: &mut Ctx, mut t: Tab, base: &Path, taken: &[String]) -> 
         trust,
         headers,
         peers,
+        dns_servers,
     }
 }
