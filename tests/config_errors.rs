@@ -505,7 +505,12 @@ fn dns_and_enum_errors_name_file_line_field() {
         ("node.toml", 11, "enum.fallback", Kind::BadValue),
         ("node.toml", 12, "enum.no_record_status", Kind::BadValue),
         ("node.toml", 19, "realm.home.dns_servers", Kind::Misplaced),
-        ("node.toml", 26, "realm.interconnect.dns_servers[0]", Kind::BadValue),
+        (
+            "node.toml",
+            26,
+            "realm.interconnect.dns_servers[0]",
+            Kind::BadValue,
+        ),
         ("far.toml", 6, "route", Kind::BadValue),
         ("far.toml", 7, "transports[1]", Kind::BadValue),
         ("far.toml", 7, "transports[2]", Kind::Duplicate),

@@ -185,6 +185,12 @@ impl DnsResolver {
                 Answer::Records(r) => r,
                 Answer::Negative => Vec::new(),
             };
+            tracing::debug!(
+                name,
+                r#type = kind.label(),
+                records = records.len(),
+                "DNS answer from the cache"
+            );
             trace.query(name, kind, &Ok(records.clone()), Some(left));
             return Ok(records);
         }
@@ -216,6 +222,12 @@ impl DnsResolver {
                 Err(e)
             }
         };
+        match &out {
+            Ok(r) => tracing::debug!(name, r#type = kind.label(), records = r.len(), "DNS answer"),
+            Err(e) => {
+                tracing::info!(name, r#type = kind.label(), error = %e.0, "DNS query got no answer")
+            }
+        }
         trace.query(name, kind, &out, None);
         out
     }
