@@ -247,6 +247,44 @@ fn resolve_output(lab: &mut Lab) -> R<()> {
             "no ENUM record and no fallback: answer 404",
         ],
     )?;
+    // No record: the configured fallback partner (RFC 3263 on its domain), or 604 when so
+    // configured.
+    let fb_dir = work_dir().join("lab-fallback");
+    labfiles::copy_dir(&lab.dir, &fb_dir, &|p, text| {
+        if p.file_name().is_some_and(|n| n == "operator-a-enum.toml") {
+            text.replace("# fallback = \"operator-b\"", "fallback = \"operator-b\"")
+        } else {
+            text
+        }
+    })?;
+    let (text, code) = resolve(&fb_dir.join("operator-a-enum.toml"), "+4930999999")?;
+    ensure(code == 0, || format!("fallback: exit {code}:\n{text}"))?;
+    has_lines(
+        &text,
+        &[
+            "no ENUM record: fallback partner operator-b",
+            "RFC 3263 for operator-b.example",
+            "targets, in order:\n  1. UDP 127.0.30.2:5060\n",
+        ],
+    )?;
+    let s604_dir = work_dir().join("lab-604");
+    labfiles::copy_dir(&lab.dir, &s604_dir, &|p, text| {
+        if p.file_name().is_some_and(|n| n == "operator-a-enum.toml") {
+            text.replace("no_record_status = 404", "no_record_status = 604")
+        } else {
+            text
+        }
+    })?;
+    let (text, code) = resolve(&s604_dir.join("operator-a-enum.toml"), "tel:+49-30-999-999")?;
+    ensure(code == 1, || format!("604: exit {code}:\n{text}"))?;
+    has_lines(
+        &text,
+        &[
+            "E.164 number +4930999999 (from tel:+49-30-999-999)",
+            "no ENUM record and no fallback: answer 604",
+            "no route: answered 604",
+        ],
+    )?;
     // A policy that allows TLS: SIPS+D2T comes first, with the identity B must prove.
     let tls_dir = work_dir().join("lab-tls");
     labfiles::copy_dir(&lab.dir, &tls_dir, &|p, text| {
