@@ -247,6 +247,46 @@ fn resolve_output(lab: &mut Lab) -> R<()> {
             "no ENUM record and no fallback: answer 404",
         ],
     )?;
+    // A domain, and SIP URIs whose transport or port is given: honoured (RFC 3263 §4.1, §4.2).
+    let (text, code) = resolve(&cfg, "operator-b.example")?;
+    ensure(code == 0, || format!("domain: exit {code}:\n{text}"))?;
+    has_lines(
+        &text,
+        &[
+            "RFC 3263 for operator-b.example",
+            "  1. UDP 127.0.30.2:5060\n  2. TCP 127.0.30.2:5060\n",
+        ],
+    )?;
+    let (text, code) = resolve(&cfg, "sip:cindy@operator-b.example;transport=tcp")?;
+    ensure(code == 0, || format!("transport=tcp: exit {code}:\n{text}"))?;
+    has_lines(
+        &text,
+        &[
+            "explicit transport TCP: SRV only",
+            "SRV _sip._tcp.operator-b.example.:",
+            "targets, in order:\n  1. TCP 127.0.30.2:5060\n",
+        ],
+    )?;
+    ensure(!text.contains("NAPTR operator-b.example."), || {
+        format!("NAPTR asked despite the explicit transport:\n{text}")
+    })?;
+    let (text, code) = resolve(&cfg, "sip:cindy@operator-b.example:5080")?;
+    ensure(code == 0, || format!("port: exit {code}:\n{text}"))?;
+    has_lines(
+        &text,
+        &[
+            "explicit port 5080: A/AAAA of operator-b.example only",
+            "targets, in order:\n  1. UDP 127.0.30.2:5080\n",
+        ],
+    )?;
+    let (text, code) = resolve(&cfg, "sips:cindy@operator-b.example")?;
+    ensure(code == 1, || {
+        format!("sips toward a policy without TLS: exit {code}:\n{text}")
+    })?;
+    has_lines(
+        &text,
+        &["asks for TLS which the partner's policy does not allow: 404"],
+    )?;
     // No record: the configured fallback partner (RFC 3263 on its domain), or 604 when so
     // configured.
     let fb_dir = work_dir().join("lab-fallback");
@@ -375,6 +415,15 @@ fn case1_tel(lab: &mut Lab) -> R<()> {
     ensure(e.b_invite.src.to_string() == B_HOME, || {
         format!("INVITE from {}, want {B_HOME}", e.b_invite.src)
     })
+}
+
+/// A SIP URI for a partner routed by DNS (no ENUM): RFC 3263 alone.
+fn sip_uri_to_dns_partner(_: &mut Lab) -> R<()> {
+    let a = a_ua()?;
+    let b = b_ua()?;
+    let e = flows::establish(&a, &b, "sip:cindy@operator-b.example")?;
+    let (mut da, db) = (e.a, e.b);
+    flows::bye(&a, &mut da, &b, &db)
 }
 
 /// A `user=phone` URI in our own domain is a number too.
@@ -586,6 +635,7 @@ fn scenarios() -> Vec<Scenario> {
         ("resolve_output", resolve_output),
         ("case1_tel_number", case1_tel),
         ("user_phone_uri", user_phone_uri),
+        ("sip_uri_to_dns_partner", sip_uri_to_dns_partner),
         ("refused_numbers_404", refused_numbers),
         ("lookup_metrics", lookup_metrics),
         ("failover_hold_down", failover_hold_down),
