@@ -325,6 +325,45 @@ fn resolve_output(lab: &mut Lab) -> R<()> {
             "no route: answered 604",
         ],
     )?;
+    // Suffixes in order: a carrier tree first (the server refuses it: no answer, not "no
+    // record"), then e164.arpa, which has the number. Without a record anywhere, the tree that
+    // did not answer makes it a failure (503), not a 404.
+    let carrier_dir = work_dir().join("lab-carrier");
+    labfiles::copy_dir(&lab.dir, &carrier_dir, &|p, text| {
+        if p.file_name().is_some_and(|n| n == "operator-a-enum.toml") {
+            text.replace(
+                "suffixes = [\"e164.arpa\"]",
+                "suffixes = [\"e164.carrier.example\", \"e164.arpa\"]",
+            )
+        } else {
+            text
+        }
+    })?;
+    let carrier = carrier_dir.join("operator-a-enum.toml");
+    let (text, code) = resolve(&carrier, "+4930123456")?;
+    ensure(code == 0, || {
+        format!("carrier suffix: exit {code}:\n{text}")
+    })?;
+    has_lines(
+        &text,
+        &[
+            "ENUM: query NAPTR 6.5.4.3.2.1.0.3.9.4.e164.carrier.example. (asking 127.0.53.53:53)",
+            "NAPTR 6.5.4.3.2.1.0.3.9.4.e164.carrier.example.: no answer",
+            "ENUM: query NAPTR 6.5.4.3.2.1.0.3.9.4.e164.arpa.",
+            "applied: +4930123456 -> sip:cindy@operator-b.example",
+        ],
+    )?;
+    let (text, code) = resolve(&carrier, "+4930999999")?;
+    ensure(code == 1, || {
+        format!("carrier suffix, no record: exit {code}:\n{text}")
+    })?;
+    has_lines(
+        &text,
+        &[
+            "NAPTR 9.9.9.9.9.9.0.3.9.4.e164.arpa.: no records",
+            "ENUM gave no answer (name servers failed): answer 503",
+        ],
+    )?;
     // A policy that allows TLS: SIPS+D2T comes first, with the identity B must prove.
     let tls_dir = work_dir().join("lab-tls");
     labfiles::copy_dir(&lab.dir, &tls_dir, &|p, text| {

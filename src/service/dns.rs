@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use hickory_resolver::config::{NameServerConfig, ResolverConfig, ResolverOpts};
 use hickory_resolver::name_server::TokioConnectionProvider;
+use hickory_resolver::proto::op::ResponseCode;
 use hickory_resolver::proto::rr::{RData, RecordType};
 use hickory_resolver::proto::xfer::Protocol;
 use hickory_resolver::proto::ProtoErrorKind;
@@ -277,7 +278,14 @@ impl DnsResolver {
             }
             Err(e) => {
                 if let Some(p) = e.proto() {
-                    if let ProtoErrorKind::NoRecordsFound { negative_ttl, .. } = p.kind() {
+                    // Only NXDOMAIN and an empty NOERROR say the records do not exist (RFC
+                    // 2308); SERVFAIL, REFUSED and the like are failures, never cached.
+                    if let ProtoErrorKind::NoRecordsFound {
+                        negative_ttl,
+                        response_code: ResponseCode::NXDomain | ResponseCode::NoError,
+                        ..
+                    } = p.kind()
+                    {
                         let ttl = negative_ttl
                             .map(|t| Duration::from_secs(u64::from(t)))
                             .unwrap_or(NEGATIVE_TTL_WITHOUT_SOA);
@@ -441,24 +449,25 @@ impl DnsResolver {
     }
 
     /// ENUM: the number's domain under each suffix in turn; the first with a usable
-    /// `E2U+sip` rule gives the URI.
+    /// `E2U+sip` rule gives the URI. "No record" only when every suffix answered: a tree that
+    /// did not answer might have had one, so that is a failure (503, the caller may retry).
     async fn enum_lookup(
         &self,
         suffixes: &[String],
         number: &str,
         trace: &mut Trace,
     ) -> EnumResult {
-        let mut answered = false;
+        let mut failed = false;
         for suffix in suffixes {
             let name = enum_::enum_domain(number, suffix);
             let servers = self.servers_of(self.enum_set);
             trace.step(&format!("ENUM: query NAPTR {name} (asking {servers})"));
             let records = match self.query(self.enum_set, &name, Kind::Naptr, trace).await {
-                Ok(r) => {
-                    answered = true;
-                    r
+                Ok(r) => r,
+                Err(_) => {
+                    failed = true;
+                    continue;
                 }
-                Err(_) => continue,
             };
             let naptrs: Vec<Naptr> = records
                 .into_iter()
@@ -485,10 +494,10 @@ impl DnsResolver {
                 return EnumResult::Uri(u);
             }
         }
-        if answered {
-            EnumResult::NoRecord
-        } else {
+        if failed {
             EnumResult::Failed
+        } else {
+            EnumResult::NoRecord
         }
     }
 
