@@ -438,7 +438,24 @@ fn resolve_output(lab: &mut Lab) -> R<()> {
             "TLS: the partner must prove operator-b.example",
             "targets, in order:\n  1. TLS 127.0.30.2:5061\n  2. UDP 127.0.30.2:5060\n",
         ],
-    )
+    )?;
+    // A sips: URI: NAPTR still, TLS services only.
+    let (text, code) = resolve(
+        &tls_dir.join("operator-a-enum.toml"),
+        "sips:cindy@operator-b.example",
+    )?;
+    ensure(code == 0, || format!("sips: exit {code}:\n{text}"))?;
+    has_lines(
+        &text,
+        &[
+            "\"SIPS+D2T\" \"\" _sips._tcp.operator-b.example.: use TLS",
+            "\"SIP+D2U\" \"\" _sip._udp.operator-b.example.: skipped: UDP cannot carry a sips: URI",
+            "targets, in order:\n  1. TLS 127.0.30.2:5061\n",
+        ],
+    )?;
+    ensure(!text.contains("  2. "), || {
+        format!("sips: more than the TLS target:\n{text}")
+    })
 }
 
 /// Seed Case 1 to a `tel:` number: ENUM gives cindy's SIP URI, RFC 3263 B's border.

@@ -535,12 +535,20 @@ impl DnsResolver {
             trace.step(&format!("explicit port {port}: A/AAAA of {host} only"));
             return self.addresses(set, &host, port, t, trace).await;
         }
+        // §4.1: a sips: URI without a transport parameter still goes through NAPTR, for TLS
+        // services only; a transport parameter skips NAPTR.
+        let sips_only = uri.secure && uri.param("transport").is_none();
+        let allowed: Vec<Transport> = if sips_only {
+            vec![Transport::Tls]
+        } else {
+            allowed.to_vec()
+        };
         let services: Vec<(Transport, String)> = match want {
-            Some(t) => {
+            Some(t) if !sips_only => {
                 trace.step(&format!("explicit transport {}: SRV only", t.as_str()));
                 vec![(t, naptr::srv_name(t, &host))]
             }
-            None => {
+            _ => {
                 let name = format!("{}.", host.trim_end_matches('.'));
                 let records = self
                     .query(set, &name, Kind::Naptr, trace)
@@ -553,11 +561,14 @@ impl DnsResolver {
                         _ => None,
                     })
                     .collect();
-                let (steps, chosen) = naptr::sip_services(&naptrs, allowed);
+                let (steps, chosen) = naptr::sip_services(&naptrs, &allowed);
                 for (n, outcome) in &steps {
                     let what = match outcome {
                         ServiceOutcome::Use(t) => format!("use {}", t.as_str()),
                         ServiceOutcome::Ignored(why) => format!("ignored: {why}"),
+                        ServiceOutcome::NotAllowed(t) if sips_only => {
+                            format!("skipped: {} cannot carry a sips: URI", t.as_str())
+                        }
                         ServiceOutcome::NotAllowed(t) => {
                             format!(
                                 "skipped: {} not allowed by the partner's policy",
