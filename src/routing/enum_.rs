@@ -119,6 +119,9 @@ fn is_e2u_sip(services: &str) -> bool {
     services.eq_ignore_ascii_case("E2U+sip")
 }
 
+/// Most memory one NAPTR expression may compile to (the regex crate's default is 10 MiB).
+const REGEX_SIZE_LIMIT: usize = 256 * 1024;
+
 /// An RFC 3402 §3.2 substitution expression `<delim>ERE<delim>repl<delim>flags` applied to
 /// `input`. The delimiter is the first character (any but a digit, `\` or the flag `i`); a
 /// delimiter inside a part is escaped with `\`. `\1`..`\9` in the replacement are the
@@ -162,8 +165,10 @@ pub fn substitute(expr: &str, input: &str) -> Result<String, String> {
         "i" => true,
         f => return Err(format!("unknown regexp flags {f:?}")),
     };
+    // The expression comes from DNS: bound what compiling it may cost.
     let re = regex::RegexBuilder::new(&ere)
         .case_insensitive(insensitive)
+        .size_limit(REGEX_SIZE_LIMIT)
         .build()
         .map_err(|e| format!("bad ERE {ere:?}: {e}"))?;
     let caps = re
@@ -294,6 +299,30 @@ mod tests {
         assert!(matches!(outcomes[2].2, RuleOutcome::Applied(_)));
         assert_eq!(outcomes[3].2, RuleOutcome::NotReached);
         assert_eq!(outcomes[4].2, RuleOutcome::NotReached);
+    }
+
+    proptest::proptest! {
+        /// Whatever a NAPTR says, the rewrite returns (a result or an error), never panics.
+        #[test]
+        fn substitute_never_panics(expr in "\\PC{0,40}", input in "[+0-9]{0,16}") {
+            let _ = substitute(&expr, &input);
+        }
+
+        #[test]
+        fn delimited_expressions_never_panic(
+            d in "[!/#|x]",
+            ere in "[\\\\^$.*+?()\\[\\]{}0-9a-z!|/#]{0,20}",
+            repl in "[\\\\0-9a-z:@.!/#]{0,20}",
+            flags in "i?",
+        ) {
+            let _ = substitute(&format!("{d}{ere}{d}{repl}{d}{flags}"), "+4930123456");
+        }
+    }
+
+    #[test]
+    fn huge_expressions_are_refused() {
+        let expr = "!^(a{1000}){1000}$!x!";
+        assert!(substitute(expr, "+1").unwrap_err().contains("bad ERE"));
     }
 
     #[test]
