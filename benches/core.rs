@@ -25,7 +25,8 @@ fn lab(name: &str) -> Arc<config::Config> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("policies/lab")
         .join(name);
-    Arc::new(config::load(&path).expect("lab config loads"))
+    // The engine alone, without transports: the interconnect as plain UDP.
+    Arc::new(config::load(&path).expect("lab config loads").plain_udp())
 }
 
 struct Wire {
@@ -56,6 +57,7 @@ impl Wire {
                     transport: Transport::Udp,
                     remote: from,
                     bytes,
+                    peer: None,
                 },
             );
         } else if to == addr(CORE_A) {

@@ -10,6 +10,7 @@ pub mod b2bua;
 pub mod config;
 pub mod files;
 pub mod media;
+pub mod peering;
 pub mod routing;
 pub mod sdp;
 pub mod service;

@@ -54,6 +54,79 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Certificates for TLS peering: make a key and certificate, a CA, or show one.
+    Cert {
+        #[command(subcommand)]
+        command: CertCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum CertCommand {
+    /// A private key (PREFIX.key) and certificate (PREFIX.crt) for SIP domain D: the domain in
+    /// subjectAltName as dNSName and sip: URI, server and client key usage.
+    New {
+        #[arg(long)]
+        domain: String,
+        #[arg(long)]
+        out: PathBuf,
+        /// Write a certificate request (PREFIX.csr) for your CA instead of a certificate.
+        #[arg(long)]
+        csr: bool,
+        /// Validity in days.
+        #[arg(long, default_value_t = 365)]
+        days: u32,
+        /// First day of validity, YYYY-MM-DD (default: now).
+        #[arg(long)]
+        valid_from: Option<String>,
+        /// Sign with this CA certificate (with --issuer-key) instead of self-signing.
+        #[arg(long, requires = "issuer_key")]
+        issuer_cert: Option<PathBuf>,
+        #[arg(long, requires = "issuer_cert")]
+        issuer_key: Option<PathBuf>,
+    },
+    /// A CA key and certificate (PREFIX.key, PREFIX.crt) named NAME.
+    Ca {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 3650)]
+        days: u32,
+    },
+    /// Subject, identities, validity and the SHA-256 fingerprint a partner pins.
+    Show { file: PathBuf },
+}
+
+fn cert(cmd: CertCommand) -> anyhow::Result<()> {
+    use palisade::peering::cert;
+    let written = match cmd {
+        CertCommand::Show { file } => {
+            print!("{}", cert::show(&file)?);
+            return Ok(());
+        }
+        CertCommand::Ca { name, out, days } => cert::new_ca(&name, &out, days)?,
+        CertCommand::New {
+            domain,
+            out,
+            csr,
+            days,
+            valid_from,
+            issuer_cert,
+            issuer_key,
+        } => cert::new_cert(&cert::NewCert {
+            domain,
+            out,
+            csr,
+            days,
+            valid_from,
+            issuer: issuer_cert.zip(issuer_key),
+        })?,
+    };
+    for w in written {
+        println!("wrote {}", w.display());
+    }
+    Ok(())
 }
 
 fn source(path: Option<&PathBuf>) -> ConfigSource {
@@ -66,6 +139,13 @@ fn source(path: Option<&PathBuf>) -> ConfigSource {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Cert { command } => match cert(command) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("palisade cert: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Check { config } => match source(config.as_ref()).load() {
             Ok(cfg) => {
                 print!("{}", cfg.describe());

@@ -19,6 +19,12 @@
 //! - `callee_hangs_up`: the ACK as above; the callee's BYE passes Kamailio-B (from the callee)
 //!   and Kamailio-A (from Palisade A, toward the caller).
 //!
+//! - `tls_partner_border`: Kamailio with its tls module as operator B's border (own addresses
+//!   127.0.75.x/127.0.76.x): mutual TLS with a Palisade A that pins Kamailio's certificate,
+//!   Kamailio verifying A's against the lab CA; SIPp calls each way (A's core → Palisade →
+//!   TLS → Kamailio → B's core, and back), all answered and hung up; Kamailio's trace shows the
+//!   INVITEs over TLS in both directions.
+//!
 //! harness = false: `cargo test --test kamailio [-- NAME...]`. Without `kamailio` or `sipp`
 //! the scenarios are skipped; PALISADE_REQUIRE_ROOT_TESTS=1 makes a skip a failure.
 
@@ -183,11 +189,16 @@ struct Kamailio {
 
 impl Kamailio {
     fn start(name: &str, ip: &str, next_hop: &str) -> R<Kamailio> {
+        Kamailio::start_with(name, &kamailio_cfg(ip, next_hop), ip)
+    }
+
+    /// Starts Kamailio with the configuration `text` (its folder is `work_dir()/name`); it is
+    /// up once it has bound UDP `ip`:5060.
+    fn start_with(name: &str, text: &str, ip: &str) -> R<Kamailio> {
         let dir = work_dir().join(name);
         std::fs::create_dir_all(&dir).map_err(|e| format!("mkdir {}: {e}", dir.display()))?;
         let cfg = dir.join("kamailio.cfg");
-        std::fs::write(&cfg, kamailio_cfg(ip, next_hop))
-            .map_err(|e| format!("write {}: {e}", cfg.display()))?;
+        std::fs::write(&cfg, text).map_err(|e| format!("write {}: {e}", cfg.display()))?;
         let log = dir.join("kamailio.log");
         let mut child = Command::new("kamailio")
             .args(["-DD", "-E", "-m", "32", "-M", "4", "-f"])
@@ -464,12 +475,291 @@ fn through_kamailio(s: &mut Setup, caller_hangs_up: bool) -> R<()> {
     }
 }
 
+// ---------------------------------------------------------------- Kamailio TLS as B's border
+
+const TA_CALLER: &str = "127.0.74.1";
+const TA_HOME: &str = "127.0.74.2";
+const TA_CORE: &str = "127.0.74.5";
+const TA_IC: &str = "127.0.75.2";
+const KB_TLS: &str = "127.0.75.3";
+const KB_UDP: &str = "127.0.76.3";
+const KB_CALLEE: &str = "127.0.76.1";
+const KB_CALLER: &str = "127.0.76.5";
+
+/// Kamailio as operator B's border: TLS (tls module, mutual: it requires and verifies A's
+/// certificate against the lab CA, and Palisade pins Kamailio's) toward Palisade A, UDP toward
+/// B's core. Record-routes (double, across the transport change) and relays by source side.
+fn kamailio_tls_cfg(dir: &Path) -> String {
+    let tls_cfg = dir.join("tls.cfg");
+    format!(
+        r#"#!KAMAILIO
+debug=2
+log_stderror=yes
+children=2
+tcp_children=2
+listen=udp:{KB_UDP}:5060
+listen=tls:{KB_TLS}:5061
+enable_tls=yes
+dns=no
+rev_dns=no
+auto_aliases=no
+
+loadmodule "tls.so"
+loadmodule "tm.so"
+loadmodule "sl.so"
+loadmodule "rr.so"
+loadmodule "textops.so"
+loadmodule "maxfwd.so"
+loadmodule "siputils.so"
+loadmodule "xlog.so"
+loadmodule "pv.so"
+
+modparam("tls", "config", "{tls}")
+modparam("rr", "append_fromtag", 1)
+
+request_route {{
+    if (!mf_process_maxfwd_header("10")) {{
+        sl_send_reply("483", "Too Many Hops");
+        exit;
+    }}
+    if (has_totag()) {{
+        if (loose_route()) {{
+            xlog("L_NOTICE", "KAMTRACE in-dialog $rm call-id=$ci src=$si:$sp proto=$pr ruri=$ru
+");
+            t_relay();
+            exit;
+        }}
+        if ($rm == "ACK" && t_check_trans()) {{
+            t_relay();
+            exit;
+        }}
+        xlog("L_NOTICE", "KAMTRACE no-route $rm call-id=$ci src=$si:$sp proto=$pr ruri=$ru
+");
+        sl_send_reply("404", "Not here");
+        exit;
+    }}
+    if ($rm == "CANCEL") {{
+        if (t_check_trans()) {{
+            t_relay();
+        }}
+        exit;
+    }}
+    if ($rm == "INVITE") {{
+        record_route();
+    }}
+    if ($pr == "tls") {{
+        $du = "sip:{KB_CALLEE}:5060";
+    }} else {{
+        $du = "sip:{TA_IC}:5061;transport=tls";
+    }}
+    xlog("L_NOTICE", "KAMTRACE initial $rm call-id=$ci src=$si:$sp proto=$pr du=$du
+");
+    if (!t_relay()) {{
+        sl_reply_error();
+    }}
+}}
+
+onreply_route {{
+    xlog("L_NOTICE", "KAMTRACE reply $rs $rm call-id=$ci src=$si:$sp proto=$pr
+");
+}}
+"#,
+        tls = tls_cfg.display()
+    )
+}
+
+fn tls_partner_border() -> R<()> {
+    let dir = work_dir().join("tls-partner");
+    let _ = std::fs::remove_dir_all(&dir);
+    let kdir = work_dir().join("kamailio-tls-b");
+    std::fs::create_dir_all(&kdir).map_err(|e| e.to_string())?;
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    if !Path::new("/usr/lib/x86_64-linux-gnu/kamailio/modules/tls.so").exists()
+        && !Path::new("/usr/lib/kamailio/modules/tls.so").exists()
+    {
+        return skip("kamailio-tls-modules not installed");
+    }
+    let lab_tls = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/lab/tls");
+    // Kamailio's certificate: self-signed for operator-b.example; Palisade A pins it.
+    let kb = kdir.join("kamailio-b");
+    let out = Command::new(env!("CARGO_BIN_EXE_palisade"))
+        .args(["cert", "new", "--domain", "operator-b.example", "--out"])
+        .arg(&kb)
+        .output()
+        .map_err(|e| e.to_string())?;
+    ensure(out.status.success(), || {
+        format!("cert new: {}", String::from_utf8_lossy(&out.stderr))
+    })?;
+    let shown = Command::new(env!("CARGO_BIN_EXE_palisade"))
+        .args(["cert", "show"])
+        .arg(kb.with_extension("crt"))
+        .output()
+        .map_err(|e| e.to_string())?;
+    let shown = String::from_utf8_lossy(&shown.stdout).into_owned();
+    let fp = shown
+        .lines()
+        .find_map(|l| l.strip_prefix("fingerprint: "))
+        .ok_or("no fingerprint from cert show")?
+        .trim()
+        .to_string();
+    let tls_cfg = format!(
+        "[server:default]
+method = TLSv1.2+
+verify_certificate = yes
+require_certificate = yes
+         private_key = {key}
+certificate = {crt}
+ca_list = {ca}
+
+         [client:default]
+method = TLSv1.2+
+verify_certificate = yes
+require_certificate = yes
+         private_key = {key}
+certificate = {crt}
+ca_list = {ca}
+",
+        key = kb.with_extension("key").display(),
+        crt = kb.with_extension("crt").display(),
+        ca = lab_tls.join("lab-ca.crt").display(),
+    );
+    std::fs::write(kdir.join("tls.cfg"), tls_cfg).map_err(|e| e.to_string())?;
+    let palisade_cfg = format!(
+        r#"name = "palisade-kamtls-a"
+home_domains = ["operator-a.example"]
+[admin]
+listen = "127.0.0.1:9174"
+[media]
+nft_table = "palisade_kamtls_a"
+[[realm]]
+name = "home"
+kind = "home"
+listen = ["udp:{TA_HOME}:5060"]
+core = "udp:{TA_CORE}:5060"
+core_sources = ["{TA_CALLER}", "{TA_CORE}"]
+[[realm]]
+name = "interconnect"
+kind = "peer"
+listen = ["tls:{TA_IC}:5061"]
+tls = {{ certificate = "{crt}", key = "{key}" }}
+[[realm.peer]]
+name = "kamailio-b"
+domains = ["operator-b.example"]
+sources = ["{KB_TLS}"]
+next_hop = "tls:{KB_TLS}:5061"
+trust = "trusted"
+tls = {{ fingerprints = ["{fp}"] }}
+"#,
+        crt = lab_tls.join("operator-a.crt").display(),
+        key = lab_tls.join("operator-a.key").display(),
+    );
+    let cfg_path = dir.join("operator-a.toml");
+    std::fs::write(&cfg_path, palisade_cfg).map_err(|e| e.to_string())?;
+    let kam = Kamailio::start_with("kamailio-tls-b", &kamailio_tls_cfg(&kdir), KB_UDP)?;
+    let a_log = dir.join("palisade-a.log");
+    let _a = Instance::start("palisade-kamtls-a", &cfg_path, a_log.clone())?;
+
+    // A → B: Palisade A opens TLS to Kamailio; B → A: Kamailio opens TLS to Palisade A.
+    let mut problems = Vec::new();
+    let from = kam.line_count();
+    let runs = [
+        (
+            "a-to-b",
+            TA_CALLER,
+            TA_HOME,
+            KB_CALLEE,
+            "uac.xml".to_string(),
+        ),
+        ("b-to-a", KB_CALLER, KB_UDP, TA_CORE, {
+            // The caller scenario with the domains swapped: B's user calls A's.
+            let text = std::fs::read_to_string(
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sipp/uac.xml"),
+            )
+            .map_err(|e| e.to_string())?
+            .replace("operator-b.example", "OPERATOR_B")
+            .replace("operator-a.example", "operator-b.example")
+            .replace("OPERATOR_B", "operator-a.example");
+            let p = dir.join("uac_b_to_a.xml");
+            std::fs::write(&p, text).map_err(|e| e.to_string())?;
+            p.display().to_string()
+        }),
+    ];
+    for (label, uac_ip, target, uas_ip, uac) in &runs {
+        let r = sipp_runner::SippRun {
+            uac_ip: uac_ip.to_string(),
+            uac_port: 5060,
+            target: format!("{target}:5060"),
+            uas_ip: uas_ip.to_string(),
+            uas_port: 5060,
+            service: "cindy".into(),
+            calls: CALLS,
+            rate: 10,
+            limit: CALLS,
+            work: dir.join(format!("sipp-{label}")),
+            timeout: Duration::from_secs(30),
+        };
+        if let Err(e) = sipp_runner::run_pair(&r, uac, "uas_record_route.xml") {
+            problems.push(format!("{label}: {e}"));
+        }
+    }
+    // Kamailio relayed INVITEs that came over TLS from Palisade, and sent INVITEs to it.
+    let end = Instant::now() + LOG_WAIT;
+    let (mut over_tls, mut to_palisade) = (0, 0);
+    while Instant::now() < end {
+        let lines: Vec<String> = kam.lines.lock().unwrap()[from..].to_vec();
+        over_tls = lines
+            .iter()
+            .filter(|l| {
+                l.contains("KAMTRACE initial INVITE")
+                    && l.contains(&format!("src={TA_IC}:"))
+                    && l.contains("proto=tls")
+            })
+            .count();
+        to_palisade = lines
+            .iter()
+            .filter(|l| {
+                l.contains("KAMTRACE initial INVITE")
+                    && l.contains(&format!("du=sip:{TA_IC}:5061;transport=tls"))
+            })
+            .count();
+        if over_tls >= CALLS as usize && to_palisade >= CALLS as usize {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    if over_tls < CALLS as usize || to_palisade < CALLS as usize {
+        problems.push(format!(
+            "Kamailio relayed {over_tls} INVITEs from Palisade over TLS and {to_palisade} toward it, want {CALLS} each:\n{}",
+            kam.tail()
+        ));
+    }
+    let log = std::fs::read_to_string(&a_log).unwrap_or_default();
+    for dir_word in ["TLS connection to partner", "TLS connection from partner"] {
+        if !log
+            .lines()
+            .any(|l| l.contains(dir_word) && l.contains("kamailio-b"))
+        {
+            problems.push(format!(
+                "Palisade A's log has no `{dir_word}` kamailio-b line"
+            ));
+        }
+    }
+    ensure(problems.is_empty(), || {
+        format!(
+            "{}\n    (logs in {})",
+            problems.join("\n    "),
+            dir.display()
+        )
+    })
+}
+
 type Scenario = (&'static str, fn(&mut Setup) -> R<()>);
 
 fn scenarios() -> Vec<Scenario> {
     vec![
         ("caller_hangs_up", |s| through_kamailio(s, true)),
         ("callee_hangs_up", |s| through_kamailio(s, false)),
+        ("tls_partner_border", |_| tls_partner_border()),
     ]
 }
 

@@ -37,8 +37,20 @@ fn work_dir() -> PathBuf {
     instance::work_dir("lab")
 }
 
+/// The NSS key log both instances write their TLS session keys to: the leak check decrypts
+/// the interconnect capture with it, as an engineer would in Wireshark.
+fn keylog() -> PathBuf {
+    work_dir().join("tls-keys.log")
+}
+
 fn start_instance(name: &str, config: &Path) -> R<Instance> {
-    Instance::start(name, config, work_dir().join(format!("{name}.log")))
+    let keys = keylog().display().to_string();
+    Instance::start_env(
+        name,
+        config,
+        work_dir().join(format!("{name}.log")),
+        &[("SSLKEYLOGFILE", keys)],
+    )
 }
 
 // ---------------------------------------------------------------- capture
@@ -769,11 +781,17 @@ fn leak_check(lab: &mut Lab) -> R<()> {
     cap.stop();
     let data = std::fs::read(&cap.file).map_err(|e| format!("read pcap: {e}"))?;
     let pkts = pcap::read_pcap(&data)?;
-    let sip = pcap::sip_packet_count(&pkts);
+    // The interconnect is TLS: its SIP is read from the capture decrypted with the key log.
+    if !have("tshark", "--version") {
+        return Err("tshark not installed: cannot decrypt the TLS interconnect".into());
+    }
+    let decrypted = pcap::tls_streams(&cap.file, &keylog(), 5061)?;
+    let sip = pcap::sip_packet_count(&pkts) + pcap::sip_messages_in(&decrypted);
     ensure(sip > 50, || {
         format!(
-            "capture holds only {sip} SIP packets of {}; the check would be vacuous",
-            pkts.len()
+            "capture holds only {sip} SIP messages ({} packets, {} decrypted TLS streams); the check would be vacuous",
+            pkts.len(),
+            decrypted.len()
         )
     })?;
     let mut needles: Vec<String> = [
@@ -789,7 +807,8 @@ fn leak_check(lab: &mut Lab) -> R<()> {
     .collect();
     needles.extend(registry::all());
     // The whole of every message, SDP included: the TrGW anchors every stream on the border.
-    let streams = pcap::streams(&pkts);
+    let mut streams = pcap::streams(&pkts);
+    streams.extend(decrypted);
     let mut hits = pcap::find_leaks(&streams, &needles);
     hits.extend(sdp_not_anchored(&streams));
     ensure(hits.is_empty(), || {
@@ -800,6 +819,100 @@ fn leak_check(lab: &mut Lab) -> R<()> {
             hits.join("\n    ")
         )
     })
+}
+
+/// Every PROTOS c07-sip case (4,527 malformed INVITEs) sent at A's home side over UDP and TCP
+/// while a call crosses the border with RTP flowing both ways through both relays: the
+/// instances stay up, the media keeps flowing (each side receives the other's stream), and the
+/// call then ends with a BYE answered end to end.
+fn protos_during_call(lab: &mut Lab) -> R<()> {
+    use common::media::{exchange, rtp_socket, sdp_media_addr, PTIME};
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/protos-c07-sip");
+    let mut cases: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .map_err(|e| format!("{}: {e}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file() && p.extension().is_none())
+        .collect();
+    cases.sort();
+    ensure(cases.len() > 4000, || {
+        format!("only {} PROTOS cases in {}", cases.len(), dir.display())
+    })?;
+    let a = a_ua()?;
+    let b = b_ua()?;
+    let a_rtp = rtp_socket("127.0.10.1", 46_000)?;
+    let b_rtp = rtp_socket("127.0.40.1", 56_000)?;
+    let a_port = a_rtp.local_addr().map_err(|e| e.to_string())?.port();
+    let b_port = b_rtp.local_addr().map_err(|e| e.to_string())?.port();
+    let (tx, mut da) = a.invite(TO_CINDY, &sdp("127.0.10.1", a_port, 1, "sendrecv"))?;
+    let inc = b.wait_request("INVITE", None)?;
+    let db = b
+        .answer_invite(&inc, 200, &sdp("127.0.40.1", b_port, 1, "sendrecv"))?
+        .ok_or("no dialog at B")?;
+    let ok = a.wait_final(&tx)?;
+    ensure(ok.status() == 200, || format!("caller got {}", ok.start))?;
+    a.ack_2xx(&mut da, &ok)?;
+    b.wait_ack(&db)?;
+    let a_to = sdp_media_addr(&ok.body_str())?;
+    let b_to = sdp_media_addr(&inc.msg.body_str())?;
+    const MEDIA_FOR: Duration = Duration::from_secs(6);
+    let ta = std::thread::spawn(move || exchange(a_rtp, a_to, 0xA1, 0xB1, MEDIA_FOR));
+    let tb = std::thread::spawn(move || exchange(b_rtp, b_to, 0xB1, 0xA1, MEDIA_FOR));
+
+    // The storm, from a core address (so it is parsed, not dropped as an unknown source).
+    let udp = UdpSocket::bind("127.0.10.1:5096").map_err(|e| e.to_string())?;
+    let to: SocketAddr = A_HOME.parse().unwrap();
+    let started = Instant::now();
+    for (i, f) in cases.iter().enumerate() {
+        let bytes = std::fs::read(f).map_err(|e| e.to_string())?;
+        let _ = udp.send_to(&bytes, to);
+        if i % 200 == 199 {
+            // Paced a little, as a flood within what the socket buffers hold.
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    // Over TCP: one connection per case (a framing error closes it, as it should).
+    for f in cases.iter().step_by(9) {
+        let bytes = std::fs::read(f).map_err(|e| e.to_string())?;
+        if let Ok(mut c) = tcp_connect_from("127.0.10.1".parse().unwrap(), to) {
+            let _ = c.write_all(&bytes);
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            break; // bounded
+        }
+    }
+    let ra = ta.join().map_err(|_| "A's media thread panicked")?;
+    let rb = tb.join().map_err(|_| "B's media thread panicked")?;
+    lab.alive()?;
+    let expected = (MEDIA_FOR.as_millis() / PTIME.as_millis()) as u32;
+    for (who, r) in [("A's core", &ra), ("B's core", &rb)] {
+        ensure(r.from_peer >= expected / 2, || {
+            format!(
+                "{who} received only {} of the other side's {} RTP packets during the PROTOS storm",
+                r.from_peer, expected
+            )
+        })?;
+    }
+    // The call is still there: a re-INVITE and the BYE cross.
+    let re = a.request(
+        &mut da,
+        "INVITE",
+        Some(&sdp("127.0.10.1", a_port, 2, "sendrecv")),
+    )?;
+    let re_b = b.wait_request("INVITE", None)?;
+    b.respond(
+        &re_b,
+        200,
+        "OK",
+        None,
+        Some(&sdp("127.0.40.1", b_port, 2, "sendrecv")),
+    )?;
+    let ok = a.wait_final(&re)?;
+    ensure(ok.status() == 200, || {
+        format!("re-INVITE after the storm got {}", ok.start)
+    })?;
+    a.ack_2xx(&mut da, &ok)?;
+    flows::bye(&a, &mut da, &b, &db)?;
+    lab.alive()
 }
 
 // ---------------------------------------------------------------- main
@@ -826,6 +939,7 @@ fn scenarios() -> Vec<Scenario> {
             sipp_1000_calls_release_everything,
         ),
         ("rfc4475_corpus", rfc4475),
+        ("protos_during_call", protos_during_call),
         ("interconnect_leak_check", leak_check),
     ]
 }
@@ -858,6 +972,7 @@ fn run() -> i32 {
         }
     }
     let root = labfiles::shipped_dir();
+    let _ = std::fs::remove_file(keylog());
     let started = start_instance("operator-a", &root.join("operator-a.toml"))
         .and_then(|a| start_instance("operator-b", &root.join("operator-b.toml")).map(|b| (a, b)));
     let mut lab = match started {

@@ -23,8 +23,9 @@ use common::flows;
 use common::harness::{self, ensure, Tally};
 use common::instance::{self, Instance};
 use common::labfiles;
+use common::media::{exchange, rtp_socket, sdp_media_addr, PTIME};
 use common::ua::{sdp, Dialog, Ua, UaConfig, R};
-use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -40,8 +41,6 @@ const BYE_LIMIT: Duration = Duration::from_secs(10);
 /// A BYE earlier than this after the ACK was not caused by the inactivity timeout.
 const BYE_NOT_BEFORE: Duration = Duration::from_millis(2500);
 const MEDIA_FOR: Duration = Duration::from_secs(8);
-const PTIME: Duration = Duration::from_millis(20);
-const PACKET_LEN: usize = 172;
 /// How long to keep retrying when the lab addresses are held by another test.
 const BUSY_RETRY_FOR: Duration = Duration::from_secs(240);
 const GLOBAL_TIMEOUT: Duration = Duration::from_secs(10 * 60);
@@ -131,129 +130,6 @@ impl Lab {
 }
 
 // ---------------------------------------------------------------- SDP and media
-
-/// A UDP socket on `ip` with an even port from a range only this test uses (RTP convention).
-fn rtp_socket(ip: &str, base: u16) -> R<UdpSocket> {
-    let ip: IpAddr = ip.parse().map_err(|e| format!("{ip}: {e}"))?;
-    let mut last = String::new();
-    for port in (base..base + 200).step_by(2) {
-        match UdpSocket::bind(SocketAddr::new(ip, port)) {
-            Ok(s) => return Ok(s),
-            Err(e) => last = e.to_string(),
-        }
-    }
-    Err(format!("no free even UDP port on {ip} from {base}: {last}"))
-}
-
-/// The connection address and port of the first audio stream of an SDP body (a media-level
-/// `c=` overrides the session-level one).
-fn sdp_media_addr(body: &str) -> R<SocketAddr> {
-    let mut session_ip = None;
-    let mut media_ip = None;
-    let mut port = None;
-    let mut in_audio = false;
-    let mut before_media = true;
-    for line in body.lines() {
-        let line = line.trim();
-        if let Some(rest) = line.strip_prefix("m=") {
-            before_media = false;
-            in_audio = port.is_none() && rest.starts_with("audio ");
-            if in_audio {
-                port = rest
-                    .split_whitespace()
-                    .nth(1)
-                    .and_then(|p| p.split('/').next())
-                    .and_then(|p| p.parse::<u16>().ok());
-            }
-        } else if let Some(rest) = line.strip_prefix("c=") {
-            let ip = rest.split_whitespace().nth(2).map(str::to_string);
-            if before_media {
-                session_ip = ip;
-            } else if in_audio {
-                media_ip = ip;
-            }
-        }
-    }
-    let (Some(ip), Some(port)) = (media_ip.or(session_ip), port) else {
-        return Err(format!("no c=/m=audio in SDP:\n{body}"));
-    };
-    let ip: IpAddr = ip.parse().map_err(|e| format!("SDP address {ip}: {e}"))?;
-    Ok(SocketAddr::new(ip, port))
-}
-
-/// What one side of the media exchange saw.
-#[derive(Debug, Default)]
-struct MediaReport {
-    sent: u32,
-    received: u32,
-    /// Packets carrying the other side's SSRC.
-    from_peer: u32,
-    /// Every distinct source address packets came from.
-    sources: Vec<SocketAddr>,
-    send_errors: u32,
-}
-
-/// A 172-byte RTP packet (12-byte header, 160 bytes of PCMU) of stream `ssrc`.
-fn rtp_packet(ssrc: u32, seq: u16) -> Vec<u8> {
-    let mut p = vec![0xffu8; PACKET_LEN];
-    p[0] = 0x80;
-    p[1] = 0; // PCMU
-    p[2..4].copy_from_slice(&seq.to_be_bytes());
-    p[4..8].copy_from_slice(&(u32::from(seq) * 160).to_be_bytes());
-    p[8..12].copy_from_slice(&ssrc.to_be_bytes());
-    p
-}
-
-/// Send a packet to `to` every PTIME for `dur` and receive whatever comes meanwhile.
-fn exchange(
-    sock: UdpSocket,
-    to: SocketAddr,
-    my_ssrc: u32,
-    peer_ssrc: u32,
-    dur: Duration,
-) -> MediaReport {
-    let mut r = MediaReport::default();
-    let _ = sock.set_read_timeout(Some(Duration::from_millis(2)));
-    let start = Instant::now();
-    let end = start + dur;
-    let mut next_send = start;
-    let mut seq: u16 = 0;
-    let mut buf = [0u8; 2048];
-    while Instant::now() < end {
-        if Instant::now() >= next_send {
-            if sock.send_to(&rtp_packet(my_ssrc, seq), to).is_ok() {
-                r.sent += 1;
-            } else {
-                r.send_errors += 1;
-            }
-            seq = seq.wrapping_add(1);
-            next_send += PTIME;
-        }
-        if let Ok((n, src)) = sock.recv_from(&mut buf) {
-            r.received += 1;
-            if n == PACKET_LEN && buf[8..12] == peer_ssrc.to_be_bytes() {
-                r.from_peer += 1;
-            }
-            if !r.sources.contains(&src) {
-                r.sources.push(src);
-            }
-        }
-    }
-    // drain what is still in flight (bounded)
-    let drain_end = Instant::now() + Duration::from_millis(200);
-    while Instant::now() < drain_end {
-        if let Ok((n, src)) = sock.recv_from(&mut buf) {
-            r.received += 1;
-            if n == PACKET_LEN && buf[8..12] == peer_ssrc.to_be_bytes() {
-                r.from_peer += 1;
-            }
-            if !r.sources.contains(&src) {
-                r.sources.push(src);
-            }
-        }
-    }
-    r
-}
 
 // ---------------------------------------------------------------- call set-up
 

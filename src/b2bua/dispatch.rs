@@ -32,7 +32,7 @@ impl Border {
     // === Input ===
 
     pub fn handle_input(&mut self, now: Instant, input: Inbound<'_>) {
-        let Some(party) = self.classify(input.realm, input.remote.ip()) else {
+        let Some(party) = self.classify(&input) else {
             // Scanners learn nothing: no answer at all. The log says why, for whoever is
             // setting up a client and wonders where its request went.
             self.stats.dropped_unknown_source += 1;
@@ -68,15 +68,36 @@ impl Border {
         self.drain_tx_events(now);
     }
 
-    pub(super) fn classify(&self, realm: usize, ip: IpAddr) -> Option<Party> {
+    /// Who sent `input`: the core by its source address; a partner by the identity its TLS
+    /// connection proved, or, for a partner without a TLS policy, by its source address. A
+    /// TLS-only partner's address sending over plain UDP/TCP is nobody.
+    pub(super) fn classify(&self, input: &Inbound<'_>) -> Option<Party> {
+        let realm = input.realm;
+        let ip = input.remote.ip();
         let r = self.cfg.realms.get(realm)?;
         match r.kind {
             RealmKind::Home => r.core_sources.contains(&ip).then_some(Party::Core),
-            RealmKind::Peer => self
+            RealmKind::Peer if input.transport == Transport::Tls => self
                 .partners
-                .by_source(realm, ip)
+                .by_identity(realm, input.peer?)
                 .map(|(id, _)| Party::Peer(id)),
+            RealmKind::Peer => {
+                let (id, _) = self.partners.by_source(realm, ip)?;
+                if self.partners.get(id).tls.is_some() {
+                    tracing::debug!(source = %input.remote, partner = %self.partners.name(id),
+                        "dropped: this partner is TLS-only and sent over {}", input.transport.as_str());
+                    return None;
+                }
+                Some(Party::Peer(id))
+            }
         }
+    }
+
+    /// The transport cannot reach `flow` (connection refused or timed out, TLS handshake
+    /// refused): what was sent over it fails now, as a 503, and a call moves to its next target.
+    pub fn transport_failed(&mut self, now: Instant, flow: Flow) {
+        self.tx.transport_failed(flow);
+        self.drain_tx_events(now);
     }
 
     pub(super) fn drop_malformed(&mut self, flow: Flow) {

@@ -37,7 +37,7 @@ pub use snapshot::{
 mod timers;
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -69,6 +69,9 @@ pub struct Inbound<'a> {
     pub transport: Transport,
     pub remote: SocketAddr,
     pub bytes: &'a [u8],
+    /// The partner a TLS connection proved with its certificate (the name in its policy); the
+    /// engine selects the partner by it, not by `remote`. `None` on UDP and TCP.
+    pub peer: Option<&'a str>,
 }
 
 /// Who sent a message: this operator's core, or one of the peers of the realm.

@@ -48,6 +48,10 @@ impl Outbox {
         self.tx.confirm_2xx(now, id)
     }
 
+    pub fn transport_failed(&mut self, flow: Flow) {
+        self.tx.transport_failed(flow)
+    }
+
     pub fn handle_timeout(&mut self, now: Instant) {
         self.tx.handle_timeout(now)
     }

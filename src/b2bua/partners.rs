@@ -225,6 +225,18 @@ impl Partners {
         hit(false).or_else(|| hit(true))
     }
 
+    /// The partner of `realm` a TLS connection proved by certificate, by the name in its
+    /// policy: live partners first, then a retired one whose calls are still running.
+    pub fn by_identity(&self, realm: usize, name: &str) -> Option<(PeerId, bool)> {
+        let hit = |retired: bool| {
+            self.entries
+                .iter()
+                .find(|e| e.realm == realm && e.retired == retired && &*e.name == name)
+                .map(|e| (e.id, retired))
+        };
+        hit(false).or_else(|| hit(true))
+    }
+
     pub fn is_retired(&self, id: PeerId) -> bool {
         self.entry(id).retired
     }

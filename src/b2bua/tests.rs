@@ -19,7 +19,8 @@ fn lab(name: &str) -> Arc<config::Config> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("policies/lab")
         .join(name);
-    Arc::new(config::load(&path).expect("lab config loads"))
+    // The engine alone, without transports: the interconnect as plain UDP.
+    Arc::new(config::load(&path).expect("lab config loads").plain_udp())
 }
 
 fn addr(s: &str) -> SocketAddr {
@@ -77,6 +78,7 @@ impl Sim {
                     transport: Transport::Udp,
                     remote: from,
                     bytes: &bytes,
+                    peer: None,
                 },
             );
         } else if to == addr(CORE_A) {
@@ -161,6 +163,7 @@ impl Sim {
                 transport: Transport::Udp,
                 remote: from,
                 bytes,
+                peer: None,
             },
         );
     }
@@ -907,6 +910,7 @@ fn ipv4_home_and_ipv6_interconnect_interwork() {
             transport: Transport::Udp,
             remote: addr(CORE_A),
             bytes: inv.as_bytes(),
+            peer: None,
         },
     );
     let out = std::iter::from_fn(|| a.poll_transmit())
@@ -1084,6 +1088,7 @@ fn peer_methods_outside_the_agreement_get_405_and_unknown_dialogs_481() {
                 transport: Transport::Udp,
                 remote: addr("127.0.20.2:5060"),
                 bytes: text.as_bytes(),
+                peer: None,
             },
         );
         let t = b.poll_transmit().expect("answered");
@@ -1205,3 +1210,4 @@ mod overload;
 mod parking;
 mod reconfigure;
 mod snapshot;
+mod tls_identity;

@@ -12,7 +12,12 @@ impl Border {
             match ev {
                 TxEvent::ClientTimeout(ctx) => {
                     if let Some(p) = self.pending.remove(&ctx) {
-                        self.on_client_timeout(now, p);
+                        self.on_client_timeout(now, p, 408);
+                    }
+                }
+                TxEvent::ClientTransportError(ctx) => {
+                    if let Some(p) = self.pending.remove(&ctx) {
+                        self.on_client_timeout(now, p, 503);
                     }
                 }
                 TxEvent::ClientTerminated(ctx) => {
@@ -37,7 +42,9 @@ impl Border {
         }
     }
 
-    pub(super) fn on_client_timeout(&mut self, now: Instant, p: Pending) {
+    /// No final response will come: Timer B/F fired (`status` 408) or the transport failed
+    /// (503, RFC 3261 §8.1.3.1). The initial request moves to the next target if there is one.
+    pub(super) fn on_client_timeout(&mut self, now: Instant, p: Pending, status: u16) {
         let sid = p.session;
         let Some(sess) = self.sessions.get(&sid) else {
             return;
@@ -49,11 +56,13 @@ impl Border {
             PendingKind::Relay { request, .. } => request.method().cloned(),
         };
         let to = self.origin(leg.realm, leg.party);
-        self.emit(Event::TransactionTimeout { method, to });
+        if status == 408 {
+            self.emit(Event::TransactionTimeout { method, to });
+        }
         match p.kind {
             PendingKind::Local => {}
             PendingKind::Initial => {
-                if self.try_next_target(now, sid, None) {
+                if self.try_next_target(now, sid, (status != 408).then_some(status)) {
                     return;
                 }
                 let Some(sess) = self.sessions.get(&sid) else {
@@ -62,16 +71,16 @@ impl Border {
                 let kind = sess.kind;
                 if let Some(stx) = sess.initial_stx.filter(|_| sess.phase.early().is_some()) {
                     let initial = sess.initial.clone();
-                    self.reply_in_session(now, sid, stx, &initial, 408);
+                    self.reply_in_session(now, sid, stx, &initial, status);
                 }
                 if kind == Kind::Invite {
                     self.stats.calls_failed += 1;
-                    self.emit_failed(sid, 408);
+                    self.emit_failed(sid, status);
                 }
                 self.end(now, sid);
             }
             PendingKind::Relay { stx, request, .. } => {
-                self.reply(now, stx, &request, 408, None);
+                self.reply(now, stx, &request, status, None);
                 if request.method() == Some(&Method::Bye) {
                     self.end(now, sid);
                 }

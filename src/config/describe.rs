@@ -54,12 +54,33 @@ pub(super) fn describe(c: &Config) -> String {
     let _ = writeln!(o, "timer_c_s = {}", s.timer_c.as_secs());
     let _ = writeln!(o, "lookup_timeout_ms = {}", s.lookup_timeout.as_millis());
     let _ = writeln!(o, "overload_backlog = {}", s.overload_backlog);
+    let _ = writeln!(o, "overload_delay_ms = {}", s.overload_delay.as_millis());
     let _ = writeln!(o, "max_message_size = {}", s.max_message_size);
     let _ = writeln!(o, "max_headers = {}", s.max_headers);
     let _ = writeln!(o, "max_forwards = {}", s.max_forwards);
     let _ = writeln!(o, "max_calls = {}", s.max_calls);
     let _ = writeln!(o, "max_tcp_connections = {}", s.max_tcp_connections);
     let _ = writeln!(o, "tcp_idle_timeout_s = {}", s.tcp_idle_timeout.as_secs());
+    let _ = writeln!(
+        o,
+        "keepalive_interval_s = {}",
+        s.keepalive_interval.as_secs()
+    );
+    let _ = writeln!(
+        o,
+        "max_connections_per_partner = {}",
+        s.max_connections_per_partner
+    );
+    let _ = writeln!(
+        o,
+        "tls_handshake_timeout_ms = {}",
+        s.tls_handshake_timeout.as_millis()
+    );
+    let _ = writeln!(
+        o,
+        "reconnect_backoff_max_s = {}",
+        s.reconnect_backoff_max.as_secs()
+    );
     let _ = writeln!(
         o,
         "dialog_idle_timeout_s = {}",
@@ -110,6 +131,14 @@ pub(super) fn describe(c: &Config) -> String {
         let _ = writeln!(o, "media_address = {}", q(&r.media_address.to_string()));
         let (lo, hi) = r.media_ports;
         let _ = writeln!(o, "media_ports = {}", q(&format!("{lo}-{hi}")));
+        if let Some(t) = &r.tls {
+            let _ = writeln!(
+                o,
+                "tls = {{ certificate = {}, key = {} }}",
+                q(&t.certificate.path.display().to_string()),
+                q(&t.key.path.display().to_string())
+            );
+        }
         if r.kind == RealmKind::Home {
             if let Some(core) = &r.core {
                 let _ = writeln!(o, "core = {}", q(&core.to_string()));
@@ -141,6 +170,30 @@ pub(super) fn describe(c: &Config) -> String {
             let _ = writeln!(o, "next_hop = {}", q(&p.next_hop.to_string()));
             let _ = writeln!(o, "trust = {}", q(trust(p.trust)));
             let _ = writeln!(o, "ioi = {}", q(&p.ioi));
+            if let Some(t) = &p.tls {
+                // An inline table stays on one line (TOML 1.0), however long its lists.
+                let one_line = |items: Vec<String>| {
+                    let items: Vec<String> = items.iter().map(|s| q(s)).collect();
+                    format!("[{}]", items.join(", "))
+                };
+                let mut parts = vec![format!(
+                    "fingerprints = {}",
+                    one_line(
+                        t.fingerprints
+                            .iter()
+                            .map(crate::peering::format_fingerprint)
+                            .collect()
+                    )
+                )];
+                if let Some(ca) = &t.ca {
+                    parts.push(format!("ca = {}", q(&ca.path.display().to_string())));
+                }
+                parts.push(format!("identities = {}", one_line(t.identities.clone())));
+                if let Some(crl) = &t.crl {
+                    parts.push(format!("crl = {}", q(&crl.path.display().to_string())));
+                }
+                let _ = writeln!(o, "tls = {{ {} }}", parts.join(", "));
+            }
             let _ = writeln!(
                 o,
                 "allowed_methods = {}",

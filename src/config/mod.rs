@@ -124,6 +124,10 @@ pub struct SipSettings {
     /// Received messages waiting for the engine beyond which new calls are shed with 503
     /// (RFC 6357): the queue, not a call count, says the border is behind.
     pub overload_backlog: usize,
+    /// New INVITEs are also shed while a message waits longer than this between its arrival
+    /// and the engine (the queue delay: load measured, whatever the message mix). Default T1:
+    /// a peer waiting longer starts retransmitting, which only adds to the load.
+    pub overload_delay: Duration,
     pub max_message_size: usize,
     pub max_headers: usize,
     /// Max-Forwards put on requests that arrive without one.
@@ -134,6 +138,21 @@ pub struct SipSettings {
     pub max_tcp_connections: usize,
     /// A TCP connection idle this long is closed.
     pub tcp_idle_timeout: Duration,
+    /// Connections this border opened (TCP, TLS) send a CRLF keep-alive ping (RFC 5626
+    /// §4.4.1) after this long without sending anything; 0 disables.
+    pub keepalive_interval: Duration,
+    /// A connection that has sent part of a message (or, accepted, nothing at all) for this
+    /// long without completing it is closed: a slow-loris client holds no buffer for long.
+    pub partial_message_timeout: Duration,
+    /// Most TCP and TLS connections one source address may hold open to us at once.
+    pub max_connections_per_source: usize,
+    /// Most TLS connections one partner may hold open to us at once.
+    pub max_connections_per_partner: usize,
+    /// A TLS handshake (either direction) must complete within this.
+    pub tls_handshake_timeout: Duration,
+    /// After a connection to an address fails, new ones wait 1 s, then twice as long after
+    /// each further failure, up to this; messages meanwhile fail at once (and fail over).
+    pub reconnect_backoff_max: Duration,
     /// A dialog with no request for this long is torn down (guards against lost BYEs).
     pub dialog_idle_timeout: Duration,
     /// Option tags (RFC 3261 §19.2) the border accepts in `Require` and `Proxy-Require`. A request
@@ -151,12 +170,19 @@ impl Default for SipSettings {
             timer_c: Duration::from_secs(180),
             lookup_timeout: Duration::from_secs(5),
             overload_backlog: 1024,
+            overload_delay: Duration::from_millis(500),
             max_message_size: 65_535,
             max_headers: 256,
             max_forwards: 70,
             max_calls: 10_000,
             max_tcp_connections: 1_024,
             tcp_idle_timeout: Duration::from_secs(300),
+            keepalive_interval: Duration::from_secs(30),
+            partial_message_timeout: Duration::from_secs(10),
+            max_connections_per_source: 32,
+            max_connections_per_partner: 8,
+            tls_handshake_timeout: Duration::from_secs(5),
+            reconnect_backoff_max: Duration::from_secs(60),
             dialog_idle_timeout: Duration::from_secs(7_200),
             extensions: DEFAULT_EXTENSIONS.iter().map(|s| s.to_string()).collect(),
         }
@@ -201,6 +227,8 @@ pub struct Peer {
     pub ioi: String,
     /// Whether its domain is resolved by DNS, and the transports DNS may choose.
     pub dns: PeerDns,
+    /// Mutual TLS: how it proves its identity. `None`: plain UDP/TCP by source address.
+    pub tls: Option<PeerTls>,
     /// The file it came from, for messages.
     pub origin: PathBuf,
 }
@@ -301,6 +329,49 @@ pub struct Realm {
     /// Peer realm: name servers for the RFC 3263 lookups of its partners (an IPX's private
     /// DNS); empty: the `[dns]` servers.
     pub dns_servers: Vec<SocketAddr>,
+    /// The certificate and key of its TLS listener and outgoing TLS connections.
+    pub tls: Option<RealmTls>,
+}
+
+/// A PEM file named by the configuration, with the text it had when the configuration was read
+/// (so a reload sees a rotated certificate as a change, and a running border never re-reads a
+/// half-written file).
+#[derive(Clone, PartialEq, Eq)]
+pub struct PemFile {
+    pub path: PathBuf,
+    pub pem: String,
+}
+
+/// Never prints the text: it may be a private key.
+impl std::fmt::Debug for PemFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PemFile({})", self.path.display())
+    }
+}
+
+/// What this border presents on a realm's TLS listener and connections (RFC 5922 §7.4): its
+/// certificate chain (leaf first) and private key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RealmTls {
+    pub certificate: PemFile,
+    pub key: PemFile,
+}
+
+/// How a partner proves who it is on a TLS connection (mutual authentication, both ways): a
+/// certificate whose SHA-256 fingerprint is pinned here, or one issued by `ca` naming one of
+/// `identities` (its SIP domain, RFC 5922 §7.1). A partner with this policy is TLS-only:
+/// anything it sends over plain UDP or TCP is dropped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerTls {
+    /// SHA-256 fingerprints of the leaf certificates it may present.
+    pub fingerprints: Vec<[u8; 32]>,
+    /// CA certificates (PEM bundle) that issue its certificates.
+    pub ca: Option<PemFile>,
+    /// Names its certificate must carry (subjectAltName `sip:` URI or dNSName); default: its
+    /// `domains`.
+    pub identities: Vec<String>,
+    /// A certificate revocation list (PEM) from its CA; a revoked certificate is refused.
+    pub crl: Option<PemFile>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -322,6 +393,36 @@ pub struct Config {
     pub realms: Vec<Realm>,
     /// Log filter (tracing EnvFilter syntax), e.g. "info".
     pub log: String,
+}
+
+impl Config {
+    /// This configuration with every TLS listener and next hop made plain UDP on port 5060 and
+    /// the TLS policies removed: for in-memory runs of the engine (tests, the core bench), which
+    /// exchange messages without a transport, so there is no handshake to prove identities.
+    #[doc(hidden)]
+    pub fn plain_udp(mut self) -> Config {
+        let udp = |addr: SocketAddr| SocketAddr::new(addr.ip(), 5060);
+        for r in &mut self.realms {
+            r.tls = None;
+            for l in &mut r.listen {
+                if l.transport == Transport::Tls {
+                    l.transport = Transport::Udp;
+                    l.addr = udp(l.addr);
+                }
+            }
+            r.listen.dedup();
+            for p in &mut r.peers {
+                p.tls = None;
+                if p.next_hop.transport == Transport::Tls {
+                    p.next_hop = NextHop {
+                        transport: Transport::Udp,
+                        addr: udp(p.next_hop.addr),
+                    };
+                }
+            }
+        }
+        self
+    }
 }
 
 /// One problem in a configuration file.

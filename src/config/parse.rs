@@ -18,6 +18,7 @@ mod dns;
 mod reader;
 mod realm;
 mod settings;
+mod tls;
 mod values;
 
 use super::ConfigErrorKind as Kind;
@@ -124,12 +125,19 @@ const SIP_KEYS: &[&str] = &[
     "timer_c_s",
     "lookup_timeout_ms",
     "overload_backlog",
+    "overload_delay_ms",
     "max_message_size",
     "max_headers",
     "max_forwards",
     "max_calls",
     "max_tcp_connections",
     "tcp_idle_timeout_s",
+    "keepalive_interval_s",
+    "partial_message_timeout_ms",
+    "max_connections_per_source",
+    "max_connections_per_partner",
+    "tls_handshake_timeout_ms",
+    "reconnect_backoff_max_s",
     "dialog_idle_timeout_s",
     "extensions",
 ];
@@ -147,7 +155,10 @@ const REALM_KEYS: &[&str] = &[
     "media_address",
     "media_ports",
     "dns_servers",
+    "tls",
 ];
+const REALM_TLS_KEYS: &[&str] = &["certificate", "key"];
+const PEER_TLS_KEYS: &[&str] = &["fingerprints", "ca", "identities", "crl"];
 const HEADERS_KEYS: &[&str] = &["allow", "bodies"];
 
 /// Body types that cross by default: session descriptions (anchored), the refer progress of
@@ -177,6 +188,7 @@ const PEER_KEYS: &[&str] = &[
     "headers",
     "route",
     "transports",
+    "tls",
 ];
 
 pub(super) fn parse(text: &str, origin: &Path, read: Reader) -> Result<Config, ConfigErrors> {
@@ -250,6 +262,7 @@ pub(super) fn parse(text: &str, origin: &Path, read: Reader) -> Result<Config, C
                 core_sources: r.core_sources.into_iter().map(|s| s.v).collect(),
                 trust: r.trust,
                 headers: r.headers,
+                tls: r.tls,
                 peers: r
                     .peers
                     .into_iter()
@@ -274,6 +287,7 @@ pub(super) fn parse(text: &str, origin: &Path, read: Reader) -> Result<Config, C
                             max_cps: p.max_cps,
                             max_rps: p.max_rps,
                             dns: p.dns,
+                            tls: p.tls,
                             origin: p.origin,
                         }
                     })

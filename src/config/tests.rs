@@ -475,3 +475,91 @@ fn inline_peer_realm_mismatch() {
     assert_eq!(p.next_hop.to_string(), "tcp:[2001:db8::3]:5061");
     assert_eq!(p.origin, PathBuf::from("/etc/palisade/node.toml"));
 }
+
+const CERT_PEM: &str =
+    "-----BEGIN CERTIFICATE-----\nMIIBTDCB8qADAgECAhQ=\n-----END CERTIFICATE-----\n";
+const KEY_PEM: &str =
+    "-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMGByqGSM49AgE=\n-----END PRIVATE KEY-----\n";
+
+#[test]
+fn tls_listener_needs_the_realms_certificate() {
+    let text = NODE.replace(
+        "listen = [\"udp:127.0.20.2:5060\"]",
+        "listen = [\"tls:127.0.20.2:5061\"]",
+    );
+    let e = one_error(&text);
+    assert_eq!(e.kind, Kind::MissingField);
+    assert_eq!(e.field, "realm.interconnect.listen[0]");
+    assert!(e.message.contains("tls = {"), "{e}");
+}
+
+#[test]
+fn tls_partner_policy_is_read_and_checked() {
+    let node = NODE.replace(
+        "listen = [\"udp:127.0.20.2:5060\"]",
+        "listen = [\"tls:127.0.20.2:5061\"]\ntls = { certificate = \"tls/a.crt\", key = \"tls/a.key\" }",
+    );
+    let peer =
+        "name = \"operator-b\"\ndomains = [\"operator-b.example\"]\nsources = [\"127.0.30.2\"]\n\
+                next_hop = \"tls:127.0.30.2:5061\"\n\n[tls]\nca = \"../tls/ca.crt\"\n";
+    let fs = files(&[
+        ("/etc/palisade/peers/b.toml", peer),
+        ("/etc/palisade/tls/a.crt", CERT_PEM),
+        ("/etc/palisade/tls/a.key", KEY_PEM),
+        ("/etc/palisade/tls/ca.crt", CERT_PEM),
+    ]);
+    let cfg = parse_with(&node, &fs).expect("valid");
+    let r = &cfg.realms[1];
+    assert_eq!(
+        r.tls.as_ref().unwrap().certificate.path,
+        PathBuf::from("/etc/palisade/tls/a.crt")
+    );
+    let t = r.peers[0].tls.as_ref().expect("partner tls");
+    // The CA path is relative to the peer file; identities default to its domains.
+    assert_eq!(
+        t.ca.as_ref().unwrap().path,
+        PathBuf::from("/etc/palisade/tls/ca.crt")
+    );
+    assert_eq!(t.identities, vec!["operator-b.example".to_string()]);
+
+    // A bad fingerprint, a plain next hop for a TLS partner, a CA file without a certificate.
+    let bad = peer
+        .replace("tls:127.0.30.2:5061", "udp:127.0.30.2:5060")
+        .replace(
+            "ca = \"../tls/ca.crt\"",
+            "ca = \"../tls/a.key\"\nfingerprints = [\"AB:CD\"]",
+        );
+    let fs = files(&[
+        ("/etc/palisade/peers/b.toml", bad.as_str()),
+        ("/etc/palisade/tls/a.crt", CERT_PEM),
+        ("/etc/palisade/tls/a.key", KEY_PEM),
+    ]);
+    let e = parse_with(&node, &fs).expect_err("invalid").0;
+    let fields: Vec<&str> = e.iter().map(|e| e.field.as_str()).collect();
+    assert!(
+        fields.contains(&"tls.fingerprints[0]"),
+        "{}",
+        ConfigErrors(e.clone())
+    );
+    assert!(fields.contains(&"tls.ca"), "{}", ConfigErrors(e.clone()));
+    assert!(fields.contains(&"next_hop"), "{}", ConfigErrors(e.clone()));
+    assert!(e
+        .iter()
+        .all(|e| e.file == Path::new("/etc/palisade/peers/b.toml")));
+}
+
+#[test]
+fn tls_partner_without_trust_is_an_error() {
+    let peer =
+        "name = \"operator-b\"\ndomains = [\"operator-b.example\"]\nsources = [\"127.0.30.2\"]\n\
+                next_hop = \"tls:127.0.30.2:5061\"\n";
+    let e = parse_with(NODE, &files(&[("/etc/palisade/peers/b.toml", peer)]))
+        .expect_err("invalid")
+        .0;
+    assert!(
+        e.iter()
+            .any(|e| e.field == "next_hop" && e.message.contains("[tls]")),
+        "{}",
+        ConfigErrors(e.clone())
+    );
+}

@@ -27,6 +27,8 @@ pub struct Metrics {
     timeouts: IntCounterVec,
     reloads: IntCounterVec,
     events_lost: IntCounter,
+    pub tls_refused: IntCounterVec,
+    pub tls_connections: IntCounterVec,
     pub sessions_active: IntGauge,
     pub draining: IntGauge,
     pub media_flows: IntGaugeVec,
@@ -177,6 +179,16 @@ impl Metrics {
         for r in ["applied", "invalid", "needs_restart"] {
             reloads.with_label_values(&[r]);
         }
+        let tls_refused = counter_vec!(
+            "palisade_tls_handshake_failures_total",
+            "TLS handshakes refused, by realm, direction (in: a partner connecting, out: to a partner) and reason (unknown_ca, name_mismatch, expired, not_pinned, no_client_certificate, ...)",
+            &["realm", "direction", "reason"]
+        );
+        let tls_connections = counter_vec!(
+            "palisade_tls_connections_total",
+            "TLS connections established, by realm, the partner the certificate proved and direction",
+            &["realm", "partner", "direction"]
+        );
         let events_lost = IntCounter::new(
             "palisade_events_lost_total",
             "Engine events discarded because the service fell behind (metrics undercount by this)",
@@ -237,6 +249,8 @@ impl Metrics {
             timeouts,
             reloads,
             events_lost,
+            tls_refused,
+            tls_connections,
             sessions_active,
             draining,
             media_flows,

@@ -172,16 +172,39 @@ pub async fn run(cfg: Config, source: ConfigSource) -> anyhow::Result<()> {
                 let Some(ev) = ev else { break };
                 let now = Instant::now();
                 // What is still queued behind this message is the load the engine is behind by.
-                border.set_overloaded(ev_rx.len() > border.config().sip.overload_backlog);
+                let sip = &border.config().sip;
+                let waited = match &ev {
+                    Received::Message { at, .. } => now.saturating_duration_since(*at),
+                    _ => Duration::ZERO,
+                };
+                let overloaded = ev_rx.len() > sip.overload_backlog || waited > sip.overload_delay;
+                border.set_overloaded(overloaded);
                 match ev {
-                    Received::Message { flow, bytes } => border.handle_input(now, Inbound {
+                    Received::Message { flow, bytes, peer, .. } => border.handle_input(now, Inbound {
                         realm: flow.realm,
                         transport: flow.transport,
                         remote: flow.remote,
                         bytes: &bytes,
+                        peer: peer.as_deref(),
                     }),
-                    Received::Connected { flow, writer } => transports.register(flow, writer),
+                    Received::Connected { flow, writer, peer } => {
+                        if let Some(p) = &peer {
+                            let dir = if writer.is_some() { "in" } else { "out" };
+                            let realm = &border.config().realms[flow.realm].name;
+                            m.tls_connections.with_label_values(&[realm.as_str(), p, dir]).inc();
+                        }
+                        transports.connected(flow, writer)
+                    }
                     Received::Closed { flow } => transports.closed(flow),
+                    Received::Unreachable { flow } => {
+                        transports.unreachable(flow);
+                        border.transport_failed(now, flow);
+                    }
+                    Received::TlsRefused { realm, inbound, reason, .. } => {
+                        let realm = &border.config().realms[realm].name;
+                        let dir = if inbound { "in" } else { "out" };
+                        m.tls_refused.with_label_values(&[realm, dir, reason]).inc();
+                    }
                 }
             }
             _ = sleep => border.handle_timeout(Instant::now()),
@@ -217,7 +240,7 @@ pub async fn run(cfg: Config, source: ConfigSource) -> anyhow::Result<()> {
             _ = watchdog.tick(), if watchdog_every.is_some() => notify.send("WATCHDOG=1"),
             _ = hup.recv() => {
                 notify.reloading();
-                last_reload = Some((reload(&source, &mut border, m), Instant::now()));
+                last_reload = Some((reload(&source, &mut border, &mut transports, m), Instant::now()));
                 notify.send(&format!("READY=1\nSTATUS=ready: {}", border.config().name));
             }
             _ = int.recv() => { tracing::info!("SIGINT"); stop_signal = true }
@@ -321,13 +344,28 @@ fn spawn_lookup(
 /// SIGHUP: reads the configuration again. A bad one is refused (one line per error, each with
 /// file, line and field) and the running one kept; one that changes realms, listeners or relay
 /// ports is refused as needing a restart; otherwise the engine takes it while calls run.
-fn reload(source: &ConfigSource, border: &mut Border, m: &metrics::Metrics) -> &'static str {
+fn reload(
+    source: &ConfigSource,
+    border: &mut Border,
+    transports: &mut Transports,
+    m: &metrics::Metrics,
+) -> &'static str {
     let new = match source.load() {
         Ok(c) => c,
         Err(errors) => {
             for e in &errors.0 {
                 tracing::error!("reload refused, the running configuration is kept: {e}");
             }
+            m.reload(metrics::ReloadResult::Invalid);
+            return "invalid";
+        }
+    };
+    // Certificates and keys are checked before anything is applied: a key that does not match
+    // its certificate refuses the whole reload.
+    let tls = match crate::peering::build(&new) {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::error!("reload refused, the running configuration is kept: {e}");
             m.reload(metrics::ReloadResult::Invalid);
             return "invalid";
         }
@@ -349,8 +387,9 @@ fn reload(source: &ConfigSource, border: &mut Border, m: &metrics::Metrics) -> &
     if new.name != old.name {
         kept.push("name");
     }
-    match border.reconfigure(Arc::new(new)) {
+    match border.reconfigure(Arc::new(new.clone())) {
         Ok(()) => {
+            transports.install_tls(tls, &new);
             m.reload(metrics::ReloadResult::Applied);
             if kept.is_empty() {
                 tracing::info!("reload applied");

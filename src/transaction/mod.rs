@@ -76,6 +76,9 @@ pub enum TxEvent {
     AckTimeout(ServerTxId),
     /// A client transaction ended (after its final response was handled and its linger timer).
     ClientTerminated(ClientTxId),
+    /// The transport could not carry the request (a connection that could not be opened, a
+    /// TLS handshake refused): RFC 3261 §8.1.3.1, the call logic acts as if a 503 arrived.
+    ClientTransportError(ClientTxId),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -535,6 +538,26 @@ impl TransactionLayer {
             self.schedule.pop_first();
             if self.is_armed(at, due) {
                 self.fire(now, due);
+            }
+        }
+    }
+
+    /// The transport reports that `flow` cannot be reached: every client transaction still
+    /// waiting for a final response over it ends now with a transport error (§17.1.4), instead
+    /// of waiting out Timer B/F.
+    pub fn transport_failed(&mut self, flow: Flow) {
+        let failed: Vec<ClientTxId> = self
+            .clients
+            .iter()
+            .filter(|(_, t)| {
+                t.flow == flow && matches!(t.state, ClientState::Trying | ClientState::Proceeding)
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in failed {
+            if let Some(tx) = self.clients.remove(&id) {
+                self.client_keys.remove(&tx.key);
+                self.events.push_back(TxEvent::ClientTransportError(id));
             }
         }
     }

@@ -1,70 +1,117 @@
-//! SIP transports: UDP sockets and TCP connections per realm, on tokio. Owns every signalling
-//! socket; turns bytes on the wire into [`Received`] events and [`Transmit`]s into bytes on the
-//! wire. Stream framing (Content-Length) happens here; parsing does not. TLS peering will be a
-//! third [`crate::config::Transport`] whose connections use the same reader and writer tasks.
+//! SIP transports: UDP sockets, TCP connections and TLS connections per realm, on tokio. Owns
+//! every signalling socket; turns bytes on the wire into [`Received`] events and [`Transmit`]s
+//! into bytes on the wire. Stream framing (Content-Length) happens here; parsing does not.
+//!
+//! Files: `udp` (the datagram reader), `stream` (one TCP or TLS connection: framing, CRLF
+//! keep-alive, idle close), `tls` (handshakes both ways, and which partner the certificate
+//! proved). A TLS connection carries the proven partner's name on every message it delivers;
+//! the engine selects the partner by it, never by the connection's address.
+
+mod stream;
+mod tls;
+mod udp;
 
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
-use socket2::{Domain, Protocol, Socket, Type};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpSocket, TcpStream, UdpSocket};
+use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
-use crate::config::{Config, Transport};
-use crate::sip::{frame_stream, Framing, Limits};
+use crate::config::{Config, RealmKind, Transport};
+use crate::peering::{RealmTls, TlsSetupError};
+use crate::sip::Limits;
 use crate::transaction::{Flow, Transmit};
 
-/// A message (or datagram) that arrived, or a connection that went away.
+/// A message (or datagram) that arrived, or what happened to a connection.
 #[derive(Debug)]
 pub enum Received {
     Message {
         flow: Flow,
         bytes: Vec<u8>,
+        /// The partner its TLS connection proved (`None` on UDP and TCP).
+        peer: Option<Arc<str>>,
+        /// When it was read from the socket: the service measures the queue delay with it.
+        at: Instant,
     },
-    /// An accepted connection: replies and dialog requests to `flow` go to `writer`.
+    /// A connection is up. Accepted ones bring the `writer` that replies and dialog requests to
+    /// `flow` go to; ones this border opened already have theirs registered (`None`).
     Connected {
         flow: Flow,
-        writer: mpsc::Sender<Vec<u8>>,
+        writer: Option<mpsc::Sender<Vec<u8>>>,
+        peer: Option<Arc<str>>,
     },
     Closed {
         flow: Flow,
     },
+    /// A connection this border tried to open could not be: refused, timed out, or its TLS
+    /// handshake failed. What was sent over it has failed (the engine fails over).
+    Unreachable {
+        flow: Flow,
+    },
+    /// A TLS handshake failed, with its reason (`Refusal::reason`, `handshake_timeout`...).
+    TlsRefused {
+        realm: usize,
+        remote: SocketAddr,
+        /// The partner connected to us (else we connected to it).
+        inbound: bool,
+        reason: &'static str,
+    },
 }
 
-/// Bound listeners of one instance.
+/// Bound listeners of one instance, and the connections to and from it.
 pub struct Transports {
-    udp: HashMap<usize, Arc<UdpSocket>>,
-    tcp: HashMap<(usize, SocketAddr), mpsc::Sender<Vec<u8>>>,
+    udp: HashMap<usize, Arc<tokio::net::UdpSocket>>,
+    conns: HashMap<(usize, Transport, SocketAddr), mpsc::Sender<Vec<u8>>>,
     local_ip: HashMap<usize, std::net::IpAddr>,
     events: mpsc::Sender<Received>,
-    limits: Limits,
-    idle: Duration,
-    max_connections: usize,
+    cfg: stream::StreamCfg,
+    tls: SharedTls,
+    /// Which partner lives at an address (its next hop and sources): a TLS connection opened
+    /// there must prove that partner, not just any partner of the realm.
+    expect: HashMap<(usize, SocketAddr), Arc<str>>,
+    backoff: HashMap<(usize, Transport, SocketAddr), Backoff>,
+    backoff_max: Duration,
+}
+
+/// The TLS configurations of every realm, replaced whole by a reload; a handshake takes the
+/// current one, so new connections use a new certificate and established ones keep theirs.
+pub(crate) type SharedTls = Arc<RwLock<HashMap<usize, RealmTls>>>;
+
+#[derive(Debug, Clone, Copy)]
+struct Backoff {
+    until: Instant,
+    delay: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("cannot listen on {transport} {addr} (realm {realm})")]
-pub struct BindError {
-    pub transport: &'static str,
-    pub addr: SocketAddr,
-    pub realm: String,
-    #[source]
-    pub source: io::Error,
+pub enum BindError {
+    #[error("cannot listen on {transport} {addr} (realm {realm})")]
+    Listen {
+        transport: &'static str,
+        addr: SocketAddr,
+        realm: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error(transparent)]
+    Tls(#[from] TlsSetupError),
 }
 
-fn udp_socket(addr: SocketAddr) -> io::Result<UdpSocket> {
-    let sock = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
-    // No SO_REUSEADDR: on Linux it would let a second instance bind the same UDP address and
-    // silently take over the first one's signalling.
-    // Bursts of retransmissions must not be dropped by a small default buffer.
-    let _ = sock.set_recv_buffer_size(4 << 20);
-    sock.set_nonblocking(true)?;
-    sock.bind(&addr.into())?;
-    UdpSocket::from_std(sock.into())
+fn expectations(cfg: &Config) -> HashMap<(usize, SocketAddr), Arc<str>> {
+    let mut out = HashMap::new();
+    for (ri, realm) in cfg.realms.iter().enumerate() {
+        if realm.kind != RealmKind::Peer {
+            continue;
+        }
+        for p in realm.peers.iter().filter(|p| p.tls.is_some()) {
+            let name: Arc<str> = Arc::from(p.name.as_str());
+            out.insert((ri, p.next_hop.addr), name);
+        }
+    }
+    out
 }
 
 impl Transports {
@@ -77,19 +124,35 @@ impl Transports {
             max_message_size: cfg.sip.max_message_size,
             max_headers: cfg.sip.max_headers,
         };
-        let mut t = Transports {
-            udp: HashMap::new(),
-            tcp: HashMap::new(),
-            local_ip: HashMap::new(),
-            events: events.clone(),
+        let tls: SharedTls = Arc::new(RwLock::new(crate::peering::build(cfg)?));
+        let scfg = stream::StreamCfg {
             limits,
             idle: cfg.sip.tcp_idle_timeout,
+            keepalive: cfg.sip.keepalive_interval,
+            handshake: cfg.sip.tls_handshake_timeout,
             max_connections: cfg.sip.max_tcp_connections,
+            max_per_partner: cfg.sip.max_connections_per_partner,
+            max_per_source: cfg.sip.max_connections_per_source,
+            partial_timeout: cfg.sip.partial_message_timeout,
+            open: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+            per_partner: Arc::new(Mutex::new(HashMap::new())),
+            per_source: Arc::new(Mutex::new(HashMap::new())),
+        };
+        let mut t = Transports {
+            udp: HashMap::new(),
+            conns: HashMap::new(),
+            local_ip: HashMap::new(),
+            events: events.clone(),
+            cfg: scfg,
+            tls,
+            expect: expectations(cfg),
+            backoff: HashMap::new(),
+            backoff_max: cfg.sip.reconnect_backoff_max,
         };
         for (ri, realm) in cfg.realms.iter().enumerate() {
             t.local_ip.insert(ri, realm.advertise);
             for l in &realm.listen {
-                let err = |source| BindError {
+                let err = |source| BindError::Listen {
                     transport: l.transport.as_str(),
                     addr: l.addr,
                     realm: realm.name.clone(),
@@ -97,16 +160,28 @@ impl Transports {
                 };
                 match l.transport {
                     Transport::Udp => {
-                        let sock = Arc::new(udp_socket(l.addr).map_err(err)?);
+                        let sock = Arc::new(udp::socket(l.addr).map_err(err)?);
                         t.udp.insert(ri, sock.clone());
-                        tokio::spawn(udp_reader(ri, sock, events.clone(), limits));
+                        tokio::spawn(udp::reader(ri, sock, events.clone(), limits));
                     }
                     Transport::Tcp => {
                         let listener = TcpListener::bind(l.addr).await.map_err(err)?;
-                        tokio::spawn(tcp_acceptor(ri, listener, events.clone(), t.clone_cfg()));
+                        tokio::spawn(stream::tcp_acceptor(
+                            ri,
+                            listener,
+                            events.clone(),
+                            t.cfg.clone(),
+                        ));
                     }
                     Transport::Tls => {
-                        return Err(err(io::Error::other("TLS listeners are not built yet")));
+                        let listener = TcpListener::bind(l.addr).await.map_err(err)?;
+                        tokio::spawn(tls::acceptor(
+                            ri,
+                            listener,
+                            events.clone(),
+                            t.cfg.clone(),
+                            t.tls.clone(),
+                        ));
                     }
                 }
                 tracing::info!(
@@ -120,257 +195,131 @@ impl Transports {
         Ok(t)
     }
 
-    fn clone_cfg(&self) -> StreamCfg {
-        StreamCfg {
-            limits: self.limits,
-            idle: self.idle,
-            max_connections: self.max_connections,
-            open: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+    /// Takes the certificates, keys and partner trust of a new configuration: connections
+    /// opened or accepted from now on use them; established ones are left as they are. On
+    /// error nothing changes.
+    /// `tls` is `peering::build(cfg)`, made (and checked) by the caller before it applied
+    /// anything else of `cfg`.
+    pub fn install_tls(&mut self, tls: HashMap<usize, RealmTls>, cfg: &Config) {
+        if let Ok(mut w) = self.tls.write() {
+            *w = tls;
+        }
+        self.expect = expectations(cfg);
+    }
+
+    /// A connection is up: registers the writer of an accepted one; one this border opened
+    /// has proved it can be reached, so its address is out of back-off.
+    pub fn connected(&mut self, flow: Flow, writer: Option<mpsc::Sender<Vec<u8>>>) {
+        let key = (flow.realm, flow.transport, flow.remote);
+        match writer {
+            Some(w) => {
+                self.conns.insert(key, w);
+            }
+            None => {
+                self.backoff.remove(&key);
+            }
         }
     }
 
-    /// Registers the writer of an accepted connection.
-    pub fn register(&mut self, flow: Flow, writer: mpsc::Sender<Vec<u8>>) {
-        self.tcp.insert((flow.realm, flow.remote), writer);
-    }
-
     pub fn closed(&mut self, flow: Flow) {
-        self.tcp.remove(&(flow.realm, flow.remote));
+        let key = (flow.realm, flow.transport, flow.remote);
+        if self.conns.get(&key).is_some_and(|w| w.is_closed()) {
+            self.conns.remove(&key);
+        }
     }
 
-    /// Sends bytes; opens a TCP connection from the realm's address when none exists.
+    /// A connection to `flow` could not be opened: new attempts wait (1 s, doubling up to
+    /// `reconnect_backoff_max`), and messages to it fail at once meanwhile.
+    pub fn unreachable(&mut self, flow: Flow) {
+        let key = (flow.realm, flow.transport, flow.remote);
+        self.conns.remove(&key);
+        let delay = match self.backoff.get(&key) {
+            Some(b) => (b.delay * 2).min(self.backoff_max),
+            None => Duration::from_secs(1).min(self.backoff_max),
+        };
+        self.backoff.insert(
+            key,
+            Backoff {
+                until: Instant::now() + delay,
+                delay,
+            },
+        );
+    }
+
+    /// Sends bytes; opens a TCP or TLS connection from the realm's address when none exists.
     pub fn send(&mut self, t: Transmit) {
-        match t.flow.transport {
-            Transport::Udp => {
-                if let Some(sock) = self.udp.get(&t.flow.realm) {
-                    // UDP send on a non-blocking socket: a full buffer loses the datagram, and
-                    // SIP's retransmissions recover it, as for loss on the network.
-                    if let Err(e) = sock.try_send_to(&t.bytes, t.flow.remote) {
-                        tracing::debug!(remote = %t.flow.remote, "udp send failed: {e}");
-                    }
+        if t.flow.transport == Transport::Udp {
+            if let Some(sock) = self.udp.get(&t.flow.realm) {
+                // UDP send on a non-blocking socket: a full buffer loses the datagram, and
+                // SIP's retransmissions recover it, as for loss on the network.
+                if let Err(e) = sock.try_send_to(&t.bytes, t.flow.remote) {
+                    tracing::debug!(remote = %t.flow.remote, "udp send failed: {e}");
                 }
             }
-            Transport::Tls => {
-                tracing::warn!(remote = %t.flow.remote, "TLS is not built yet; message dropped");
+            return;
+        }
+        let key = (t.flow.realm, t.flow.transport, t.flow.remote);
+        let sent = match self.conns.get(&key) {
+            Some(w) => w.try_send(t.bytes),
+            None => Err(mpsc::error::TrySendError::Closed(t.bytes)),
+        };
+        let bytes = match sent {
+            Ok(()) => return,
+            // A connection that cannot keep up loses this message, as a congested network
+            // would; the transaction layer's timers handle it. Opening a second connection
+            // would not help and, toward an accepted one, cannot work.
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                tracing::debug!(remote = %t.flow.remote, "send queue full");
+                return;
             }
-            Transport::Tcp => {
-                let key = (t.flow.realm, t.flow.remote);
-                let sent = match self.tcp.get(&key) {
-                    Some(w) => w.try_send(t.bytes),
-                    None => Err(mpsc::error::TrySendError::Closed(t.bytes)),
+            Err(mpsc::error::TrySendError::Closed(bytes)) => {
+                self.conns.remove(&key);
+                bytes
+            }
+        };
+        if let Some(b) = self.backoff.get(&key) {
+            if Instant::now() < b.until {
+                tracing::debug!(remote = %t.flow.remote, "not reconnecting yet (back-off); message failed");
+                let _ = self.events.try_send(Received::Unreachable { flow: t.flow });
+                return;
+            }
+        }
+        let (tx, rx) = mpsc::channel(256);
+        let _ = tx.try_send(bytes);
+        self.conns.insert(key, tx);
+        let local = self.local_ip.get(&t.flow.realm).copied();
+        match t.flow.transport {
+            Transport::Tls => {
+                let realm_tls = self
+                    .tls
+                    .read()
+                    .ok()
+                    .and_then(|m| m.get(&t.flow.realm).cloned());
+                let Some(realm_tls) = realm_tls else {
+                    tracing::warn!(remote = %t.flow.remote, "no TLS certificate in this realm; message dropped");
+                    let _ = self.events.try_send(Received::Unreachable { flow: t.flow });
+                    return;
                 };
-                let bytes = match sent {
-                    Ok(()) => return,
-                    // A connection that cannot keep up loses this message, as a congested
-                    // network would; the transaction layer's timers handle it. Opening a second
-                    // connection would not help and, toward an accepted one, cannot work.
-                    Err(mpsc::error::TrySendError::Full(_)) => {
-                        tracing::debug!(remote = %t.flow.remote, "TCP send queue full");
-                        return;
-                    }
-                    Err(mpsc::error::TrySendError::Closed(bytes)) => {
-                        self.tcp.remove(&key);
-                        bytes
-                    }
-                };
-                let (tx, rx) = mpsc::channel(256);
-                let _ = tx.try_send(bytes);
-                self.tcp.insert(key, tx);
-                let local = self.local_ip.get(&t.flow.realm).copied();
-                tokio::spawn(tcp_connect(
+                let expect = self.expect.get(&(t.flow.realm, t.flow.remote)).cloned();
+                tokio::spawn(tls::connect(
+                    t.flow,
+                    local,
+                    expect,
+                    realm_tls,
+                    rx,
+                    self.events.clone(),
+                    self.cfg.clone(),
+                ));
+            }
+            _ => {
+                tokio::spawn(stream::tcp_connect(
                     t.flow,
                     local,
                     rx,
                     self.events.clone(),
-                    self.clone_cfg(),
+                    self.cfg.clone(),
                 ));
             }
         }
     }
-}
-
-#[derive(Clone)]
-struct StreamCfg {
-    limits: Limits,
-    idle: Duration,
-    max_connections: usize,
-    open: Arc<std::sync::atomic::AtomicUsize>,
-}
-
-async fn udp_reader(
-    realm: usize,
-    sock: Arc<UdpSocket>,
-    events: mpsc::Sender<Received>,
-    limits: Limits,
-) {
-    // One byte more than the cap, so an oversized datagram is seen as such, not truncated.
-    let mut buf = vec![0u8; limits.max_message_size.saturating_add(1).max(2048)];
-    loop {
-        match sock.recv_from(&mut buf).await {
-            Ok((n, remote)) => {
-                let flow = Flow {
-                    realm,
-                    transport: Transport::Udp,
-                    remote,
-                };
-                let ev = Received::Message {
-                    flow,
-                    bytes: buf[..n].to_vec(),
-                };
-                if events.send(ev).await.is_err() {
-                    return;
-                }
-            }
-            Err(e) => {
-                // ICMP errors from earlier sends surface here on Linux; they are not fatal.
-                tracing::debug!("udp receive error: {e}");
-            }
-        }
-    }
-}
-
-async fn tcp_acceptor(
-    realm: usize,
-    listener: TcpListener,
-    events: mpsc::Sender<Received>,
-    cfg: StreamCfg,
-) {
-    loop {
-        let Ok((stream, remote)) = listener.accept().await else {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            continue;
-        };
-        let open = cfg.open.load(std::sync::atomic::Ordering::Relaxed);
-        if open >= cfg.max_connections {
-            tracing::warn!(%remote, "TCP connection refused: {open} open (max_tcp_connections)");
-            continue;
-        }
-        let flow = Flow {
-            realm,
-            transport: Transport::Tcp,
-            remote,
-        };
-        let (tx, rx) = mpsc::channel(256);
-        if events
-            .send(Received::Connected { flow, writer: tx })
-            .await
-            .is_err()
-        {
-            return;
-        }
-        tokio::spawn(run_connection(
-            stream,
-            flow,
-            rx,
-            events.clone(),
-            cfg.clone(),
-        ));
-    }
-}
-
-async fn tcp_connect(
-    flow: Flow,
-    local: Option<std::net::IpAddr>,
-    rx: mpsc::Receiver<Vec<u8>>,
-    events: mpsc::Sender<Received>,
-    cfg: StreamCfg,
-) {
-    let connect = async {
-        let sock = if flow.remote.is_ipv4() {
-            TcpSocket::new_v4()?
-        } else {
-            TcpSocket::new_v6()?
-        };
-        if let Some(ip) = local {
-            // Leave from the realm's own address, never from whatever the routing table picks.
-            sock.bind(SocketAddr::new(ip, 0))?;
-        }
-        sock.connect(flow.remote).await
-    };
-    match tokio::time::timeout(Duration::from_secs(5), connect).await {
-        Ok(Ok(stream)) => run_connection(stream, flow, rx, events, cfg).await,
-        Ok(Err(e)) => {
-            tracing::warn!(remote = %flow.remote, "TCP connect failed: {e}");
-            let _ = events.send(Received::Closed { flow }).await;
-        }
-        Err(_) => {
-            tracing::warn!(remote = %flow.remote, "TCP connect timed out");
-            let _ = events.send(Received::Closed { flow }).await;
-        }
-    }
-}
-
-/// Drives one TCP connection: frames incoming messages by Content-Length and writes queued
-/// outgoing ones. Closes on framing errors (the stream cannot be resynchronised), on idleness
-/// and when the writer side is dropped.
-async fn run_connection(
-    stream: TcpStream,
-    flow: Flow,
-    mut rx: mpsc::Receiver<Vec<u8>>,
-    events: mpsc::Sender<Received>,
-    cfg: StreamCfg,
-) {
-    use std::sync::atomic::Ordering;
-    cfg.open.fetch_add(1, Ordering::Relaxed);
-    let _ = stream.set_nodelay(true);
-    let (mut rd, mut wr) = stream.into_split();
-    let mut buf: Vec<u8> = Vec::with_capacity(8192);
-    let mut chunk = vec![0u8; 16 * 1024];
-    loop {
-        tokio::select! {
-            out = rx.recv() => match out {
-                Some(bytes) => {
-                    if wr.write_all(&bytes).await.is_err() {
-                        break;
-                    }
-                }
-                None => break,
-            },
-            read = tokio::time::timeout(cfg.idle, rd.read(&mut chunk)) => {
-                let n = match read {
-                    Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
-                    Ok(Ok(n)) => n,
-                };
-                buf.extend_from_slice(&chunk[..n]);
-                let mut bad = false;
-                loop {
-                    match frame_stream(&buf, &cfg.limits) {
-                        Framing::Incomplete => {
-                            if buf.len() > cfg.limits.max_message_size + 4 {
-                                bad = true;
-                            }
-                            break;
-                        }
-                        Framing::Complete { skip, len } => {
-                            // buf[..skip] are CRLF keepalives, buf[skip..len] the message.
-                            let ping = buf[..skip].windows(4).any(|w| w == b"\r\n\r\n");
-                            let msg = buf[skip..len].to_vec();
-                            buf.drain(..len);
-                            if ping && msg.is_empty() && wr.write_all(b"\r\n").await.is_err() {
-                                bad = true;
-                                break;
-                            }
-                            if msg.is_empty() {
-                                continue;
-                            }
-                            if events.send(Received::Message { flow, bytes: msg }).await.is_err() {
-                                bad = true;
-                                break;
-                            }
-                        }
-                        Framing::Invalid(why) => {
-                            tracing::info!(remote = %flow.remote, "closing TCP connection: {why}");
-                            bad = true;
-                            break;
-                        }
-                    }
-                }
-                if bad {
-                    break;
-                }
-            }
-        }
-    }
-    cfg.open.fetch_sub(1, Ordering::Relaxed);
-    let _ = events.send(Received::Closed { flow }).await;
 }

@@ -9,19 +9,18 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// `listening on` lines an instance of the lab prints once all its listeners are up.
-pub const LISTENERS_PER_INSTANCE: usize = 4;
 pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// The fixed SIP addresses of the lab: only one lab can run on a machine at a time.
-pub const LAB_SIP_ADDRS: [&str; 6] = [
+/// The fixed SIP addresses (UDP) of the lab: only one lab can run on a machine at a time.
+pub const LAB_SIP_ADDRS: [&str; 4] = [
     "127.0.10.1:5060",
     "127.0.10.2:5060",
-    "127.0.20.2:5060",
-    "127.0.30.2:5060",
     "127.0.40.2:5060",
     "127.0.40.1:5060",
 ];
+
+/// The lab's TLS interconnect listeners (TCP).
+pub const LAB_TLS_ADDRS: [&str; 2] = ["127.0.20.2:5061", "127.0.30.2:5061"];
 
 /// Waits (bounded by `limit`) until no socket holds a lab SIP address: another lab test may
 /// be running. A plain UDP bind probes each address and takes nothing away.
@@ -29,10 +28,15 @@ pub fn wait_lab_free(limit: Duration) -> R<()> {
     let end = Instant::now() + limit;
     let mut said = false;
     loop {
-        let busy: Vec<&str> = LAB_SIP_ADDRS
+        let mut busy: Vec<&str> = LAB_SIP_ADDRS
             .into_iter()
             .filter(|a| std::net::UdpSocket::bind(a).is_err())
             .collect();
+        busy.extend(
+            LAB_TLS_ADDRS
+                .into_iter()
+                .filter(|a| std::net::TcpListener::bind(a).is_err()),
+        );
         if busy.is_empty() {
             return Ok(());
         }
@@ -123,7 +127,7 @@ pub struct Instance {
 
 impl Instance {
     /// Start `palisade run --config config` with its stderr written to `log`, and wait
-    /// (at most STARTUP_TIMEOUT) for its LISTENERS_PER_INSTANCE `listening on` lines.
+    /// (at most STARTUP_TIMEOUT) for its `palisade ready` line (every listener is up then).
     pub fn start(name: &str, config: &Path, log: PathBuf) -> R<Instance> {
         Instance::start_env(name, config, log, &[])
     }
@@ -168,19 +172,17 @@ impl Instance {
             log,
         };
         let end = Instant::now() + STARTUP_TIMEOUT;
-        let mut n = 0;
-        while n < LISTENERS_PER_INSTANCE {
+        let mut ready = false;
+        while !ready {
             let left = end.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return Err(format!(
-                    "{name}: only {n}/{LISTENERS_PER_INSTANCE} `listening on` lines after {STARTUP_TIMEOUT:?}; log tail:\n{}",
+                    "{name}: no `palisade ready` line after {STARTUP_TIMEOUT:?}; log tail:\n{}",
                     inst.tail()
                 ));
             }
             if let Ok(l) = rx.recv_timeout(left.min(Duration::from_millis(200))) {
-                if l.contains("listening on") {
-                    n += 1;
-                }
+                ready = l.contains("palisade ready");
             }
             if let Ok(Some(st)) = inst.child.try_wait() {
                 std::thread::sleep(Duration::from_millis(100));

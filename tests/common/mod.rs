@@ -10,6 +10,7 @@ pub mod instance;
 pub mod knot;
 pub mod labfiles;
 pub mod lossy;
+pub mod media;
 pub mod msg;
 pub mod pcap;
 pub mod registry;

@@ -218,3 +218,93 @@ pub fn write_test_pcap(packets: &[TestPacket]) -> Vec<u8> {
     }
     v
 }
+
+/// The plaintext of every TLS connection in a capture, decrypted by tshark with the NSS key log
+/// the instances wrote (`SSLKEYLOGFILE`): one stream per connection and direction. TLS is
+/// recognised on `tls_port`. An error when tshark is missing or fails.
+pub fn tls_streams(
+    pcap: &std::path::Path,
+    keylog: &std::path::Path,
+    tls_port: u16,
+) -> Result<Vec<(String, Vec<u8>)>, String> {
+    use std::process::Command;
+    let keys = format!("tls.keylog_file:{}", keylog.display());
+    let decode = format!("tcp.port=={tls_port},tls");
+    let ids = Command::new("tshark")
+        .args(["-r"])
+        .arg(pcap)
+        .args(["-T", "fields", "-e", "tcp.stream", "-Y", "tcp"])
+        .output()
+        .map_err(|e| format!("run tshark: {e}"))?;
+    if !ids.status.success() {
+        return Err(format!(
+            "tshark: {}",
+            String::from_utf8_lossy(&ids.stderr).trim()
+        ));
+    }
+    let mut streams: Vec<u32> = String::from_utf8_lossy(&ids.stdout)
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect();
+    streams.sort_unstable();
+    streams.dedup();
+    let mut out = Vec::new();
+    for id in streams.into_iter().take(500) {
+        let follow = Command::new("tshark")
+            .args(["-r"])
+            .arg(pcap)
+            .args(["-o", &keys, "-d", &decode, "-q", "-z"])
+            .arg(format!("follow,tls,raw,{id}"))
+            .output()
+            .map_err(|e| format!("run tshark: {e}"))?;
+        let text = String::from_utf8_lossy(&follow.stdout);
+        let (mut fwd, mut back) = (Vec::new(), Vec::new());
+        let mut nodes = Vec::new();
+        for line in text.lines() {
+            if let Some(n) = line.strip_prefix("Node ") {
+                nodes.push(n.split_once(": ").map_or(n, |(_, a)| a).to_string());
+                continue;
+            }
+            let (dir, hex) = match line.strip_prefix('\t') {
+                Some(h) => (&mut back, h),
+                None => (&mut fwd, line),
+            };
+            let hex = hex.trim();
+            if hex.is_empty() || hex.len() % 2 != 0 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                continue;
+            }
+            for i in (0..hex.len()).step_by(2) {
+                if let Ok(b) = u8::from_str_radix(&hex[i..i + 2], 16) {
+                    dir.push(b);
+                }
+            }
+        }
+        let name = |a: usize, b: usize| {
+            format!(
+                "{} -> {} tls (decrypted)",
+                nodes.get(a).map_or("?", |s| s.as_str()),
+                nodes.get(b).map_or("?", |s| s.as_str())
+            )
+        };
+        if !fwd.is_empty() {
+            out.push((name(0, 1), fwd));
+        }
+        if !back.is_empty() {
+            out.push((name(1, 0), back));
+        }
+    }
+    Ok(out)
+}
+
+/// SIP messages in decrypted streams: start lines (`SIP/2.0 NNN` or `METHOD uri SIP/2.0`).
+pub fn sip_messages_in(streams: &[(String, Vec<u8>)]) -> usize {
+    streams
+        .iter()
+        .map(|(_, d)| {
+            String::from_utf8_lossy(d)
+                .split("\r\n")
+                .filter(|l| l.starts_with("SIP/2.0 ") || l.ends_with(" SIP/2.0"))
+                .count()
+        })
+        .sum()
+}

@@ -53,8 +53,15 @@ impl Border {
 
     pub(super) fn via(&mut self, realm: usize, transport: Transport) -> String {
         let branch = self.token(12);
+        // On TLS, `alias` (RFC 5923) offers the partner our connection for its requests too,
+        // so it need not open a second one toward us.
+        let alias = if transport == Transport::Tls {
+            ";alias"
+        } else {
+            ""
+        };
         format!(
-            "SIP/2.0/{} {};branch=z9hG4bK{branch};rport",
+            "SIP/2.0/{} {};branch=z9hG4bK{branch};rport{alias}",
             transport.as_str(),
             self.host_port(realm, transport)
         )

@@ -104,3 +104,22 @@ fn a_target_that_answers_503_is_skipped() {
     assert_eq!(failed_targets(&mut sim.borders[0]), [Some(503)]);
     complete_at_b(&mut sim);
 }
+
+#[test]
+fn a_target_whose_connection_fails_is_skipped_at_once() {
+    let mut sim = sim_with_dead_first();
+    sim.send_from_core(0, &invite_from_a("fo3@127.0.10.1", "z9hG4bKalicefo3"));
+    assert!(sim.core[1].is_empty(), "first tried: the dead target");
+    // The transport reports it cannot connect (refused, TLS handshake refused): no waiting for
+    // Timer B, the next target gets the INVITE now.
+    let flow = crate::transaction::Flow {
+        realm: 1,
+        transport: crate::config::Transport::Udp,
+        remote: addr(DEAD),
+    };
+    let now = sim.now;
+    sim.borders[0].transport_failed(now, flow);
+    sim.settle();
+    assert_eq!(failed_targets(&mut sim.borders[0]), [Some(503)]);
+    complete_at_b(&mut sim);
+}

@@ -16,6 +16,7 @@ pub(super) struct RawPeer {
     pub(super) max_cps: u32,
     pub(super) max_rps: u32,
     pub(super) dns: PeerDns,
+    pub(super) tls: Option<PeerTls>,
     pub(super) origin: PathBuf,
 }
 
@@ -62,10 +63,30 @@ pub(super) fn peer(cx: &mut Ctx, mut t: Tab, realm: Option<&str>, inline: bool) 
             );
         }
     }
-    let next_hop = t
-        .req_str(cx, "next_hop")
+    let next_hop_at = t.req_str(cx, "next_hop");
+    let next_hop = next_hop_at
+        .clone()
         .and_then(|s| parse_next_hop(cx, s))
         .map(|n| n.v);
+    let tls = super::tls::peer_tls(cx, &t, &domains);
+    if let (Some(at), Some(hop)) = (&next_hop_at, &next_hop) {
+        match (hop.transport, &tls) {
+            (Transport::Tls, None) => cx.err_at(
+                at,
+                Kind::MissingField,
+                "a partner reached over TLS needs a `[tls]` table saying how it proves its identity (mutual TLS is always on toward partners)",
+            ),
+            (Transport::Udp | Transport::Tcp, Some(_)) => cx.err_at(
+                at,
+                Kind::Conflict,
+                format!(
+                    "`{}`: this partner has a `[tls]` policy, so it is TLS-only; write its next hop as tls:ip:port",
+                    at.v
+                ),
+            ),
+            _ => {}
+        }
+    }
     let trust = t
         .str(cx, "trust")
         .and_then(|s| parse_trust(cx, s))
@@ -119,6 +140,7 @@ pub(super) fn peer(cx: &mut Ctx, mut t: Tab, realm: Option<&str>, inline: bool) 
         max_cps,
         max_rps,
         dns: super::dns::peer_dns(cx, &t),
+        tls,
         origin: cx.srcs[t.src].file.clone(),
     }
 }
@@ -172,6 +194,7 @@ pub(super) struct RawRealm {
     pub(super) media_address: Option<IpAddr>,
     pub(super) media_ports: Option<Sp<(u16, u16)>>,
     pub(super) dns_servers: Vec<SocketAddr>,
+    pub(super) tls: Option<RealmTls>,
 }
 
 /// `taken`: names of the realms before this one (a duplicate keeps its index path).
@@ -299,6 +322,31 @@ pub(super) fn realm(cx: &mut Ctx, mut t: Tab, base: &Path, taken: &[String]) -> 
         None => {}
     }
     let headers = headers(cx, &t);
+    let tls = super::tls::realm_tls(cx, &t);
+    if t.get("tls").is_none() {
+        for l in listen.iter().filter(|l| l.v.transport == Transport::Tls) {
+            cx.err_at(
+                l,
+                Kind::MissingField,
+                format!(
+                    "listening on {} needs the realm's `tls = {{ certificate = \"...\", key = \"...\" }}`",
+                    l.v
+                ),
+            );
+        }
+    }
+    let tls_listener = listen.iter().any(|l| l.v.transport == Transport::Tls);
+    if !tls_listener && peers.iter().any(|p| p.tls.is_some()) {
+        if let Some(span) = t.key_span("listen") {
+            cx.err(
+                t.src,
+                span,
+                &t.field("listen"),
+                Kind::MissingField,
+                "a partner of this realm is TLS-only, so the realm needs a tls: listener for its connections",
+            );
+        }
+    }
     let media_address = t
         .str(cx, "media_address")
         .and_then(|s| parse_ip(cx, s))
@@ -320,5 +368,6 @@ pub(super) fn realm(cx: &mut Ctx, mut t: Tab, base: &Path, taken: &[String]) -> 
         headers,
         peers,
         dns_servers,
+        tls,
     }
 }

@@ -49,6 +49,9 @@ pub(super) fn sip_settings(cx: &mut Ctx, root: &Tab) -> SipSettings {
     if let Some(v) = t.int(cx, "overload_backlog", 1, 4000) {
         s.overload_backlog = v.v as usize;
     }
+    if let Some(v) = t.int(cx, "overload_delay_ms", 1, MS) {
+        s.overload_delay = Duration::from_millis(v.v);
+    }
     if let Some(v) = t.int(cx, "max_message_size", 1, N) {
         s.max_message_size = v.v as usize;
     }
@@ -66,6 +69,24 @@ pub(super) fn sip_settings(cx: &mut Ctx, root: &Tab) -> SipSettings {
     }
     if let Some(v) = t.int(cx, "tcp_idle_timeout_s", 1, S) {
         s.tcp_idle_timeout = Duration::from_secs(v.v);
+    }
+    if let Some(v) = t.int(cx, "keepalive_interval_s", 0, S) {
+        s.keepalive_interval = Duration::from_secs(v.v);
+    }
+    if let Some(v) = t.int(cx, "partial_message_timeout_ms", 1, MS) {
+        s.partial_message_timeout = Duration::from_millis(v.v);
+    }
+    if let Some(v) = t.int(cx, "max_connections_per_source", 1, N) {
+        s.max_connections_per_source = v.v as usize;
+    }
+    if let Some(v) = t.int(cx, "max_connections_per_partner", 1, N) {
+        s.max_connections_per_partner = v.v as usize;
+    }
+    if let Some(v) = t.int(cx, "tls_handshake_timeout_ms", 1, MS) {
+        s.tls_handshake_timeout = Duration::from_millis(v.v);
+    }
+    if let Some(v) = t.int(cx, "reconnect_backoff_max_s", 1, S) {
+        s.reconnect_backoff_max = Duration::from_secs(v.v);
     }
     if let Some(v) = t.int(cx, "dialog_idle_timeout_s", 1, S) {
         s.dialog_idle_timeout = Duration::from_secs(v.v);
