@@ -453,7 +453,11 @@ fn enum_lab_loads_and_describes_back() {
     assert_eq!((e.fallback.as_deref(), e.no_record_status), (None, 404));
     let b = &a.realm("interconnect").unwrap().peers[0];
     assert_eq!(b.dns.route, config::PeerRoute::Dns);
-    assert_eq!(b.dns.transports, [Transport::Udp, Transport::Tcp]);
+    assert_eq!(b.dns.transports, [Transport::Tls]);
+    assert!(
+        b.tls.is_some(),
+        "B proves itself by certificate, as in operator-a.toml"
+    );
     // Same addresses as the static lab instance.
     let plain = load_lab("operator-a.toml");
     for (x, y) in a.realms.iter().zip(&plain.realms) {
@@ -464,11 +468,15 @@ fn enum_lab_loads_and_describes_back() {
     for needle in [
         "[dns]\nservers = [\"127.0.53.53:53\"]\ntimeout_ms = 1000\nattempts = 2\n",
         "[enum]\nservers = []\nsuffixes = [\"e164.arpa\"]\nno_record_status = 404\n",
-        "route = \"dns\"\ntransports = [\"udp\", \"tcp\"]\n",
+        "route = \"dns\"\ntransports = [\"tls\"]\n",
     ] {
         assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
     }
-    let again = config::parse(&text, &lab("operator-a-enum.toml"), &|_| unreachable!()).unwrap();
+    // The certificate files named (by absolute path) are read again.
+    let again = config::parse(&text, &lab("operator-a-enum.toml"), &|p| {
+        std::fs::read_to_string(p)
+    })
+    .unwrap();
     let mut a2 = a.clone();
     for p in a2.realms.iter_mut().flat_map(|r| r.peers.iter_mut()) {
         p.origin = lab("operator-a-enum.toml");

@@ -18,15 +18,15 @@ use common::instance::{self, is_root, Instance};
 use common::knot::{self, Knot};
 use common::labfiles;
 use common::ua::{sdp, ClientTx, Ua, UaConfig, R};
-use std::net::{SocketAddr, UdpSocket};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 const NAME_SERVER: &str = "127.0.53.53:53";
 const CINDY_NUMBER: &str = "tel:+4930123456";
-/// An address beside B's border (127.0.30.2) where nothing answers.
-const DEAD_BORDER: &str = "127.0.30.9:5060";
+/// An address beside B's border (127.0.30.2:5061) whose TLS handshakes all fail.
+const DEAD_BORDER: &str = "127.0.30.9:5061";
 const B_HOME: &str = "127.0.40.2:5060";
 const GLOBAL_TIMEOUT: Duration = Duration::from_secs(10 * 60);
 const ZONES: &[(&str, &str)] = &[
@@ -43,15 +43,15 @@ fn shipped_zone(file: &str) -> String {
         .expect("shipped zone file")
 }
 
-/// The shipped operator-b.example zone with its serial raised and `_sip._udp` pointing at
+/// The shipped operator-b.example zone with its serial raised and `_sips._tcp` pointing at
 /// `srv_lines` (each `PRIORITY WEIGHT PORT TARGET`) with `ttl`, plus the dead border's name.
 fn b_zone(serial: u32, ttl: u32, srv_lines: &[&str]) -> String {
     let text = shipped_zone("operator-b.example.zone");
     let mut out = String::new();
     for line in text.lines() {
-        if line.starts_with("_sip._udp") {
+        if line.starts_with("_sips._tcp") {
             for s in srv_lines {
-                out.push_str(&format!("_sip._udp {ttl} SRV {s}\n"));
+                out.push_str(&format!("_sips._tcp {ttl} SRV {s}\n"));
             }
             continue;
         }
@@ -66,7 +66,7 @@ fn b_zone(serial: u32, ttl: u32, srv_lines: &[&str]) -> String {
 }
 
 /// The lab files copied into the work dir, operator A's ENUM instance with short SIP timers
-/// (T1 50 ms: a dead target times out in 3.2 s) so failover fits in a test.
+/// (T1 50 ms: a target that accepts the connection and never answers times out in 3.2 s).
 fn lab_copy() -> R<PathBuf> {
     let to = work_dir().join("lab");
     labfiles::copy_dir(&labfiles::shipped_dir(), &to, &|p, text| {
@@ -124,30 +124,55 @@ fn wait_final_for(ua: &Ua, tx: &ClientTx, timeout: Duration) -> R<u16> {
     .map(|i| i.msg.status())
 }
 
-/// A UDP socket on the dead border's address that never answers; counts INVITEs.
-struct Silent(UdpSocket);
+/// A TCP listener on the dead border's address that closes every connection at once (so each
+/// TLS handshake toward it fails); counts the connections.
+struct Dead {
+    count: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
 
-impl Silent {
-    fn bind() -> R<Silent> {
-        let s = UdpSocket::bind(DEAD_BORDER).map_err(|e| format!("bind {DEAD_BORDER}: {e}"))?;
-        s.set_read_timeout(Some(Duration::from_millis(100)))
-            .map_err(|e| e.to_string())?;
-        Ok(Silent(s))
-    }
-
-    /// INVITEs received within `limit` (reads until quiet).
-    fn invites(&self, limit: Duration) -> usize {
-        let end = Instant::now() + limit;
-        let mut n = 0;
-        let mut buf = [0u8; 65535];
-        while Instant::now() < end {
-            if let Ok((len, _)) = self.0.recv_from(&mut buf) {
-                if buf[..len].starts_with(b"INVITE ") {
-                    n += 1;
+impl Dead {
+    fn bind() -> R<Dead> {
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        let l = std::net::TcpListener::bind(DEAD_BORDER)
+            .map_err(|e| format!("bind {DEAD_BORDER}: {e}"))?;
+        l.set_nonblocking(true).map_err(|e| e.to_string())?;
+        let count = std::sync::Arc::new(AtomicUsize::new(0));
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let (c, st) = (count.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            while !st.load(Ordering::Relaxed) {
+                match l.accept() {
+                    Ok((conn, _)) => {
+                        c.fetch_add(1, Ordering::Relaxed);
+                        drop(conn);
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
                 }
             }
+        });
+        Ok(Dead {
+            count,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// Connections so far, after waiting `settle` for any still on their way.
+    fn connections(&self, settle: Duration) -> usize {
+        std::thread::sleep(settle);
+        self.count.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl Drop for Dead {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        // The listener closes with the thread: the next scenario binds the address again.
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
         }
-        n
     }
 }
 
@@ -211,19 +236,24 @@ fn resolve_output(lab: &mut Lab) -> R<()> {
             "applied: +4930123456 -> sip:cindy@operator-b.example",
             "order 20 pref 10: NAPTR 20 10 \"u\" \"E2U+sip\" \"!^.*$!sip:wrong@operator-b.example!\" .: not reached",
             "partner operator-b (realm interconnect",
-            "route dns, transports UDP, TCP",
+            "route dns, transports TLS",
             "NAPTR operator-b.example.:",
-            "\"SIPS+D2T\" \"\" _sips._tcp.operator-b.example.: skipped: TLS not allowed by the partner's policy",
-            "\"SIP+D2U\" \"\" _sip._udp.operator-b.example.: use UDP",
-            "SRV _sip._udp.operator-b.example.:",
-            "SRV 10 10 5060 border.operator-b.example.",
+            "\"SIPS+D2T\" \"\" _sips._tcp.operator-b.example.: use TLS",
+            "\"SIP+D2U\" \"\" _sip._udp.operator-b.example.: skipped: UDP not allowed by the partner's policy",
+            "\"SIP+D2T\" \"\" _sip._tcp.operator-b.example.: skipped: TCP not allowed by the partner's policy",
+            "SRV _sips._tcp.operator-b.example.:",
+            "SRV 10 10 5061 border.operator-b.example.",
             "A border.operator-b.example.:",
             "A 127.0.30.2",
             "AAAA border.operator-b.example.: no records",
             "Request-URI toward the partner: sip:cindy@operator-b.example",
-            "targets, in order:\n  1. UDP 127.0.30.2:5060\n  2. TCP 127.0.30.2:5060\n",
+            "TLS: the partner must prove the pinned certificate SHA256:2C:B1:32:56:CD:27:A1:27:2A:7D:15:AF:E6:A7:2D:E0:2D:C0:07:3A:7A:BD:19:45:92:B9:76:F3:92:5E:90:2E",
+            "targets, in order:\n  1. TLS 127.0.30.2:5061\n",
         ],
     )?;
+    ensure(!text.contains("  2. "), || {
+        format!("more targets than B's TLS border:\n{text}")
+    })?;
     // A domain ENUM points at that is no partner's: refused, nothing else tried.
     let (text, code) = resolve(&cfg, "+4930123458")?;
     ensure(code == 1, || format!("rogue: exit {code}:\n{text}"))?;
@@ -254,17 +284,17 @@ fn resolve_output(lab: &mut Lab) -> R<()> {
         &text,
         &[
             "RFC 3263 for operator-b.example",
-            "  1. UDP 127.0.30.2:5060\n  2. TCP 127.0.30.2:5060\n",
+            "targets, in order:\n  1. TLS 127.0.30.2:5061\n",
         ],
     )?;
-    let (text, code) = resolve(&cfg, "sip:cindy@operator-b.example;transport=tcp")?;
-    ensure(code == 0, || format!("transport=tcp: exit {code}:\n{text}"))?;
+    let (text, code) = resolve(&cfg, "sip:cindy@operator-b.example;transport=tls")?;
+    ensure(code == 0, || format!("transport=tls: exit {code}:\n{text}"))?;
     has_lines(
         &text,
         &[
-            "explicit transport TCP: SRV only",
-            "SRV _sip._tcp.operator-b.example.:",
-            "targets, in order:\n  1. TCP 127.0.30.2:5060\n",
+            "explicit transport TLS: SRV only",
+            "SRV _sips._tcp.operator-b.example.:",
+            "targets, in order:\n  1. TLS 127.0.30.2:5061\n",
         ],
     )?;
     ensure(!text.contains("NAPTR operator-b.example."), || {
@@ -276,16 +306,16 @@ fn resolve_output(lab: &mut Lab) -> R<()> {
         &text,
         &[
             "explicit port 5080: A/AAAA of operator-b.example only",
-            "targets, in order:\n  1. UDP 127.0.30.2:5080\n",
+            "targets, in order:\n  1. TLS 127.0.30.2:5080\n",
         ],
     )?;
-    let (text, code) = resolve(&cfg, "sips:cindy@operator-b.example")?;
+    let (text, code) = resolve(&cfg, "sip:cindy@operator-b.example;transport=udp")?;
     ensure(code == 1, || {
-        format!("sips toward a policy without TLS: exit {code}:\n{text}")
+        format!("UDP toward a TLS-only partner: exit {code}:\n{text}")
     })?;
     has_lines(
         &text,
-        &["asks for TLS which the partner's policy does not allow: 404"],
+        &["asks for UDP which the partner's policy does not allow: 404"],
     )?;
     // No record: the configured fallback partner (RFC 3263 on its domain), or 604 when so
     // configured.
@@ -304,7 +334,7 @@ fn resolve_output(lab: &mut Lab) -> R<()> {
         &[
             "no ENUM record: fallback partner operator-b",
             "RFC 3263 for operator-b.example",
-            "targets, in order:\n  1. UDP 127.0.30.2:5060\n",
+            "targets, in order:\n  1. TLS 127.0.30.2:5061\n",
         ],
     )?;
     let s604_dir = work_dir().join("lab-604");
@@ -368,10 +398,7 @@ fn resolve_output(lab: &mut Lab) -> R<()> {
     let tls_dir = work_dir().join("lab-tls");
     labfiles::copy_dir(&lab.dir, &tls_dir, &|p, text| {
         if p.file_name().is_some_and(|n| n == "operator-b-dns.toml") {
-            text.replace(
-                "transports = [\"udp\", \"tcp\"]",
-                "transports = [\"tls\", \"udp\"]",
-            )
+            text.replace("transports = [\"tls\"]", "transports = [\"tls\", \"udp\"]")
         } else {
             text
         }
@@ -404,7 +431,7 @@ fn resolve_output(lab: &mut Lab) -> R<()> {
             "asking 127.0.53.99:53",
             "ENUM: query NAPTR 6.5.4.3.2.1.0.3.9.4.e164.arpa. (asking 127.0.53.53:53)",
             "RFC 3263 for operator-b.example (asking 127.0.53.53:53)",
-            "targets, in order:\n  1. UDP 127.0.30.2:5060\n",
+            "targets, in order:\n  1. TLS 127.0.30.2:5061\n",
         ],
     )?;
     // ...and a domain lookup outside any partner realm's servers fails on [dns]'s.
@@ -435,7 +462,7 @@ fn resolve_output(lab: &mut Lab) -> R<()> {
             "applied: +4930123457 -> sip:+4930123457@operator-b.example;user=phone",
             "\"SIPS+D2T\" \"\" _sips._tcp.operator-b.example.: use TLS",
             "\"SIP+D2T\" \"\" _sip._tcp.operator-b.example.: skipped: TCP not allowed",
-            "TLS: the partner must prove operator-b.example",
+            "TLS: the partner must prove the pinned certificate SHA256:2C:B1",
             "targets, in order:\n  1. TLS 127.0.30.2:5061\n  2. UDP 127.0.30.2:5060\n",
         ],
     )?;
@@ -470,7 +497,13 @@ fn case1_tel(lab: &mut Lab) -> R<()> {
     })?;
     ensure(e.b_invite.src.to_string() == B_HOME, || {
         format!("INVITE from {}, want {B_HOME}", e.b_invite.src)
-    })
+    })?;
+    // SIPS+D2T came first: A reached B's border over mutual TLS, at the SRV's port.
+    let log = lab.a.as_ref().map(|a| a.log_text()).unwrap_or_default();
+    ensure(
+        log.contains("TLS connection to partner") && log.contains("127.0.30.2:5061"),
+        || format!("A's log shows no TLS connection to B's border:\n{log}"),
+    )
 }
 
 /// A SIP URI for a partner routed by DNS (no ENUM): RFC 3263 alone.
@@ -514,7 +547,7 @@ fn refused_numbers(_: &mut Lab) -> R<()> {
 /// The first SRV target is down: the call reaches the second; the next call skips the first
 /// (held down) and reaches B at once.
 fn failover_hold_down(lab: &mut Lab) -> R<()> {
-    let silent = Silent::bind()?;
+    let dead_border = Dead::bind()?;
     lab.knot.set_zone(
         "operator-b.example",
         "operator-b.example.zone",
@@ -522,39 +555,34 @@ fn failover_hold_down(lab: &mut Lab) -> R<()> {
             2,
             60,
             &[
-                "10 10 5060 down.operator-b.example.",
-                "20 10 5060 border.operator-b.example.",
+                "10 10 5061 down.operator-b.example.",
+                "20 10 5061 border.operator-b.example.",
             ],
         ),
     )?;
     lab.restart_a()?;
     let a = a_ua()?;
     let b = b_ua()?;
-    let took = call_through(&a, &b, CINDY_NUMBER, Duration::from_secs(15))?;
-    let dead = silent.invites(Duration::from_millis(200));
-    ensure(dead >= 1, || "the dead first target got no INVITE".into())?;
-    ensure(took >= Duration::from_secs(3), || {
-        format!("B got the INVITE after {took:?}: before the first target's Timer B")
-    })?;
-    let took = call_through(&a, &b, CINDY_NUMBER, Duration::from_secs(2))?;
-    let dead = silent.invites(Duration::from_millis(300));
-    ensure(dead == 0, || {
-        format!("the held-down target got {dead} INVITEs again")
-    })?;
-    // Trying the held-down target first would cost its Timer B (3.2 s).
-    ensure(took < Duration::from_secs(2), || {
-        format!("second call took {took:?}")
+    // The dead border refuses the TLS handshake: the transport fails the INVITE (503) and the
+    // call moves to the second target at once.
+    call_through(&a, &b, CINDY_NUMBER, Duration::from_secs(15))?;
+    let first = dead_border.connections(Duration::from_millis(200));
+    ensure(first >= 1, || "the dead first target was not tried".into())?;
+    call_through(&a, &b, CINDY_NUMBER, Duration::from_secs(5))?;
+    let again = dead_border.connections(Duration::from_millis(300));
+    ensure(again == first, || {
+        format!("the held-down target was tried again ({first} then {again} connections)")
     })
 }
 
 /// A changed record is used after its TTL, not before.
 fn ttl_expiry(lab: &mut Lab) -> R<()> {
-    let silent = Silent::bind()?;
+    let dead_border = Dead::bind()?;
     const TTL: u64 = 4;
     lab.knot.set_zone(
         "operator-b.example",
         "operator-b.example.zone",
-        &b_zone(3, TTL as u32, &["10 10 5060 border.operator-b.example."]),
+        &b_zone(3, TTL as u32, &["10 10 5061 border.operator-b.example."]),
     )?;
     lab.restart_a()?;
     let a = a_ua()?;
@@ -569,8 +597,8 @@ fn ttl_expiry(lab: &mut Lab) -> R<()> {
             4,
             TTL as u32,
             &[
-                "10 10 5060 down.operator-b.example.",
-                "20 10 5060 border.operator-b.example.",
+                "10 10 5061 down.operator-b.example.",
+                "20 10 5061 border.operator-b.example.",
             ],
         ),
     )?;
@@ -578,18 +606,20 @@ fn ttl_expiry(lab: &mut Lab) -> R<()> {
     ensure(cached_at.elapsed() < Duration::from_secs(TTL), || {
         "the second call came too late to test the cache".into()
     })?;
-    ensure(silent.invites(Duration::from_millis(100)) == 0, || {
-        "the changed record was used before its TTL ran out".into()
-    })?;
+    ensure(
+        dead_border.connections(Duration::from_millis(100)) == 0,
+        || "the changed record was used before its TTL ran out".into(),
+    )?;
     ensure(took < Duration::from_secs(2), || {
         format!("cached call took {took:?}")
     })?;
     let wait = Duration::from_secs(TTL + 1).saturating_sub(cached_at.elapsed());
     std::thread::sleep(wait);
     call_through(&a, &b, CINDY_NUMBER, Duration::from_secs(15))?;
-    ensure(silent.invites(Duration::from_millis(200)) >= 1, || {
-        "after its TTL the changed record was not used".into()
-    })
+    ensure(
+        dead_border.connections(Duration::from_millis(200)) >= 1,
+        || "after its TTL the changed record (the dead border first) was not used".into(),
+    )
 }
 
 /// The name server stops answering: a call to a cached destination is not delayed, nor is a

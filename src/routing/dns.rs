@@ -89,10 +89,33 @@ pub fn default_port(t: Transport) -> u16 {
     }
 }
 
-/// The names a partner must prove in its TLS certificate: its SIP domains (RFC 5922 §7.2).
-/// Kept in one place so a per-partner identity setting can take over here.
-pub fn tls_identity(peer: &Peer) -> Vec<String> {
-    peer.domains.clone()
+/// What a partner must prove on a TLS connection, in words, from its policy's `[tls]` table:
+/// the certificate it is pinned to, or its CA and the identities the certificate must name
+/// (RFC 5922 §7.1). A partner without one authenticates by address only.
+pub fn tls_identity(peer: &Peer) -> String {
+    let Some(tls) = &peer.tls else {
+        return format!(
+            "nothing: {} has no [tls] policy (its source address identifies it)",
+            peer.name
+        );
+    };
+    let mut ways = Vec::new();
+    if !tls.fingerprints.is_empty() {
+        let pins: Vec<String> = tls
+            .fingerprints
+            .iter()
+            .map(crate::peering::trust::format_fingerprint)
+            .collect();
+        ways.push(format!("the pinned certificate {}", pins.join(" or ")));
+    }
+    if let Some(ca) = &tls.ca {
+        ways.push(format!(
+            "a certificate from the CA in {} naming {}",
+            ca.path.display(),
+            tls.identities.join(" or ")
+        ));
+    }
+    ways.join(", or ")
 }
 
 #[cfg(test)]

@@ -432,7 +432,7 @@ impl DnsResolver {
         if targets.iter().any(|t| t.transport == Transport::Tls) {
             trace.step(&format!(
                 "TLS: the partner must prove {}",
-                tls_identity(peer).join(", ")
+                tls_identity(peer)
             ));
         }
         if targets.is_empty() {
@@ -531,7 +531,9 @@ impl DnsResolver {
         }
         // §4.2: an explicit port means A/AAAA only.
         if let Some(port) = port {
-            let t = want.unwrap_or(Transport::Udp);
+            // §4.1 says UDP for a sip: URI; a partner that does not allow it gets the first
+            // transport it does.
+            let t = want.unwrap_or_else(|| first_allowed(allowed));
             trace.step(&format!("explicit port {port}: A/AAAA of {host} only"));
             return self.addresses(set, &host, port, t, trace).await;
         }
@@ -623,12 +625,7 @@ impl DnsResolver {
         }
         if !any_srv && out.is_empty() && !failed {
             // §4.2: no SRV at all: the host's own addresses on the default port.
-            let t = want.unwrap_or_else(|| {
-                [Transport::Udp, Transport::Tcp, Transport::Tls]
-                    .into_iter()
-                    .find(|t| allowed.contains(t))
-                    .unwrap_or(Transport::Udp)
-            });
+            let t = want.unwrap_or_else(|| first_allowed(&allowed));
             trace.step(&format!("no SRV: A/AAAA of {host} with the default port"));
             out = self
                 .addresses(set, &host, default_port(t), t, trace)
@@ -670,6 +667,14 @@ impl DnsResolver {
         }
         Ok(out)
     }
+}
+
+/// UDP, else TCP, else TLS: the first of them `allowed` lists.
+fn first_allowed(allowed: &[Transport]) -> Transport {
+    [Transport::Udp, Transport::Tcp, Transport::Tls]
+        .into_iter()
+        .find(|t| allowed.contains(t))
+        .unwrap_or(Transport::Udp)
 }
 
 /// Every list of name servers the configuration names (`[dns]`, `[enum]`, each realm's): the
