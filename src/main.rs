@@ -218,12 +218,10 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            let filter = tracing_subscriber::EnvFilter::try_from_env("PALISADE_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cfg.log));
-            tracing_subscriber::fmt()
-                .with_env_filter(filter)
-                .with_writer(std::io::stderr)
-                .init();
+            if let Err(e) = palisade::service::logging::init(&cfg) {
+                eprintln!("{e}");
+                return ExitCode::from(2);
+            }
             let rt = match tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
                 .enable_all()

@@ -217,7 +217,8 @@ fn invite_from(src: &SocketAddr, n: u32) -> String {
 }
 
 fn flood_during_a_call(s: &mut Setup) -> R<()> {
-    use common::media::{exchange, rtp_socket, sdp_media_addr, PTIME};
+    use common::media::{exchange, rtp_socket, PTIME};
+    use common::ua::sdp_media_addr;
     use common::ua::{sdp, Transport, Ua, UaConfig};
     let ua = |bind: &str, proxy: &str, domain: &str, internal: &str| UaConfig {
         bind: bind.parse().unwrap(),

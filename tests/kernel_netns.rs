@@ -623,7 +623,10 @@ fn realm_packets(plane: &MediaPlane, realm: &str) -> u64 {
         .iter()
         .find(|r| r.realm == realm)
         .expect("realm in snapshot")
+        .relayed
         .packets
+        .iter()
+        .sum()
 }
 
 /// Polls until the kernel counters report requested by the last `idle_flows` has arrived.
@@ -814,6 +817,10 @@ fn media_plane_moves_latched_call_into_the_kernel() {
             total >= u1 + k1,
             "snapshot {total} < user {u1} + kernel {k1}"
         );
+        // ... with the kernel's share under path "kernel" (palisade_media_packets_relayed_total).
+        let home = plane.snapshot().into_iter().find(|r| r.realm == "home");
+        let kernel = home.map_or(0, |r| r.relayed.packets[palisade::service::media::KERNEL]);
+        assert!(kernel >= k1, "kernel path {kernel} < nft {k1}");
 
         // 3. Never idle while the kernel forwards (3 s > the 2 s inactivity timeout) ...
         let end = Instant::now() + Duration::from_secs(3);

@@ -826,7 +826,8 @@ fn leak_check(lab: &mut Lab) -> R<()> {
 /// instances stay up, the media keeps flowing (each side receives the other's stream), and the
 /// call then ends with a BYE answered end to end.
 fn protos_during_call(lab: &mut Lab) -> R<()> {
-    use common::media::{exchange, rtp_socket, sdp_media_addr, PTIME};
+    use common::media::{exchange, rtp_socket, PTIME};
+    use common::ua::sdp_media_addr;
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/protos-c07-sip");
     let mut cases: Vec<PathBuf> = std::fs::read_dir(&dir)
         .map_err(|e| format!("{}: {e}", dir.display()))?

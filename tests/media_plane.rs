@@ -1,13 +1,13 @@
 //! The service's media plane on real loopback sockets: B2BUA media commands become relay flows,
-//! packets are relayed byte for byte after the gate opens, per-realm figures add up, and every
-//! flow is gone after Close.
+//! packets are relayed byte for byte after the gate opens, per-realm figures add up (and what a
+//! flow relayed stays counted after it closes), and every flow is gone after Close.
 
 use std::net::{SocketAddr, UdpSocket};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use palisade::media::{FlowId, FlowSpec, MediaCommand, SideSpec};
-use palisade::service::media::MediaPlane;
+use palisade::service::media::{MediaPlane, KERNEL, USER};
 
 const NODE: &str = r#"
 name = "mp"
@@ -110,7 +110,7 @@ fn commands_become_relay_flows_and_are_released() {
     // The relay publishes its counters after the batch that forwarded the packets.
     let mut snap = plane.snapshot();
     for _ in 0..50 {
-        if snap.iter().all(|r| r.packets >= 2) {
+        if snap.iter().all(|r| r.relayed.packets[USER] >= 2) {
             break;
         }
         std::thread::sleep(Duration::from_millis(20));
@@ -121,9 +121,12 @@ fn commands_become_relay_flows_and_are_released() {
         .iter()
         .all(|r| r.flows_user == 1 && r.flows_kernel == 0));
     assert!(
-        snap.iter().all(|r| r.packets >= 2 && r.bytes >= 11),
+        snap.iter().all(|r| r.relayed.packets[USER] >= 2
+            && r.relayed.bytes[USER] >= 11
+            && r.relayed.packets[KERNEL] == 0),
         "{snap:?}"
     );
+    let before_close = snap;
 
     // Silence beyond the inactivity timeout marks the flow idle.
     let start = Instant::now();
@@ -139,6 +142,16 @@ fn commands_become_relay_flows_and_are_released() {
 
     plane.apply(MediaCommand::Close(id));
     assert_eq!(plane.open_flows(), 0);
+    // Counters are totals since start: a closed flow's packets stay counted.
+    let after = plane.snapshot();
+    for (was, now) in before_close.iter().zip(&after) {
+        assert_eq!((now.flows_user, now.flows_kernel), (0, 0));
+        assert!(
+            now.relayed.packets[USER] >= was.relayed.packets[USER]
+                && now.relayed.bytes[USER] >= was.relayed.bytes[USER],
+            "totals went down at close: {was:?} -> {now:?}"
+        );
+    }
     // The ports are free again.
     UdpSocket::bind(spec.sides[0].local).expect("A-side port released");
     UdpSocket::bind(spec.sides[1].local).expect("B-side port released");

@@ -16,11 +16,19 @@ fn read(p: &str) -> String {
     std::fs::read_to_string(repo(p)).unwrap_or_else(|e| panic!("{p}: {e}"))
 }
 
-/// `palisade_*` names in a text, with the histogram suffixes folded onto their family.
+/// `palisade_*` and `process_*` names in a text, with the histogram suffixes folded onto their
+/// family.
 fn metric_names(text: &str) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
+    for prefix in ["palisade_", "process_"] {
+        names_with(prefix, text, &mut out);
+    }
+    out
+}
+
+fn names_with(prefix: &str, text: &str, out: &mut BTreeSet<String>) {
     let mut rest = text;
-    while let Some(i) = rest.find("palisade_") {
+    while let Some(i) = rest.find(prefix) {
         let tail = &rest[i..];
         let end = tail
             .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
@@ -33,7 +41,6 @@ fn metric_names(text: &str) -> BTreeSet<String> {
         out.insert(family.to_string());
         rest = &tail[end..];
     }
-    out
 }
 
 fn exported() -> BTreeSet<String> {
@@ -91,5 +98,34 @@ fn rules_and_dashboard_name_only_exported_metrics() {
             unknown.is_empty(),
             "{file} names metrics nobody exports: {unknown:?}"
         );
+    }
+}
+
+#[test]
+fn rules_page_on_what_the_noc_needs() {
+    let rules = read("systemd/prometheus/palisade.rules.yml");
+    for (alert, watches) in [
+        (
+            "PalisadePartnerUnreachable",
+            "palisade_transaction_timeouts_total",
+        ),
+        ("PalisadeShedding", "palisade_sip_rejected_total"),
+        ("PalisadeKernelPathUnavailable", "palisade_media_flows"),
+        (
+            "PalisadeKernelPathNotForwarding",
+            "palisade_media_packets_relayed_total",
+        ),
+        (
+            "PalisadeTlsHandshakeFailures",
+            "palisade_tls_handshake_failures_total",
+        ),
+        ("PalisadeReloadFailed", "palisade_reloads_total"),
+    ] {
+        let at = rules
+            .find(&format!("alert: {alert}\n"))
+            .unwrap_or_else(|| panic!("no alert {alert}"));
+        let body = &rules[at..];
+        let body = &body[..body[1..].find("- alert:").map_or(body.len(), |n| n + 1)];
+        assert!(body.contains(watches), "{alert} does not watch {watches}");
     }
 }

@@ -44,7 +44,7 @@ fn unit_verifies() {
     let copy = dir.join("palisade.service");
     std::fs::write(
         &copy,
-        unit.replace("/usr/local/bin/palisade", env!("CARGO_BIN_EXE_palisade")),
+        unit.replace("/usr/bin/palisade", env!("CARGO_BIN_EXE_palisade")),
     )
     .expect("write unit copy");
     let out = Command::new("systemd-analyze")

@@ -301,9 +301,9 @@ fn case1_call(label: &str, kernel: bool) -> R<()> {
         .collect();
     if kernel {
         if relay_ports.len() == 2 {
-            match nft_mentions(&relay_ports) {
+            match lab::nft_mentions(&relay_ports) {
                 Ok(missing) if missing.is_empty() => {
-                    let text = nft_ruleset().unwrap_or_default();
+                    let text = lab::nft_ruleset().unwrap_or_default();
                     for ip in [A_RELAY, B_RELAY] {
                         if !text.contains(ip) {
                             problems.push(format!(
@@ -329,7 +329,7 @@ fn case1_call(label: &str, kernel: bool) -> R<()> {
         // bounded wait for the rules to go
         let end = Instant::now() + Duration::from_secs(3);
         loop {
-            match nft_mentions(&relay_ports) {
+            match lab::nft_mentions(&relay_ports) {
                 Ok(missing) if missing.len() == relay_ports.len() => break,
                 Ok(missing) if Instant::now() > end => {
                     let left: Vec<u16> = relay_ports
@@ -360,34 +360,6 @@ fn case1_call(label: &str, kernel: bool) -> R<()> {
         ));
         Err(problems.join("\n    "))
     }
-}
-
-fn nft_ruleset() -> R<String> {
-    let out = std::process::Command::new("nft")
-        .args(["list", "ruleset"])
-        .output()
-        .map_err(|e| format!("cannot run `nft list ruleset` (package nftables): {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "`nft list ruleset` failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-/// Which of `ports` the current nftables ruleset does not mention.
-fn nft_mentions(ports: &[u16]) -> R<Vec<u16>> {
-    let text = nft_ruleset()?;
-    let words: Vec<&str> = text
-        .split(|c: char| !c.is_ascii_digit())
-        .filter(|w| !w.is_empty())
-        .collect();
-    Ok(ports
-        .iter()
-        .filter(|p| !words.contains(&p.to_string().as_str()))
-        .copied()
-        .collect())
 }
 
 fn case1_userspace() -> R<()> {

@@ -19,6 +19,7 @@ impl Border {
         let method = msg.method().cloned().unwrap_or(Method::Invite);
         let sid = self.next_session;
         self.next_session += 1;
+        let _call = self.call_span(sid);
         let toward_peer = matches!(out_party, Party::Peer(_));
         let public = hiding::public_domain(&self.cfg).to_string();
         let peer_domains = match out_party {
@@ -141,6 +142,7 @@ impl Border {
             self.stats.calls_started += 1;
             let ev = Event::CallStarted {
                 call_id: sess.legs[0].call_id.clone(),
+                corr: corr_id(self.corr_salt, sid),
                 from: self.origin(sess.legs[0].realm, sess.legs[0].party),
                 to: self.origin(sess.legs[1].realm, sess.legs[1].party),
             };

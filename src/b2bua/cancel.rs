@@ -38,7 +38,8 @@ impl Border {
         };
         let call_id = sess.legs[0].call_id.clone();
         let initial = sess.initial.clone();
-        self.emit(Event::CallCancelled { call_id });
+        let corr = corr_id(self.corr_salt, sid);
+        self.emit(Event::CallCancelled { call_id, corr });
         self.reply_in_session(now, sid, invite_stx, &initial, 487);
         if send_now {
             self.send_cancel(now, sid);

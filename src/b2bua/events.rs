@@ -96,29 +96,56 @@ pub enum Event {
     /// An INVITE was relayed toward `to`: a call is being set up.
     CallStarted {
         call_id: String,
+        /// The call's correlation id in the logs (never on the wire).
+        corr: Arc<str>,
         from: Origin,
         to: Origin,
     },
     /// The call was answered (2xx relayed to the caller) after `setup`.
-    CallAnswered { call_id: String, setup: Duration },
+    CallAnswered {
+        call_id: String,
+        corr: Arc<str>,
+        setup: Duration,
+    },
     /// The call ended before it was answered: the final status the caller got.
-    CallFailed { call_id: String, status: u16 },
+    CallFailed {
+        call_id: String,
+        corr: Arc<str>,
+        status: u16,
+    },
     /// The caller cancelled the call before it was answered.
-    CallCancelled { call_id: String },
+    CallCancelled { call_id: String, corr: Arc<str> },
     /// An answered call ended.
     CallEnded {
         call_id: String,
+        corr: Arc<str>,
         duration: Duration,
         by: EndedBy,
     },
     /// A target of the route failed (timeout: `status` None, or 503) and the next is tried.
     TargetFailed {
         call_id: String,
+        corr: Arc<str>,
         target: SocketAddr,
         status: Option<u16>,
     },
     /// A request the border sent got no final response in time.
     TransactionTimeout { method: Option<Method>, to: Origin },
+}
+
+impl Event {
+    /// The correlation id of the call the event is about, if it is about one.
+    pub fn corr(&self) -> Option<&str> {
+        match self {
+            Event::CallStarted { corr, .. }
+            | Event::CallAnswered { corr, .. }
+            | Event::CallFailed { corr, .. }
+            | Event::CallCancelled { corr, .. }
+            | Event::CallEnded { corr, .. }
+            | Event::TargetFailed { corr, .. } => Some(corr),
+            _ => None,
+        }
+    }
 }
 
 impl Border {

@@ -10,6 +10,7 @@ impl Border {
     /// Sends the initial request to the session's next target; `false` when there is none (or
     /// the call may no longer move: cancelled, or an early dialog already exists).
     pub(super) fn try_next_target(&mut self, now: Instant, sid: u64, status: Option<u16>) -> bool {
+        let _call = self.call_span(sid);
         let Some(sess) = self.sessions.get_mut(&sid) else {
             return false;
         };
@@ -33,6 +34,7 @@ impl Border {
         tracing::info!(%call_id, %failed, next = %next.remote, ?status, "target failed, trying the next");
         self.emit(Event::TargetFailed {
             call_id,
+            corr: corr_id(self.corr_salt, sid),
             target: failed,
             status,
         });

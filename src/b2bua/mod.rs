@@ -16,7 +16,9 @@ mod dispatch;
 mod drain;
 pub use drain::DRAIN_RETRY_AFTER_S;
 mod parking;
+use correlation::corr_id;
 use parking::Parked;
+mod correlation;
 pub mod events;
 mod failover;
 mod outbox;
@@ -158,6 +160,8 @@ pub struct Border {
     rng: StdRng,
     sessions: HashMap<u64, Session>,
     next_session: u64,
+    /// Makes the sessions' correlation ids (`correlation`).
+    corr_salt: u32,
     /// (Call-ID, our tag) → (session, side). Our tags are unique, so this finds every dialog.
     dialogs: HashMap<(String, String), (u64, usize)>,
     /// Initial INVITE server transactions, for CANCEL.
@@ -287,6 +291,7 @@ impl Border {
             rng: StdRng::seed_from_u64(seed),
             sessions: HashMap::new(),
             next_session: 0,
+            corr_salt: correlation::salt(seed),
             dialogs: HashMap::new(),
             invites: HashMap::new(),
             pending: HashMap::new(),
@@ -472,6 +477,7 @@ impl Border {
         f: impl FnOnce(&mut Self, &mut Session) -> R,
     ) -> Option<R> {
         let mut sess = self.sessions.remove(&sid)?;
+        let _call = self.call_span(sid);
         let r = f(self, &mut sess);
         self.sessions.insert(sid, sess);
         Some(r)

@@ -177,6 +177,7 @@ impl Border {
                     self.stats.calls_answered += 1;
                     let ev = Event::CallAnswered {
                         call_id: sess.legs[0].call_id.clone(),
+                        corr: corr_id(self.corr_salt, sid),
                         setup: now.saturating_duration_since(sess.created),
                     };
                     self.emit(ev);
@@ -188,7 +189,12 @@ impl Border {
                 if sess.kind == Kind::Invite {
                     self.stats.calls_failed += 1;
                     let call_id = sess.legs[0].call_id.clone();
-                    self.emit(Event::CallFailed { call_id, status });
+                    let corr = corr_id(self.corr_salt, sid);
+                    self.emit(Event::CallFailed {
+                        call_id,
+                        corr,
+                        status,
+                    });
                 }
                 self.end(now, sid);
             }

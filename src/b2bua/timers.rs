@@ -143,7 +143,12 @@ impl Border {
     fn emit_failed(&mut self, sid: u64, status: u16) {
         if let Some(sess) = self.sessions.get(&sid) {
             let call_id = sess.legs[0].call_id.clone();
-            self.emit(Event::CallFailed { call_id, status });
+            let corr = corr_id(self.corr_salt, sid);
+            self.emit(Event::CallFailed {
+                call_id,
+                corr,
+                status,
+            });
         }
     }
 
@@ -162,6 +167,7 @@ impl Border {
                 let ended = match (sess.kind, sess.phase.answered()) {
                     (Kind::Invite, Some(a)) => Some(Event::CallEnded {
                         call_id: sess.legs[0].call_id.clone(),
+                        corr: corr_id(self.corr_salt, sid),
                         duration: now.saturating_duration_since(a.at),
                         by,
                     }),
@@ -197,6 +203,7 @@ impl Border {
         if sess.phase.is_ended() {
             return;
         }
+        let _call = self.call_span(sid);
         tracing::info!(
             call_id = %sess.legs[0].call_id,
             "border hangs up the call: {}",

@@ -46,6 +46,7 @@ pub(super) fn describe(c: &Config) -> String {
     let _ = writeln!(o, "home_domains = {}", list(c.home_domains.iter().cloned()));
     let _ = writeln!(o, "ioi = {}", q(&c.ioi));
     let _ = writeln!(o, "log = {}", q(&c.log));
+    let _ = writeln!(o, "log_format = {}", q(c.log_format.as_str()));
     let s = &c.sip;
     let _ = writeln!(o, "\n[sip]");
     let _ = writeln!(o, "t1_ms = {}", s.t1.as_millis());

@@ -393,6 +393,39 @@ pub struct Config {
     pub realms: Vec<Realm>,
     /// Log filter (tracing EnvFilter syntax), e.g. "info".
     pub log: String,
+    /// How log lines are written (`log_format`).
+    pub log_format: LogFormat,
+}
+
+/// How log lines are written: for a person at a terminal, or one JSON object per line for the
+/// journal and log shippers (fields, span and the call's correlation id as keys).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// JSON when stderr is the systemd journal (`$JOURNAL_STREAM` names it), text otherwise.
+    #[default]
+    Auto,
+    Text,
+    Json,
+}
+
+impl LogFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogFormat::Auto => "auto",
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+        }
+    }
+
+    /// The keyword of the node file and of `PALISADE_LOG_FORMAT`.
+    pub fn from_keyword(s: &str) -> Option<LogFormat> {
+        match s {
+            "auto" => Some(LogFormat::Auto),
+            "text" => Some(LogFormat::Text),
+            "json" => Some(LogFormat::Json),
+            _ => None,
+        }
+    }
 }
 
 impl Config {

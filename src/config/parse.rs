@@ -101,6 +101,7 @@ const NODE_KEYS: &[&str] = &[
     "home_domains",
     "ioi",
     "log",
+    "log_format",
     "sip",
     "media",
     "service",
@@ -217,6 +218,20 @@ pub(super) fn parse(text: &str, origin: &Path, read: Reader) -> Result<Config, C
         .unwrap_or_default();
     let ioi = root.str(&mut cx, "ioi");
     let log = root.str(&mut cx, "log");
+    let log_format = root
+        .str(&mut cx, "log_format")
+        .and_then(|f| match LogFormat::from_keyword(&f.v) {
+            Some(format) => Some(format),
+            None => {
+                cx.err_at(
+                    &f,
+                    Kind::BadValue,
+                    format!("`{}`: expected \"auto\", \"text\" or \"json\"", f.v),
+                );
+                None
+            }
+        })
+        .unwrap_or_default();
     let sip = sip_settings(&mut cx, &root);
     let media = media_settings(&mut cx, &root);
     let service = service_settings(&mut cx, &root);
@@ -310,5 +325,6 @@ pub(super) fn parse(text: &str, origin: &Path, read: Reader) -> Result<Config, C
         enum_routing: enum_routing.map(|(e, _)| e),
         realms,
         log: log.map(|l| l.v).unwrap_or_else(|| "info".to_string()),
+        log_format,
     })
 }

@@ -110,6 +110,30 @@ fn ipv6_listen_and_sip_settings() {
 }
 
 #[test]
+fn log_format_is_auto_by_default_and_named_on_error() {
+    assert_eq!(
+        parse_with(NODE, &files(&[])).unwrap().log_format,
+        LogFormat::Auto
+    );
+    let json = NODE.replace(
+        "name = \"palisade-a\"\n",
+        "name = \"palisade-a\"\nlog_format = \"json\"\n",
+    );
+    assert_eq!(
+        parse_with(&json, &files(&[])).unwrap().log_format,
+        LogFormat::Json
+    );
+    let e = one_error(&NODE.replace(
+        "name = \"palisade-a\"\n",
+        "name = \"palisade-a\"\nlog_format = \"yaml\"\n",
+    ));
+    assert_eq!(e.field, "log_format");
+    assert_eq!(e.kind, Kind::BadValue);
+    assert_eq!(e.line, 2);
+    assert!(e.message.contains("`yaml`: expected"), "{}", e.message);
+}
+
+#[test]
 fn syntax_error_has_position() {
     let e = one_error("name = \"x\"\nhome_domains = [\"a\"\n");
     assert_eq!(e.field, "(syntax)");

@@ -88,6 +88,24 @@ struct PartnerVerifier {
     provider: Arc<CryptoProvider>,
 }
 
+impl PartnerVerifier {
+    /// Whether the chain proves one of the realm's partners, as the error rustls carries.
+    fn check(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+        role: Role,
+    ) -> Result<(), rustls::Error> {
+        let mut chain = vec![end_entity.clone()];
+        chain.extend(intermediates.iter().cloned());
+        self.trust
+            .identify(&chain, now, role)
+            .map(|_| ())
+            .map_err(to_rustls)
+    }
+}
+
 impl ServerCertVerifier for PartnerVerifier {
     fn verify_server_cert(
         &self,
@@ -99,12 +117,8 @@ impl ServerCertVerifier for PartnerVerifier {
     ) -> Result<ServerCertVerified, rustls::Error> {
         // The server name is not what decides: the partner policies are (RFC 5922 §7.3 matches
         // the certificate against the partner's SIP domain, which is in its policy).
-        let mut chain = vec![end_entity.clone()];
-        chain.extend(intermediates.iter().cloned());
-        self.trust
-            .identify(&chain, now, Role::Server)
-            .map(|_| ServerCertVerified::assertion())
-            .map_err(to_rustls)
+        self.check(end_entity, intermediates, now, Role::Server)
+            .map(|()| ServerCertVerified::assertion())
     }
 
     fn verify_tls12_signature(
@@ -158,12 +172,8 @@ impl ClientCertVerifier for PartnerVerifier {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        let mut chain = vec![end_entity.clone()];
-        chain.extend(intermediates.iter().cloned());
-        self.trust
-            .identify(&chain, now, Role::Client)
-            .map(|_| ClientCertVerified::assertion())
-            .map_err(to_rustls)
+        self.check(end_entity, intermediates, now, Role::Client)
+            .map(|()| ClientCertVerified::assertion())
     }
 
     fn verify_tls12_signature(

@@ -29,18 +29,39 @@ pub struct MediaPlane {
     reports_rx: mpsc::Receiver<CountersReport>,
     /// (realm name, media address) of every realm, to attribute flows.
     realms: Vec<(String, std::net::IpAddr)>,
+    /// Per realm (same order), what flows no longer counted live relayed: closed flows, and
+    /// flows that left the kernel (whose kernel counters go with their nftables rules).
+    banked: Vec<Relayed>,
+}
+
+/// Packets and bytes relayed, by forwarding path: index [`USER`] or [`KERNEL`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Relayed {
+    pub packets: [u64; 2],
+    pub bytes: [u64; 2],
+}
+
+pub const USER: usize = 0;
+pub const KERNEL: usize = 1;
+
+impl Relayed {
+    fn add(&mut self, path: usize, packets: u64, bytes: u64) {
+        self.packets[path] += packets;
+        self.bytes[path] += bytes;
+    }
 }
 
 /// Media figures of one realm, for the metrics endpoint: flows by forwarding path, and packets
-/// and bytes relayed through the realm's relay address (both directions; a packet crossing the
-/// border counts in both realms it touches).
+/// and bytes relayed through the realm's relay address since start, by path (both directions;
+/// a packet crossing the border counts in both realms it touches). Kernel figures are as of the
+/// last counters report, so they lag by up to a second and a flow leaving the kernel loses what
+/// it forwarded since that report.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RealmMedia {
     pub realm: String,
     pub flows_user: usize,
     pub flows_kernel: usize,
-    pub packets: u64,
-    pub bytes: u64,
+    pub relayed: Relayed,
 }
 
 impl MediaPlane {
@@ -84,6 +105,7 @@ impl MediaPlane {
                 .iter()
                 .map(|r| (r.name.clone(), r.media_address))
                 .collect(),
+            banked: vec![Relayed::default(); cfg.realms.len()],
         })
     }
 
@@ -102,13 +124,40 @@ impl MediaPlane {
             MediaCommand::Gate { id, open } => self.relay.set_gate(id, open),
             MediaCommand::Close(id) => {
                 self.leave_kernel(id);
+                if let Some(s) = self.relay.stats(id) {
+                    let (p, b) = (s.packets[0] + s.packets[1], s.bytes[0] + s.bytes[1]);
+                    self.bank(id, USER, p, b);
+                }
                 self.relay.close(id);
                 self.flows.remove(&id);
             }
         }
     }
 
+    /// The realms (indices) whose relay addresses the flow's two sides use.
+    fn flow_realms(&self, id: FlowId) -> impl Iterator<Item = usize> + '_ {
+        self.flows.get(&id).into_iter().flat_map(move |spec| {
+            spec.sides.iter().filter_map(move |side| {
+                self.realms
+                    .iter()
+                    .position(|(_, addr)| *addr == side.local.ip())
+            })
+        })
+    }
+
+    /// Keeps what a flow relayed on `path` in its realms' totals, before its live counters go.
+    fn bank(&mut self, id: FlowId, path: usize, packets: u64, bytes: u64) {
+        let realms: Vec<usize> = self.flow_realms(id).collect();
+        for r in realms {
+            self.banked[r].add(path, packets, bytes);
+        }
+    }
+
     fn leave_kernel(&mut self, id: FlowId) {
+        if self.kernel.is_some() && self.activity.contains(id) {
+            let c = self.activity.counters(id);
+            self.bank(id, KERNEL, c.packets, c.bytes);
+        }
         if let Some(k) = &self.kernel {
             if self.activity.removed(id) {
                 k.remove(id);
@@ -211,32 +260,28 @@ impl MediaPlane {
         let mut out: Vec<RealmMedia> = self
             .realms
             .iter()
-            .map(|(name, _)| RealmMedia {
+            .zip(&self.banked)
+            .map(|((name, _), banked)| RealmMedia {
                 realm: name.clone(),
+                relayed: *banked,
                 ..RealmMedia::default()
             })
             .collect();
-        for (id, spec) in &self.flows {
+        for id in self.flows.keys() {
             let stats = self.relay.stats(*id);
             let user_packets = stats.as_ref().map_or(0, |s| s.packets[0] + s.packets[1]);
             let user_bytes = stats.as_ref().map_or(0, |s| s.bytes[0] + s.bytes[1]);
+            let in_kernel = self.activity.contains(*id);
             let k = self.activity.counters(*id);
-            for side in &spec.sides {
-                let Some(r) = self
-                    .realms
-                    .iter()
-                    .position(|(_, addr)| *addr == side.local.ip())
-                else {
-                    continue;
-                };
+            for r in self.flow_realms(*id) {
                 let m = &mut out[r];
-                if self.activity.contains(*id) {
+                if in_kernel {
                     m.flows_kernel += 1;
                 } else {
                     m.flows_user += 1;
                 }
-                m.packets += user_packets + k.packets;
-                m.bytes += user_bytes + k.bytes;
+                m.relayed.add(USER, user_packets, user_bytes);
+                m.relayed.add(KERNEL, k.packets, k.bytes);
             }
         }
         out

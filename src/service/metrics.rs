@@ -5,8 +5,8 @@
 //! the configuration.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Counter, Encoder, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 use crate::b2bua::{EndedBy, Event, Origin, RejectReason};
@@ -36,6 +36,18 @@ pub struct Metrics {
     /// hits (`type`), counted by `service::dns`.
     pub dns_lookups: IntCounterVec,
     pub dns_cache_hits: IntCounterVec,
+    media_packets: IntCounterVec,
+    media_bytes: IntCounterVec,
+    process: ProcessMetrics,
+}
+
+/// `process_*` series, refreshed from /proc/self at each render ([`super::process`]).
+struct ProcessMetrics {
+    resident: Gauge,
+    open_fds: Gauge,
+    max_fds: Gauge,
+    cpu: Counter,
+    start: Gauge,
 }
 
 fn method_label(m: &Method) -> &str {
@@ -226,6 +238,40 @@ impl Metrics {
             "DNS answers (positive or negative) taken from the cache instead of a query, by record type",
             &["type"]
         );
+        let media_packets = counter_vec!(
+            "palisade_media_packets_relayed_total",
+            "Media packets relayed through a realm's relay address, by realm and forwarding path (user, kernel; kernel as of the last counters read, about every second)",
+            &["realm", "path"]
+        );
+        let media_bytes = counter_vec!(
+            "palisade_media_bytes_relayed_total",
+            "Media bytes (UDP payload) relayed through a realm's relay address, by realm and forwarding path",
+            &["realm", "path"]
+        );
+        let gauge = |name: &str, help: &str| {
+            let g = Gauge::new(name, help).expect("valid");
+            reg(Box::new(g.clone()));
+            g
+        };
+        let cpu = Counter::new(
+            "process_cpu_seconds_total",
+            "User and system CPU time spent, in seconds",
+        )
+        .expect("valid");
+        reg(Box::new(cpu.clone()));
+        let process = ProcessMetrics {
+            resident: gauge(
+                "process_resident_memory_bytes",
+                "Resident memory size in bytes",
+            ),
+            open_fds: gauge("process_open_fds", "Open file descriptors"),
+            max_fds: gauge("process_max_fds", "Soft limit of open file descriptors"),
+            cpu,
+            start: gauge(
+                "process_start_time_seconds",
+                "Start time of the process since the Unix epoch, in seconds",
+            ),
+        };
         let info = IntGaugeVec::new(
             Opts::new("palisade_info", "Instance name and version; always 1"),
             &["instance", "version"],
@@ -256,6 +302,43 @@ impl Metrics {
             media_flows,
             dns_lookups,
             dns_cache_hits,
+            media_packets,
+            media_bytes,
+            process,
+        }
+    }
+
+    /// Brings the relayed counters of one realm up to the media plane's running totals.
+    pub fn set_relayed(&self, realm: &str, relayed: &super::media::Relayed) {
+        use super::media::{KERNEL, USER};
+        for (path, i) in [("user", USER), ("kernel", KERNEL)] {
+            raise_to(
+                &self.media_packets.with_label_values(&[realm, path]),
+                relayed.packets[i],
+            );
+            raise_to(
+                &self.media_bytes.with_label_values(&[realm, path]),
+                relayed.bytes[i],
+            );
+        }
+    }
+
+    fn refresh_process(&self) {
+        let s = super::process::sample();
+        let p = &self.process;
+        let set = |g: &Gauge, v: Option<u64>| {
+            if let Some(v) = v {
+                g.set(v as f64);
+            }
+        };
+        set(&p.resident, s.resident_bytes);
+        set(&p.open_fds, s.open_fds);
+        set(&p.max_fds, s.max_fds);
+        if let Some(start) = s.start_time_seconds {
+            p.start.set(start);
+        }
+        if let Some(cpu) = s.cpu_seconds.filter(|c| *c > p.cpu.get()) {
+            p.cpu.inc_by(cpu - p.cpu.get());
         }
     }
 
@@ -338,17 +421,23 @@ impl Metrics {
 
     /// Brings the lost-events counter up to the engine's running total.
     pub fn set_events_lost(&self, total: u64) {
-        let have = self.events_lost.get();
-        if total > have {
-            self.events_lost.inc_by(total - have);
-        }
+        raise_to(&self.events_lost, total);
     }
 
-    /// The Prometheus text exposition of every metric.
+    /// The Prometheus text exposition of every metric (process figures read now).
     pub fn render(&self) -> Vec<u8> {
+        self.refresh_process();
         let mut out = Vec::new();
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
         out
+    }
+}
+
+/// A counter fed from a running total kept elsewhere: moved up to it, never down.
+fn raise_to(c: &IntCounter, total: u64) {
+    let have = c.get();
+    if total > have {
+        c.inc_by(total - have);
     }
 }
 

@@ -4,9 +4,11 @@
 
 pub mod admin;
 pub mod dns;
+pub mod logging;
 pub mod media;
 pub mod metrics;
 pub mod notify;
+pub mod process;
 pub mod status;
 
 use std::path::{Path, PathBuf};
@@ -49,9 +51,13 @@ fn raise_fd_limit() {
 }
 
 /// The service's consumer of the engine's events today: one log line each (calls at info,
-/// per-request detail at debug). `metrics::Metrics::observe` counts the same stream.
+/// per-request detail at debug), a call's with its correlation id as the `corr` field.
+/// `metrics::Metrics::observe` counts the same stream.
 fn log_event(ev: &crate::b2bua::Event) {
     use crate::b2bua::Event;
+    if let Some(corr) = ev.corr() {
+        return tracing::info!(corr, event = ?ev);
+    }
     match ev {
         Event::CallStarted { .. }
         | Event::CallAnswered { .. }
@@ -222,6 +228,7 @@ pub async fn run(cfg: Config, source: ConfigSource) -> anyhow::Result<()> {
                     for r in &flows {
                         m.media_flows.with_label_values(&[&r.realm, "user"]).set(r.flows_user as i64);
                         m.media_flows.with_label_values(&[&r.realm, "kernel"]).set(r.flows_kernel as i64);
+                        m.set_relayed(&r.realm, &r.relayed);
                     }
                     let doc = status::render(
                         &border.config().name,
@@ -383,6 +390,9 @@ fn reload(
     }
     if new.log != old.log {
         kept.push("log");
+    }
+    if new.log_format != old.log_format {
+        kept.push("log_format");
     }
     if new.name != old.name {
         kept.push("name");

@@ -127,24 +127,47 @@ const KNOWN: &[&str] = &[
     "WWW-Authenticate",
 ];
 
-/// Canonical form of a header name: compact forms expanded, well-known names in their RFC
-/// spelling, anything else returned unchanged.
-pub fn canonical_name(name: &str) -> &str {
+/// The long form of a compact header name (`v` → `Via`); any other name unchanged.
+fn expand_compact(name: &str) -> &str {
     if let [b] = name.as_bytes() {
         let lower = b.to_ascii_lowercase();
         if let Some((_, long)) = COMPACT.iter().find(|(c, _)| *c == lower) {
             return long;
         }
     }
-    KNOWN
-        .iter()
-        .find(|k| k.eq_ignore_ascii_case(name))
+    name
+}
+
+/// The well-known names grouped by length, so a lookup compares a handful of candidates
+/// instead of the whole list (this runs for every header parsed and printed).
+fn known_by_len() -> &'static [Vec<&'static str>] {
+    static TABLE: std::sync::OnceLock<Vec<Vec<&'static str>>> = std::sync::OnceLock::new();
+    TABLE.get_or_init(|| {
+        let longest = KNOWN.iter().map(|k| k.len()).max().unwrap_or(0);
+        let mut t = vec![Vec::new(); longest + 1];
+        for k in KNOWN {
+            t[k.len()].push(*k);
+        }
+        t
+    })
+}
+
+/// Canonical form of a header name: compact forms expanded, well-known names in their RFC
+/// spelling, anything else returned unchanged.
+pub fn canonical_name(name: &str) -> &str {
+    let name = expand_compact(name);
+    known_by_len()
+        .get(name.len())
+        .and_then(|same_len| same_len.iter().find(|k| k.eq_ignore_ascii_case(name)))
         .copied()
         .unwrap_or(name)
 }
 
+/// Whether a stored header name (canonical since parsing) is `query`: canonical forms differ
+/// from the names they come from only by case and compact expansion, so comparing without case
+/// after expanding the query is the same test as comparing canonical forms, without the lookup.
 fn name_matches(header_name: &str, query: &str) -> bool {
-    header_name.eq_ignore_ascii_case(canonical_name(query))
+    header_name.eq_ignore_ascii_case(expand_compact(query))
 }
 
 /// Splits a comma-separated header value, ignoring commas inside quoted strings and `<...>`.

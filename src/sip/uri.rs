@@ -184,6 +184,12 @@ fn strip_prefix_ci<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
 
 /// Whitespace, control characters, `<`, `>` and `"` never appear in a URI on the wire.
 fn has_forbidden(s: &str) -> bool {
+    if s.is_ascii() {
+        // The common case, byte by byte: ASCII whitespace and controls are all <= ' ' or DEL.
+        return s
+            .bytes()
+            .any(|b| b <= b' ' || b == 0x7f || matches!(b, b'<' | b'>' | b'"'));
+    }
     s.chars()
         .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | '"'))
 }

@@ -23,42 +23,6 @@ pub fn rtp_socket(ip: &str, base: u16) -> R<UdpSocket> {
     Err(format!("no free even UDP port on {ip} from {base}: {last}"))
 }
 
-/// The connection address and port of the first audio stream of an SDP body (a media-level
-/// `c=` overrides the session-level one).
-pub fn sdp_media_addr(body: &str) -> R<SocketAddr> {
-    let mut session_ip = None;
-    let mut media_ip = None;
-    let mut port = None;
-    let mut in_audio = false;
-    let mut before_media = true;
-    for line in body.lines() {
-        let line = line.trim();
-        if let Some(rest) = line.strip_prefix("m=") {
-            before_media = false;
-            in_audio = port.is_none() && rest.starts_with("audio ");
-            if in_audio {
-                port = rest
-                    .split_whitespace()
-                    .nth(1)
-                    .and_then(|p| p.split('/').next())
-                    .and_then(|p| p.parse::<u16>().ok());
-            }
-        } else if let Some(rest) = line.strip_prefix("c=") {
-            let ip = rest.split_whitespace().nth(2).map(str::to_string);
-            if before_media {
-                session_ip = ip;
-            } else if in_audio {
-                media_ip = ip;
-            }
-        }
-    }
-    let (Some(ip), Some(port)) = (media_ip.or(session_ip), port) else {
-        return Err(format!("no c=/m=audio in SDP:\n{body}"));
-    };
-    let ip: IpAddr = ip.parse().map_err(|e| format!("SDP address {ip}: {e}"))?;
-    Ok(SocketAddr::new(ip, port))
-}
-
 /// What one side of the media exchange saw.
 #[derive(Debug, Default)]
 pub struct MediaReport {

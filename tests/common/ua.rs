@@ -349,6 +349,16 @@ impl Ua {
         send_locked(&self.sh, &mut st, o)
     }
 
+    /// Send `m` once as it is, over UDP, outside any transaction (a stateless proxy's forwarding).
+    pub fn send_raw(&self, m: &Msg, dest: SocketAddr) -> R<()> {
+        self.send_out(&Out {
+            bytes: m.to_bytes(),
+            dest,
+            transport: Transport::Udp,
+            conn: None,
+        })
+    }
+
     /// Send a request as a new client transaction (with retransmission over UDP).
     pub fn send_request(&self, req: Msg, dest: SocketAddr, tr: Transport) -> R<ClientTx> {
         assert_loopback(&dest);
@@ -422,6 +432,17 @@ impl Ua {
         sdp: &str,
         extra: &[(&str, String)],
     ) -> R<(ClientTx, Dialog)> {
+        self.invite_to(target, sdp, extra, self.next_hop(None))
+    }
+
+    /// [`Ua::invite_with`], sent to `dest` instead of the configured next hop.
+    pub fn invite_to(
+        &self,
+        target: &str,
+        sdp: &str,
+        extra: &[(&str, String)],
+        dest: SocketAddr,
+    ) -> R<(ClientTx, Dialog)> {
         let c = &self.sh.cfg;
         let tr = c.transport;
         let call_id = format!("{}@ua.{}", self.fresh("cid"), c.internal);
@@ -441,15 +462,8 @@ impl Ua {
             ("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS".into()),
             ("Content-Type", "application/sdp".into()),
         ];
-        for (n, v) in extra {
-            if let Some(p) = h.iter().position(|(hn, _)| hn.eq_ignore_ascii_case(n)) {
-                h[p].1 = v.clone();
-            } else {
-                h.push((n, v.clone()));
-            }
-        }
+        with_extra(&mut h, extra);
         let req = msg::request("INVITE", target, &h, sdp.as_bytes());
-        let dest = self.next_hop(None);
         let tx = self.send_request(req, dest, tr)?;
         let dlg = Dialog {
             call_id,
@@ -520,10 +534,15 @@ impl Ua {
 
     /// Wait for a response to `tx` with status >= min.
     pub fn wait_response(&self, tx: &ClientTx, min: u16) -> R<Msg> {
+        self.wait_response_for(tx, min, WAIT)
+    }
+
+    /// [`Ua::wait_response`] bounded by `timeout`.
+    pub fn wait_response_for(&self, tx: &ClientTx, min: u16, timeout: Duration) -> R<Msg> {
         let (b, m) = (tx.branch.clone(), tx.method.clone());
         self.wait_for(
             &format!("response >= {} to {}", min, tx.method),
-            WAIT,
+            timeout,
             move |i| {
                 i.msg.is_response()
                     && i.msg.branch().as_deref() == Some(b.as_str())
@@ -586,7 +605,7 @@ impl Ua {
         } else {
             return Err("2xx to INVITE without Contact".into());
         }
-        let (req, dest) = self.build_in_dialog(dlg, "ACK", cseq, None);
+        let (req, dest) = self.build_in_dialog(dlg, "ACK", cseq, None, &[]);
         let o = Out {
             bytes: req.to_bytes(),
             dest,
@@ -608,7 +627,8 @@ impl Ua {
         dlg: &Dialog,
         method: &str,
         cseq: u32,
-        body: Option<&str>,
+        body: Option<(&str, &str)>,
+        extra: &[(&str, String)],
     ) -> (Msg, SocketAddr) {
         let internal = self.sh.cfg.internal.clone();
         // Our own core's proxies (which we emulate) are stripped from the route set.
@@ -654,20 +674,38 @@ impl Ua {
             h.push(("Contact", self.contact(dlg.transport)));
         }
         h.push(("X-Internal", self.x_internal()));
-        if body.is_some() {
-            h.push(("Content-Type", "application/sdp".into()));
+        if let Some((ct, _)) = body {
+            h.push(("Content-Type", ct.into()));
         }
-        let req = msg::request(method, &ruri, &h, body.map(|b| b.as_bytes()).unwrap_or(&[]));
+        with_extra(&mut h, extra);
+        let req = msg::request(
+            method,
+            &ruri,
+            &h,
+            body.map(|b| b.1.as_bytes()).unwrap_or(&[]),
+        );
         (req, self.next_hop(natural))
     }
 
     /// Send an in-dialog request (BYE, re-INVITE, OPTIONS...). CSeq is incremented.
     pub fn request(&self, dlg: &mut Dialog, method: &str, body: Option<&str>) -> R<ClientTx> {
+        self.request_ext(dlg, method, body.map(|b| ("application/sdp", b)), &[])
+    }
+
+    /// [`Ua::request`] with a body of any type (`(content type, text)`) and extra headers
+    /// (one named like a header we write replaces it), e.g. REFER with Refer-To or NOTIFY.
+    pub fn request_ext(
+        &self,
+        dlg: &mut Dialog,
+        method: &str,
+        body: Option<(&str, &str)>,
+        extra: &[(&str, String)],
+    ) -> R<ClientTx> {
         dlg.local_cseq += 1;
         if method == "INVITE" {
             dlg.invite_cseq = dlg.local_cseq;
         }
-        let (req, dest) = self.build_in_dialog(dlg, method, dlg.local_cseq, body);
+        let (req, dest) = self.build_in_dialog(dlg, method, dlg.local_cseq, body, extra);
         self.send_request(req, dest, dlg.transport)
     }
 
@@ -699,6 +737,21 @@ impl Ua {
         to_tag: Option<&str>,
         body: Option<&str>,
     ) -> R<Msg> {
+        let body = body.map(|b| ("application/sdp", b));
+        self.respond_ext(inc, code, reason, to_tag, body, &[])
+    }
+
+    /// [`Ua::respond`] with a body of any type (`(content type, text)`) and extra headers (one
+    /// named like a header we write replaces it, e.g. a Contact with feature tags).
+    pub fn respond_ext(
+        &self,
+        inc: &Incoming,
+        code: u16,
+        reason: &str,
+        to_tag: Option<&str>,
+        body: Option<(&str, &str)>,
+        extra: &[(&str, String)],
+    ) -> R<Msg> {
         let req = &inc.msg;
         let method = req.method().ok_or("respond to a response")?.to_string();
         let mut h: Vec<(String, String)> = Vec::new();
@@ -728,13 +781,19 @@ impl Ua {
         if code > 100 {
             h.push(("X-Internal".into(), self.x_internal()));
         }
-        if body.is_some() {
-            h.push(("Content-Type".into(), "application/sdp".into()));
+        if let Some((ct, _)) = body {
+            h.push(("Content-Type".into(), ct.into()));
+        }
+        for (n, v) in extra {
+            match h.iter().position(|(hn, _)| hn.eq_ignore_ascii_case(n)) {
+                Some(p) => h[p].1 = v.clone(),
+                None => h.push((n.to_string(), v.clone())),
+            }
         }
         let resp = Msg {
             start: format!("SIP/2.0 {} {}", code, reason),
             headers: h,
-            body: body.map(|b| b.as_bytes().to_vec()).unwrap_or_default(),
+            body: body.map(|b| b.1.as_bytes().to_vec()).unwrap_or_default(),
         };
         let dest = match inc.transport {
             Transport::Tcp => inc.src,
@@ -843,6 +902,16 @@ impl Ua {
         self.respond(&c, 200, "OK", Some(to_tag), None)?;
         self.respond(invite, 487, "Request Terminated", Some(to_tag), None)?;
         Ok(c)
+    }
+}
+
+/// Add `extra` to `h`; a header already in `h` (same name) gets the extra value instead.
+fn with_extra<'a>(h: &mut Vec<(&'a str, String)>, extra: &[(&'a str, String)]) {
+    for (n, v) in extra {
+        match h.iter().position(|(hn, _)| hn.eq_ignore_ascii_case(n)) {
+            Some(p) => h[p].1 = v.clone(),
+            None => h.push((n, v.clone())),
+        }
     }
 }
 
@@ -1184,4 +1253,40 @@ fn auto_200(req: &Msg, src: SocketAddr, tr: Transport, conn: Option<usize>) -> O
         transport: tr,
         conn,
     }
+}
+
+/// The connection address and port of the first audio stream of an SDP body (a media-level
+/// `c=` overrides the session-level one).
+pub fn sdp_media_addr(body: &str) -> R<SocketAddr> {
+    let mut session_ip = None;
+    let mut media_ip = None;
+    let mut port = None;
+    let mut in_audio = false;
+    let mut before_media = true;
+    for line in body.lines() {
+        let line = line.trim();
+        if let Some(rest) = line.strip_prefix("m=") {
+            before_media = false;
+            in_audio = port.is_none() && rest.starts_with("audio ");
+            if in_audio {
+                port = rest
+                    .split_whitespace()
+                    .nth(1)
+                    .and_then(|p| p.split('/').next())
+                    .and_then(|p| p.parse::<u16>().ok());
+            }
+        } else if let Some(rest) = line.strip_prefix("c=") {
+            let ip = rest.split_whitespace().nth(2).map(str::to_string);
+            if before_media {
+                session_ip = ip;
+            } else if in_audio {
+                media_ip = ip;
+            }
+        }
+    }
+    let (Some(ip), Some(port)) = (media_ip.or(session_ip), port) else {
+        return Err(format!("no c=/m=audio in SDP:\n{body}"));
+    };
+    let ip: std::net::IpAddr = ip.parse().map_err(|e| format!("SDP address {ip}: {e}"))?;
+    Ok(SocketAddr::new(ip, port))
 }

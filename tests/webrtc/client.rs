@@ -3,7 +3,7 @@
 //! offer/answer is done on the test thread; the run loop then moves into its own
 //! thread, bounded by a deadline.
 
-use super::tone::{self, Tone};
+use super::tone::{self, Audio, Tone};
 use std::io::ErrorKind;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -33,16 +33,22 @@ fn new_rtc() -> Rtc {
         .build(Instant::now())
 }
 
+/// A UDP socket for media on loopback address `ip`, random port.
+pub fn loopback_socket(name: &str, ip: &str) -> R<(UdpSocket, SocketAddr)> {
+    let ip: IpAddr = ip.parse().map_err(|e| format!("{ip}: {e}"))?;
+    if !ip.is_loopback() {
+        return Err(format!("{ip} is not a loopback address"));
+    }
+    let sock =
+        UdpSocket::bind(SocketAddr::new(ip, 0)).map_err(|e| format!("{name}: bind {ip}:0: {e}"))?;
+    let addr = sock.local_addr().map_err(|e| e.to_string())?;
+    Ok((sock, addr))
+}
+
 impl Peer {
     /// A peer with a UDP socket on `ip`:random port and one host candidate for it.
     pub fn new(name: &'static str, ip: &str) -> R<Peer> {
-        let ip: IpAddr = ip.parse().map_err(|e| format!("{ip}: {e}"))?;
-        if !ip.is_loopback() {
-            return Err(format!("{ip} is not a loopback address"));
-        }
-        let sock = UdpSocket::bind(SocketAddr::new(ip, 0))
-            .map_err(|e| format!("{name}: bind {ip}:0: {e}"))?;
-        let addr = sock.local_addr().map_err(|e| e.to_string())?;
+        let (sock, addr) = loopback_socket(name, ip)?;
         let mut rtc = new_rtc();
         let cand =
             Candidate::host(addr, "udp").map_err(|e| format!("{name}: host candidate: {e}"))?;
@@ -130,8 +136,25 @@ pub struct RunSpec {
     pub deadline: Instant,
 }
 
-/// Start the run loop of `peer` in its own thread.
-pub fn spawn(mut peer: Peer, spec: RunSpec, progress: Arc<Progress>) -> JoinHandle<Report> {
+/// Start the run loop of `peer` in its own thread: it sends a tone of `spec.send_freq`
+/// and stops when both sides of `progress` heard enough (or at the deadline).
+pub fn spawn(peer: Peer, spec: RunSpec, progress: Arc<Progress>) -> JoinHandle<Report> {
+    let deadline = spec.deadline;
+    let audio = ToneAudio {
+        tone: Tone::new(spec.send_freq),
+        spec,
+        progress,
+    };
+    spawn_audio(peer, Box::new(audio), deadline)
+}
+
+/// Start the run loop of `peer` in its own thread, sending what `audio` makes and telling it
+/// what was heard, until `audio` is done or `deadline`.
+pub fn spawn_audio(
+    mut peer: Peer,
+    mut audio: Box<dyn Audio>,
+    deadline: Instant,
+) -> JoinHandle<Report> {
     std::thread::Builder::new()
         .name(format!("rtc-{}", peer.name))
         .spawn(move || {
@@ -139,7 +162,7 @@ pub fn spawn(mut peer: Peer, spec: RunSpec, progress: Arc<Progress>) -> JoinHand
                 name: peer.name,
                 ..Default::default()
             };
-            if let Err(e) = run(&mut peer, &spec, &progress, &mut rep) {
+            if let Err(e) = run(&mut peer, audio.as_mut(), deadline, &mut rep) {
                 rep.error = Some(e);
             }
             peer.rtc.disconnect();
@@ -148,21 +171,44 @@ pub fn spawn(mut peer: Peer, spec: RunSpec, progress: Arc<Progress>) -> JoinHand
         .expect("spawn rtc thread")
 }
 
-fn note_source(rep: &mut Report, src: SocketAddr) {
+/// The two-party test audio: a tone out, and done when both sides heard `spec.enough`.
+struct ToneAudio {
+    tone: Tone,
+    spec: RunSpec,
+    progress: Arc<Progress>,
+}
+
+impl Audio for ToneAudio {
+    fn next_frame(&mut self) -> Vec<u8> {
+        self.tone.next_frame()
+    }
+
+    fn heard(&mut self, total: usize, _samples: &[i16]) {
+        self.progress.received[self.spec.me].store(total, Ordering::Relaxed);
+    }
+
+    fn done(&self) -> bool {
+        let p = &self.progress;
+        let other = 1 - self.spec.me;
+        p.abort.load(Ordering::Relaxed)
+            || (p.received[self.spec.me].load(Ordering::Relaxed) >= self.spec.enough
+                && p.received[other].load(Ordering::Relaxed) >= self.spec.enough)
+    }
+}
+
+pub(crate) fn note_source(rep: &mut Report, src: SocketAddr) {
     match rep.sources.iter_mut().find(|(a, _)| *a == src) {
         Some((_, n)) => *n += 1,
         None => rep.sources.push((src, 1)),
     }
 }
 
-fn run(peer: &mut Peer, spec: &RunSpec, progress: &Progress, rep: &mut Report) -> R<()> {
+fn run(peer: &mut Peer, audio: &mut dyn Audio, deadline: Instant, rep: &mut Report) -> R<()> {
     let start = Instant::now();
-    let mut tone = Tone::new(spec.send_freq);
     let mut buf = vec![0u8; 2000];
     let mut next_frame: Option<Instant> = None;
     let mut media_time: u64 = 0;
     let mut pt = None;
-    let other = 1 - spec.me;
     loop {
         // drain to Timeout after every mutation
         let timeout = loop {
@@ -198,18 +244,17 @@ fn run(peer: &mut Peer, spec: &RunSpec, progress: &Progress, rep: &mut Report) -
                         peer.mid.get_or_insert(m.mid);
                     }
                     Event::MediaData(d) if d.params.spec().codec == Codec::PCMU => {
+                        let from = rep.samples.len();
                         rep.samples
                             .extend(d.data.iter().map(|b| tone::mulaw_decode(*b)));
-                        progress.received[spec.me].store(rep.samples.len(), Ordering::Relaxed);
+                        audio.heard(rep.samples.len(), &rep.samples[from..]);
                     }
                     _ => {}
                 },
             }
         };
         let now = Instant::now();
-        let both_done = progress.received[spec.me].load(Ordering::Relaxed) >= spec.enough
-            && progress.received[other].load(Ordering::Relaxed) >= spec.enough;
-        if both_done || progress.abort.load(Ordering::Relaxed) || now >= spec.deadline {
+        if audio.done() || now >= deadline {
             return Ok(());
         }
         // send a frame when one is due (one mutation, then back to draining)
@@ -231,7 +276,7 @@ fn run(peer: &mut Peer, spec: &RunSpec, progress: &Progress, rep: &mut Report) -
                     p,
                     now,
                     MediaTime::new(media_time, Frequency::EIGHT_KHZ),
-                    tone.next_frame(),
+                    audio.next_frame(),
                 )
                 .map_err(|e| format!("{}: write: {e}", peer.name))?;
                 media_time += tone::FRAME as u64;
@@ -241,7 +286,7 @@ fn run(peer: &mut Peer, spec: &RunSpec, progress: &Progress, rep: &mut Report) -
             }
         }
         // wait for a datagram, the engine's timeout, the next frame or the deadline
-        let mut wake = timeout.min(spec.deadline);
+        let mut wake = timeout.min(deadline);
         if let Some(due) = next_frame {
             wake = wake.min(due);
         }

@@ -21,8 +21,13 @@ pub struct Lab {
 
 impl Lab {
     pub fn start(dir: &Path, tag: &str) -> R<Lab> {
+        Lab::start_logs(dir, tag, &work_dir())
+    }
+
+    /// [`Lab::start`] with the logs in `logs` (`TAG-operator-a.log`...).
+    pub fn start_logs(dir: &Path, tag: &str, logs: &Path) -> R<Lab> {
         let start = |name: &str| {
-            let log = work_dir().join(format!("{tag}-{name}.log"));
+            let log = logs.join(format!("{tag}-{name}.log"));
             Instance::start(name, &dir.join(format!("{name}.toml")), log)
         };
         let a = start("operator-a")?;
@@ -43,7 +48,41 @@ pub fn with_kernel_switch(toml: &str) -> String {
 
 /// A copy of the shipped lab files in target/tmp/webrtc/lab-kernel with the kernel switch on.
 pub fn kernel_dir() -> R<PathBuf> {
-    let dir = work_dir().join("lab-kernel");
+    kernel_dir_in(&work_dir())
+}
+
+/// [`kernel_dir`] under `work` (work/lab-kernel).
+pub fn kernel_dir_in(work: &Path) -> R<PathBuf> {
+    let dir = work.join("lab-kernel");
     let _ = std::fs::remove_dir_all(&dir);
     labfiles::lab_copy_with_media(&dir, "kernel", "true")
+}
+
+/// `nft list ruleset`.
+pub fn nft_ruleset() -> R<String> {
+    let out = std::process::Command::new("nft")
+        .args(["list", "ruleset"])
+        .output()
+        .map_err(|e| format!("cannot run `nft list ruleset` (package nftables): {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "`nft list ruleset` failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Which of `ports` the current nftables ruleset does not mention.
+pub fn nft_mentions(ports: &[u16]) -> R<Vec<u16>> {
+    let text = nft_ruleset()?;
+    let words: Vec<&str> = text
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|w| !w.is_empty())
+        .collect();
+    Ok(ports
+        .iter()
+        .filter(|p| !words.contains(&p.to_string().as_str()))
+        .copied()
+        .collect())
 }

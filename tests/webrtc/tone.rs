@@ -44,6 +44,16 @@ pub fn mulaw_decode(byte: u8) -> i16 {
     }
 }
 
+/// What a media run loop sends, and where what it hears goes (one 20 ms frame at a time).
+pub trait Audio: Send {
+    /// The next 20 ms frame to send, µ-law encoded.
+    fn next_frame(&mut self) -> Vec<u8>;
+    /// `samples` were just received; `total` have been received so far.
+    fn heard(&mut self, total: usize, samples: &[i16]);
+    /// True when the loop should stop.
+    fn done(&self) -> bool;
+}
+
 /// Sine generator that keeps its phase across frames.
 pub struct Tone {
     freq: f64,

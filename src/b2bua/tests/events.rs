@@ -43,7 +43,10 @@ fn answered_call_reports_start_answer_and_end_by_the_callee() {
             from: home()
         }
     );
-    let Event::CallStarted { from, to, call_id } = &ev[1] else {
+    let Event::CallStarted {
+        from, to, call_id, ..
+    } = &ev[1]
+    else {
         panic!("second event is the call start: {ev:?}");
     };
     assert_eq!((from, call_id.as_str()), (&home(), "ev1@127.0.10.1"));
