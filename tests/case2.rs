@@ -24,10 +24,9 @@
 //!   Call-IDs, tags or branches.
 //! - `conf_refer_dialout_kernel`: the first flow with the relays in kernel mode (needs root:
 //!   skipped otherwise, failed if PALISADE_REQUIRE_ROOT_TESTS=1).
-//! - `attended_transfer` (run only when named: `cargo test --test case2 -- attended_transfer`):
-//!   Cindy holds a call with Alice and one with Bob and transfers (REFER with Replaces in
-//!   Refer-To); the Replaces that reaches Alice must name A's own leg, and Alice and Bob talk.
-//!   It needs the border's Replaces translation (issue #18) and fails until that is in.
+//! - `attended_transfer`: Cindy holds a call with Alice and one with Bob and transfers (REFER
+//!   with Replaces in Refer-To); the Replaces that reaches Alice must name A's own leg (the
+//!   border translates it), and Alice and Bob then talk, tones detected both ways.
 
 #[allow(dead_code)] // the two-party run loop of tests/webrtc.rs
 #[path = "webrtc/client.rs"]
@@ -88,8 +87,6 @@ const ENOUGH_SAMPLES: usize = 24000;
 const ANALYSED: usize = 12000;
 const DOMINANCE: f64 = 10.0;
 const GLOBAL_TIMEOUT: Duration = Duration::from_secs(8 * 60);
-/// Scenarios run only when named on the command line.
-const OPT_IN: [&str; 1] = ["attended_transfer"];
 
 // ---------------------------------------------------------------- participants
 
@@ -972,12 +969,7 @@ fn main() {
 }
 
 fn run() -> i32 {
-    let named = std::env::args().skip(1).any(|a| !a.starts_with('-'));
-    let all = scenarios()
-        .into_iter()
-        .filter(|(n, _)| named || !OPT_IN.contains(n))
-        .collect();
-    let selected = harness::select(all);
+    let selected = harness::select(scenarios());
     instance::watchdog("case2", GLOBAL_TIMEOUT);
     println!("\nrunning {} case2 scenarios", selected.len());
     let mut tally = Tally::new();

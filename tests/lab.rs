@@ -974,8 +974,12 @@ fn run() -> i32 {
     }
     let root = labfiles::shipped_dir();
     let _ = std::fs::remove_file(keylog());
-    let started = start_instance("operator-a", &root.join("operator-a.toml"))
-        .and_then(|a| start_instance("operator-b", &root.join("operator-b.toml")).map(|b| (a, b)));
+    // Another lab (a concurrent test run) may hold the fixed addresses: wait for it, bounded.
+    let started = instance::wait_lab_free(Duration::from_secs(240)).and_then(|()| {
+        start_instance("operator-a", &root.join("operator-a.toml")).and_then(|a| {
+            start_instance("operator-b", &root.join("operator-b.toml")).map(|b| (a, b))
+        })
+    });
     let mut lab = match started {
         Ok((a, b)) => Lab {
             a,

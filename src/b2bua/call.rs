@@ -69,6 +69,22 @@ impl Border {
                 .collect(),
         };
         let (from_domains, from_public) = (self.cfg.home_domains.clone(), public.clone());
+        // RFC 3323: toward an untrusted party the caller's display name goes when it asked for
+        // privacy (see `privacy.rs`).
+        let anonymous = self.party_trust(out_flow.realm, out_party)
+            != crate::config::Trust::Trusted
+            && privacy::Privacy::of(&msg).hides_identity();
+        let caller = hiding::identity_for_leg(
+            msg.headers.get("From").unwrap_or_default(),
+            toward_peer,
+            &from_domains,
+            &from_public,
+        );
+        let caller = if anonymous {
+            privacy::without_display_name(&caller)
+        } else {
+            caller
+        };
         let leg_b = Leg {
             realm: out_flow.realm,
             party: out_party,
@@ -76,12 +92,7 @@ impl Border {
             call_id: self.token(16),
             local_tag: self.token(10),
             remote_tag: None,
-            local_uri: hiding::identity_for_leg(
-                msg.headers.get("From").unwrap_or_default(),
-                toward_peer,
-                &from_domains,
-                &from_public,
-            ),
+            local_uri: caller,
             remote_uri: hiding::identity_for_leg(
                 msg.headers.get("To").unwrap_or_default(),
                 toward_peer,
@@ -97,6 +108,19 @@ impl Border {
         if let Uri::Sip(u) = &mut out_uri {
             u.params.retain(|(n, _)| !n.eq_ignore_ascii_case("maddr"));
         }
+        if method == Method::Refer && self.refer_refused([in_party, out_party]) {
+            let why = RejectReason::ReferRefused;
+            return self.reject(now, stx, &msg, 403, None, why);
+        }
+        let ends = ((in_flow.realm, in_party), (out_flow.realm, out_party));
+        let refs = match kind {
+            Kind::Invite => self.dialog_refs_for(&msg, ends.0, ends.1),
+            _ => Ok(Vec::new()),
+        };
+        let refs = match refs {
+            Ok(refs) => refs,
+            Err(e) => return self.refuse_ref(now, stx, &msg, e, false),
+        };
         let timer_c_at = (kind == Kind::Invite).then(|| now + self.cfg.sip.timer_c);
         let mut sess = Session {
             kind,
@@ -121,6 +145,14 @@ impl Border {
             refers: Vec::new(),
         };
         let mut req = self.build_request(&mut sess, 1, method, Some(out_uri), None);
+        for (name, value) in refs {
+            Border::set_dialog_ref(&mut req, name, value);
+        }
+        match self.refer_to_for(&sess.initial, &req, ends.0, ends.1) {
+            Ok(Some(refer_to)) => Border::set_dialog_ref(&mut req, "Refer-To", refer_to),
+            Ok(None) => {}
+            Err(e) => return self.refuse_ref(now, stx, &sess.initial, e, true),
+        }
         if let Err(e) = self.anchor_msg(&mut sess, 0, &mut req) {
             let initial = sess.initial.clone();
             let legs = self.leg_realms(&sess);

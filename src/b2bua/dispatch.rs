@@ -248,6 +248,11 @@ impl Border {
             let retry = ("Retry-After", "2".to_string());
             return self.reject(now, stx, &msg, 503, Some(retry), RejectReason::Overload);
         }
+        if method == Method::Invite {
+            if let Err(e) = self.check_dialog_refs(&msg, (flow.realm, party)) {
+                return self.refuse_ref(now, stx, &msg, e, false);
+            }
+        }
         let kind = match method {
             Method::Invite => Kind::Invite,
             Method::Subscribe | Method::Refer => Kind::Subscribe,

@@ -45,6 +45,11 @@ pub enum RejectReason {
     MediaAnchoring,
     /// The border is draining before a stop (503 + Retry-After).
     Draining,
+    /// A `Replaces`/`Join` (481) or a Refer-To's embedded `Replaces` (403) names no dialog that
+    /// crosses this border toward where the request goes; or is malformed (400).
+    DialogReference,
+    /// A REFER to or from a partner whose policy says `refer = "refuse"` (403).
+    ReferRefused,
 }
 
 /// Why an input was discarded without an answer.

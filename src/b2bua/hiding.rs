@@ -2,8 +2,11 @@
 //! received on one leg may appear on the other, and how identities and charging identifiers are
 //! rewritten at the border.
 
+use super::privacy::{screened_history, without_display_name, Privacy, HISTORY};
 use crate::config::{Config, HeaderPolicy, Trust};
-use crate::sip::{Headers, Message, NameAddr, Uri};
+use crate::sip::message::is_token;
+use crate::sip::multipart::{self, Part};
+use crate::sip::{ContentType, Headers, Message, NameAddr, Uri};
 
 /// Headers the B2BUA builds itself for each leg; the received values never cross.
 const BUILT_PER_LEG: &[&str] = &[
@@ -34,8 +37,8 @@ const NEVER_CROSS: &[&str] = &[
     "P-Access-Network-Info",
     "P-Served-User",
     "P-Profile-Key",
-    // Replaces names a dialog by its Call-ID and tags, which differ per leg; relaying it verbatim
-    // would leak the home Call-ID. It is translated by the conference work, not copied.
+    // Replaces and Join name a dialog by its Call-ID and tags, which differ per leg; relaying
+    // them verbatim would leak the other leg's. `replaces.rs` writes the translated value.
     "Replaces",
     "Join",
 ];
@@ -127,6 +130,8 @@ pub fn feature_tags(src: &Message) -> String {
 /// Copies the header fields of `src` that may cross into `dst`, applying the allow-list of the
 /// destination and the trust rules.
 pub fn copy_screened(src: &Message, dst: &mut Headers, crossing: Crossing<'_>) {
+    let untrusted = crossing.to_trust != Trust::Trusted;
+    let privacy = Privacy::of(src);
     for h in src.headers.iter() {
         let name = h.name.as_str();
         if is_in(BUILT_PER_LEG, name) || is_in(NEVER_CROSS, name) {
@@ -139,7 +144,11 @@ pub fn copy_screened(src: &Message, dst: &mut Headers, crossing: Crossing<'_>) {
         {
             continue;
         }
-        if is_in(FINGERPRINTING, name) && crossing.to_trust != Trust::Trusted {
+        if is_in(FINGERPRINTING, name) && untrusted {
+            continue;
+        }
+        // RFC 3323 §5: toward an untrusted party the border is the privacy service.
+        if untrusted && privacy.withholds(name) {
             continue;
         }
         if !crossing
@@ -152,9 +161,19 @@ pub fn copy_screened(src: &Message, dst: &mut Headers, crossing: Crossing<'_>) {
         }
         if is_in(URI_REWRITTEN, name) {
             if let Some((domains, domain)) = crossing.public {
-                dst.push(name, identity_for_leg(&h.value, true, domains, domain));
+                let mut v = identity_for_leg(&h.value, true, domains, domain);
+                if untrusted && privacy.hides_identity() {
+                    v = without_display_name(&v);
+                }
+                dst.push(name, v);
                 continue;
             }
+        }
+        if is_in(HISTORY, name) {
+            if let Some(v) = screened_history(&h.value, crossing.public, untrusted) {
+                dst.push(name, v);
+            }
+            continue;
         }
         if name.eq_ignore_ascii_case("Reason") {
             if let Some(r) = screened_reason(&h.value) {
@@ -197,13 +216,14 @@ pub fn screened_reason(value: &str) -> Option<String> {
 /// Copies the body and its Content-Type when the destination's policy allows the type
 /// (`allowed`, `type/subtype`): a body of any other type, or without a Content-Type, stays on its
 /// side. `message/sipfrag` (RFC 3420, the progress of a REFER) crosses as its status line only,
-/// with the border's phrase: its header lines are the far leg's (Via, Call-ID, tags). Multipart
-/// bodies never cross until their parts are screened and anchored one by one: an SDP inside one
-/// would pass unanchored.
+/// with the border's phrase: its header lines are the far leg's (Via, Call-ID, tags).
 ///
 /// Toward a peer (`public` as in [`Crossing::public`]) the SIP URIs of a conference-info
 /// (RFC 4575) or dialog-info (RFC 4235) document are rewritten like From/To: a host that is not
 /// one of `public`'s domains becomes the public domain, URI parameters go.
+///
+/// A `multipart/mixed` body (SIP-I: SDP + ISUP) is screened part by part with the same rules
+/// (see [`screen_multipart`]); its SDP part is anchored afterwards like a plain SDP body.
 pub fn copy_body(
     src: &Message,
     dst_headers: &mut Headers,
@@ -216,20 +236,40 @@ pub fn copy_body(
     let Some(ct) = src.headers.get("Content-Type") else {
         return Vec::new();
     };
+    match screen_body(ct, &src.body, BodyRules { allowed, public }) {
+        Some((ct, body)) => {
+            dst_headers.push("Content-Type", ct);
+            body
+        }
+        None => Vec::new(),
+    }
+}
+
+/// The destination's body list and, toward a peer, the public domains (see [`copy_body`]).
+#[derive(Clone, Copy)]
+struct BodyRules<'a> {
+    allowed: &'a [String],
+    public: Option<(&'a [String], &'a str)>,
+}
+
+/// What of a body of type `ct` may cross (its Content-Type and content), per [`copy_body`].
+fn screen_body(ct: &str, body: &[u8], rules: BodyRules<'_>) -> Option<(String, Vec<u8>)> {
+    let BodyRules { allowed, public } = rules;
     let media_type = ct.split(';').next().unwrap_or("").trim();
+    if media_type.eq_ignore_ascii_case("multipart/mixed") {
+        return screen_multipart(ct, body, rules);
+    }
     let listed = allowed.iter().any(|a| a.eq_ignore_ascii_case(media_type));
+    // Other multipart kinds (alternative, related) are not looked into: nothing crosses unseen.
     let multipart = media_type
         .get(..10)
         .is_some_and(|p| p.eq_ignore_ascii_case("multipart/"));
     if !listed || multipart {
-        return Vec::new();
+        return None;
     }
     if media_type.eq_ignore_ascii_case("message/sipfrag") {
-        let Some(frag) = sipfrag_status(&src.body) else {
-            return Vec::new();
-        };
-        dst_headers.push("Content-Type", "message/sipfrag;version=2.0");
-        return frag.into_bytes();
+        let frag = sipfrag_status(body)?;
+        return Some(("message/sipfrag;version=2.0".to_string(), frag.into_bytes()));
     }
     let xml_info = [
         "application/conference-info+xml",
@@ -238,14 +278,90 @@ pub fn copy_body(
     .iter()
     .any(|t| t.eq_ignore_ascii_case(media_type));
     if let (true, Some((domains, domain))) = (xml_info, public) {
-        let Ok(text) = std::str::from_utf8(&src.body) else {
-            return Vec::new();
-        };
-        dst_headers.push("Content-Type", ct);
-        return public_uris(text, domains, domain).into_bytes();
+        let text = std::str::from_utf8(body).ok()?;
+        let mut text = public_uris(text, domains, domain);
+        if media_type.eq_ignore_ascii_case("application/dialog-info+xml") {
+            // RFC 4235 §4.1.1: a dialog's `call-id` and tags are optional, and they are the far
+            // leg's (or another dialog's) identifiers: they stay home.
+            text = without_attributes(&text, &["call-id", "local-tag", "remote-tag"]);
+        }
+        return Some((ct.to_string(), text.into_bytes()));
     }
-    dst_headers.push("Content-Type", ct);
-    src.body.clone()
+    Some((ct.to_string(), body.to_vec()))
+}
+
+/// A `multipart/mixed` body screened part by part: each part crosses under the rules of a whole
+/// body of its type (so `application/isup` only toward a partner whose list has it), with its
+/// Content-Type and its Content-Disposition's type and `handling` (RFC 3204: whether the far end
+/// may ignore it); other part headers (Content-ID names a host) stay. Only the first SDP part is
+/// kept (one session description per message), nested multiparts are dropped. The parts that
+/// are left get a fresh boundary; a lone SDP part crosses as a plain SDP body. A body that does
+/// not parse does not cross.
+fn screen_multipart(ct: &str, body: &[u8], rules: BodyRules<'_>) -> Option<(String, Vec<u8>)> {
+    let boundary = ContentType::parse(ct)?.param("boundary")?;
+    let mut sdp_seen = false;
+    let mut kept = Vec::new();
+    for part in multipart::parse(body, &boundary)? {
+        let Some(part_ct) = part.header("Content-Type") else {
+            continue;
+        };
+        let typed = ContentType::parse(part_ct);
+        if typed.as_ref().is_some_and(|c| c.mtype == "multipart") {
+            continue;
+        }
+        if typed.as_ref().is_some_and(ContentType::is_sdp) {
+            if sdp_seen {
+                continue;
+            }
+            sdp_seen = true;
+        }
+        let Some((part_ct, content)) = screen_body(part_ct, &part.body, rules) else {
+            continue;
+        };
+        let mut headers = vec![("Content-Type".to_string(), part_ct)];
+        if let Some(d) = part
+            .header("Content-Disposition")
+            .and_then(screened_disposition)
+        {
+            headers.push(("Content-Disposition".to_string(), d));
+        }
+        kept.push(Part {
+            headers,
+            body: content,
+        });
+    }
+    match kept.as_slice() {
+        [] => None,
+        [only] if only.content_type().is_some_and(|c| c.is_sdp()) => {
+            let ct = only.header("Content-Type").unwrap_or("application/sdp");
+            Some((ct.to_string(), only.body.clone()))
+        }
+        parts => {
+            let b = multipart::fresh_boundary(parts);
+            Some((
+                format!("multipart/mixed;boundary={b}"),
+                multipart::write(parts, &b),
+            ))
+        }
+    }
+}
+
+/// A Content-Disposition (RFC 3261 §20.11) cut to its type and `handling` parameter.
+fn screened_disposition(value: &str) -> Option<String> {
+    let mut parts = value.split(';').map(str::trim);
+    let kind = parts.next().filter(|k| !k.is_empty() && is_token(k))?;
+    let mut out = kind.to_string();
+    for p in parts {
+        let Some((k, v)) = p.split_once('=') else {
+            continue;
+        };
+        let v = v.trim();
+        if k.trim().eq_ignore_ascii_case("handling") && is_token(v) {
+            out.push_str(";handling=");
+            out.push_str(v);
+        }
+    }
+    Some(out)
 }
 
 /// Every `sip:`/`sips:` URI in an XML document, rewritten like a From/To URI toward a peer. A URI
@@ -273,6 +389,41 @@ fn public_uris(text: &str, domains: &[String], domain: &str) -> String {
         at = i + end;
     }
     out.push_str(&text[at..]);
+    out
+}
+
+/// An XML text without the attributes named (` name="value"` or `name='value'`, the whitespace
+/// before included). Names compare exactly, as XML's do.
+fn without_attributes(text: &str, names: &[&str]) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    'scan: while !rest.is_empty() {
+        for (i, c) in rest.char_indices() {
+            if !c.is_whitespace() {
+                continue;
+            }
+            let after = &rest[i + c.len_utf8()..];
+            let Some(name) = names
+                .iter()
+                .find(|n| after.starts_with(**n) && after[n.len()..].trim_start().starts_with('='))
+            else {
+                continue;
+            };
+            let value = after[name.len()..].trim_start()[1..].trim_start();
+            let Some(quote) = value.chars().next().filter(|q| *q == '"' || *q == '\'') else {
+                continue;
+            };
+            let Some(end) = value[1..].find(quote) else {
+                continue;
+            };
+            out.push_str(&rest[..i]);
+            // Past the closing quote: `value` is a suffix of `rest`.
+            rest = &value[1 + end + 1..];
+            continue 'scan;
+        }
+        out.push_str(rest);
+        break;
+    }
     out
 }
 

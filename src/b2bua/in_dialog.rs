@@ -36,6 +36,11 @@ impl Border {
             self.reply(now, stx, &msg, 100, None);
         }
         let other = 1 - side;
+        let legs = &self.sessions[&sid].legs;
+        let parties = [legs[0].party, legs[1].party];
+        if method == Method::Refer && self.refer_refused(parties) {
+            return self.reject(now, stx, &msg, 403, None, RejectReason::ReferRefused);
+        }
         let sess = self.sessions.get_mut(&sid).expect("looked up above");
         // PRACK names the reliable provisional by its RSeq, which differs per leg.
         let rack = if method == Method::Prack {
@@ -68,6 +73,18 @@ impl Border {
             Ok(req) => req,
             Err(e) => return self.reply(now, stx, &msg, anchor_status(&e), None),
         };
+        if method == Method::Refer {
+            let legs = &self.sessions[&sid].legs;
+            let ends = (
+                (legs[side].realm, legs[side].party),
+                (legs[other].realm, legs[other].party),
+            );
+            match self.refer_to_for(&msg, &req, ends.0, ends.1) {
+                Ok(Some(refer_to)) => Border::set_dialog_ref(&mut req, "Refer-To", refer_to),
+                Ok(None) => {}
+                Err(e) => return self.refuse_ref(now, stx, &msg, e, true),
+            }
+        }
         if let Some(r) = rack {
             Border::set_rack(&mut req, &r);
         }

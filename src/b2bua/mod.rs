@@ -30,6 +30,8 @@ pub use partners::{PartnerStatus, PeerId};
 pub mod hiding;
 mod in_dialog;
 pub mod media;
+mod privacy;
+mod replaces;
 mod responses;
 mod session;
 mod snapshot;

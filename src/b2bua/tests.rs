@@ -275,6 +275,48 @@ fn in_dialog(method: &str, seq: u32, from_core_a: bool, dialog: &Message, branch
     )
 }
 
+/// A call from `user` at A to Cindy at B, answered (Cindy's tag `cindy_tag`) and acknowledged:
+/// the 200 as A's core saw it and the ACK as B's core saw it (each side's view of the dialog).
+fn answered_call(sim: &mut Sim, user: &str, cindy_tag: &str) -> (Message, Message) {
+    let inv = invite_from_a(
+        &format!("{user}-call@127.0.10.1"),
+        &format!("z9hG4bK{user}"),
+    )
+    .replace(
+        "\"Alice\" <sip:alice@operator-a.example>;tag=alicetag1",
+        &format!("<sip:{user}@operator-a.example>;tag={user}tag1"),
+    );
+    sim.send_from_core(0, &inv);
+    let inv_b = sim.take(1);
+    let contact = "sip:cindy@127.0.40.1:5060";
+    sim.send_from_core(1, &answer(&inv_b, 200, cindy_tag, contact, ""));
+    let ok_a = sim.take(0);
+    assert_eq!(ok_a.status(), Some(200));
+    let ack = in_dialog("ACK", 1, true, &ok_a, &format!("z9hG4bK{user}ack"));
+    sim.send_from_core(0, &ack);
+    (ok_a, sim.take(1))
+}
+
+/// A message built with `Content-Length: 0` given a body instead (LF line ends, as the
+/// templates: the sim sends CRLF, and the length counts it).
+fn with_body(msg: &str, content_type: &str, body: &str) -> String {
+    msg.replace(
+        "Content-Length: 0\n\n",
+        &format!(
+            "Content-Type: {content_type}\nContent-Length: {}\n\n{body}",
+            body.replace('\n', "\r\n").len()
+        ),
+    )
+}
+
+/// Asserts that a message's body (as text) contains every one of `needles`.
+fn assert_body_has(m: &Message, needles: &[&str]) {
+    let body = String::from_utf8_lossy(&m.body);
+    for n in needles {
+        assert!(body.contains(n), "body lacks {n:?}:\n{body}");
+    }
+}
+
 fn assert_no_leak(sim: &Sim, secrets: &[&str]) {
     assert!(
         !sim.interconnect.is_empty(),
@@ -1206,8 +1248,13 @@ mod events;
 mod failover;
 mod fork;
 mod hiding_gaps;
+mod leak_matrix;
+mod multipart;
 mod overload;
 mod parking;
+mod privacy;
 mod reconfigure;
+mod refer_policy;
+mod replaces;
 mod snapshot;
 mod tls_identity;

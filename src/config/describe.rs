@@ -170,6 +170,11 @@ pub(super) fn describe(c: &Config) -> String {
             );
             let _ = writeln!(o, "next_hop = {}", q(&p.next_hop.to_string()));
             let _ = writeln!(o, "trust = {}", q(trust(p.trust)));
+            let refer = match p.refer {
+                ReferPolicy::Relay => "relay",
+                ReferPolicy::Refuse => "refuse",
+            };
+            let _ = writeln!(o, "refer = {}", q(refer));
             let _ = writeln!(o, "ioi = {}", q(&p.ioi));
             if let Some(t) = &p.tls {
                 // An inline table stays on one line (TOML 1.0), however long its lists.

@@ -48,6 +48,18 @@ pub enum RealmKind {
     Peer,
 }
 
+/// Whether REFER (RFC 3515) crosses to and from a partner (`refer` in its policy).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ReferPolicy {
+    /// Relayed like any dialog request, with Refer-To/Referred-By rewritten and an embedded
+    /// Replaces translated.
+    #[default]
+    Relay,
+    /// For partners that do not take REFER: the border answers every REFER to or from this
+    /// partner with 403 itself, so the transferor learns at once and can fall back.
+    Refuse,
+}
+
 /// RFC 3325 trust: whether identity and charging headers may cross to/from this party.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Trust {
@@ -214,6 +226,8 @@ pub struct Peer {
     /// Where requests to it go (static routing; ENUM/DNS comes later).
     pub next_hop: NextHop,
     pub trust: Trust,
+    /// Whether REFER crosses to and from it.
+    pub refer: ReferPolicy,
     /// Methods it may send us; others get 405.
     pub allowed_methods: Vec<String>,
     pub headers: HeaderPolicy,

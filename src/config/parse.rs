@@ -33,7 +33,7 @@ use std::str::FromStr;
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 use values::{
-    domain_list, headers, is_token, parse_ip, parse_next_hop, parse_port_range,
+    domain_list, headers, is_token, parse_ip, parse_next_hop, parse_port_range, parse_refer,
     parse_transport_addr, parse_trust,
 };
 
@@ -66,6 +66,8 @@ pub(super) const DEFAULT_ALLOW_HEADERS: &[&str] = &[
     "Info-Package",
     "Recv-Info",
     "Privacy",
+    "History-Info",
+    "Diversion",
     "P-Asserted-Identity",
     "P-Charging-Vector",
     "P-Early-Media",
@@ -181,6 +183,7 @@ const PEER_KEYS: &[&str] = &[
     "sources",
     "next_hop",
     "trust",
+    "refer",
     "ioi",
     "allowed_methods",
     "max_calls",
@@ -296,6 +299,7 @@ pub(super) fn parse(text: &str, origin: &Path, read: Reader) -> Result<Config, C
                                 addr: SocketAddr::from(([0, 0, 0, 0], 0)),
                             }),
                             trust: p.trust,
+                            refer: p.refer,
                             allowed_methods: p.allowed_methods,
                             headers: p.headers,
                             max_calls: p.max_calls,

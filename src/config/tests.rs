@@ -75,13 +75,14 @@ fn minimal_node_gets_defaults() {
         vec!["127.0.10.1".parse::<IpAddr>().unwrap()]
     );
     assert_eq!(home.trust, Trust::Trusted);
-    assert_eq!(home.headers.allow.len(), 35);
+    assert_eq!(home.headers.allow.len(), 37);
     assert!(home.headers.bodies.iter().any(|b| b == "application/sdp"));
     assert_eq!(home.listen[1].transport, Transport::Tcp);
     let ic = c.realm("interconnect").unwrap();
     let b = &ic.peers[0];
     assert_eq!(b.realm, "interconnect");
     assert_eq!(b.trust, Trust::Untrusted);
+    assert_eq!(b.refer, ReferPolicy::Relay);
     assert_eq!(b.ioi, "operator-b.example");
     assert_eq!(b.max_calls, 1000);
     assert_eq!(b.allowed_methods.len(), 12);
@@ -423,6 +424,27 @@ fn describe_round_trips() {
         p.origin = PathBuf::from("/etc/palisade/peers/b.toml");
     }
     assert_eq!(again, c);
+}
+
+#[test]
+fn refer_policy_is_read_printed_and_checked() {
+    let refuse = PEER_B.to_string() + "refer = \"refuse\"\n";
+    let c = parse_with(NODE, &files(&[("/etc/palisade/peers/b.toml", &refuse)])).unwrap();
+    assert_eq!(c.realms[1].peers[0].refer, ReferPolicy::Refuse);
+    assert!(c.describe().contains("refer = \"refuse\""));
+    let bad = PEER_B.to_string() + "refer = \"terminate\"\n";
+    let e = parse_with(NODE, &files(&[("/etc/palisade/peers/b.toml", &bad)]))
+        .unwrap_err()
+        .0;
+    assert_eq!(e.len(), 1, "{}", ConfigErrors(e.clone()));
+    assert_eq!(e[0].file, PathBuf::from("/etc/palisade/peers/b.toml"));
+    assert_eq!((e[0].field.as_str(), e[0].line), ("refer", 5));
+    assert_eq!(e[0].kind, Kind::BadValue);
+    assert!(
+        e[0].message.contains("\"relay\" or \"refuse\""),
+        "{}",
+        e[0].message
+    );
 }
 
 #[test]

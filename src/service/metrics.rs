@@ -85,6 +85,8 @@ fn reject_label(r: RejectReason) -> &'static str {
         RejectReason::Overload => "overload",
         RejectReason::MediaAnchoring => "media_anchoring",
         RejectReason::Draining => "draining",
+        RejectReason::DialogReference => "dialog_reference",
+        RejectReason::ReferRefused => "refer_refused",
     }
 }
 

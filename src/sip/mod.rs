@@ -4,13 +4,15 @@
 //! rsip): it frames by Content-Length, unfolds continuation lines, expands compact header names,
 //! keeps every header in wire order as text and never touches the body bytes. Typed access is
 //! offered only for the headers the B2BUA acts on: Via, NameAddr and CSeq (`headers.rs`), URIs
-//! (`uri.rs`) and the extension headers of RFC 3262, 3515, 3891, 4028 and 6665 (`typed.rs`).
+//! (`uri.rs`) and the extension headers of RFC 3262, 3515, 3891, 4028 and 6665 (`typed.rs`);
+//! multipart bodies are split and written by `multipart.rs`.
 
 pub mod error;
 pub mod fields;
 pub mod framing;
 pub mod headers;
 pub mod message;
+pub mod multipart;
 pub mod parse;
 pub mod typed;
 pub mod uri;

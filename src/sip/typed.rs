@@ -538,6 +538,12 @@ impl Headers {
         self.single("Replaces").and_then(Replaces::parse)
     }
 
+    /// `Join` (RFC 3911 §7.1): the same grammar as `Replaces` without `early-only` (a stray
+    /// `early-only` is kept as [`Replaces::early_only`] and printed back as it came).
+    pub fn join(&self) -> Option<Replaces> {
+        self.single("Join").and_then(Replaces::parse)
+    }
+
     /// `Session-Expires` (compact `x`).
     pub fn session_expires(&self) -> Option<SessionExpires> {
         self.single("Session-Expires")

@@ -10,7 +10,8 @@ use super::hiding::{self, copy_body, copy_screened, Crossing};
 use super::media::AnchorError;
 use super::session::{Leg, Session};
 use super::{cseq_of, request_uri, Border, Party};
-use crate::config::{HeaderPolicy, Transport, Trust};
+use crate::config::{HeaderPolicy, ReferPolicy, Transport, Trust};
+use crate::sip::multipart::{self, Part};
 use crate::sip::{Headers, Message, Method, NameAddr, StartLine, Uri};
 use crate::transaction::Flow;
 
@@ -81,6 +82,15 @@ impl Border {
             Party::Core => self.cfg.realms[realm].trust,
             Party::Peer(p) => self.partners.get(p).trust,
         }
+    }
+
+    /// A REFER between these parties is answered by the border (403) instead of crossing: one of
+    /// them is a partner whose policy says `refer = "refuse"`.
+    pub(super) fn refer_refused(&self, parties: [Party; 2]) -> bool {
+        parties.iter().any(|p| match p {
+            Party::Peer(p) => self.partners.get(*p).refer == ReferPolicy::Refuse,
+            Party::Core => false,
+        })
     }
 
     /// What URIs in headers are rewritten to toward `party` (see [`Crossing::public`]).
@@ -305,22 +315,19 @@ impl Border {
         })
     }
 
-    /// Anchors the SDP body of a message built for the leg opposite `from` on the relay.
+    /// Anchors the SDP body of a message built for the leg opposite `from` on the relay, or the
+    /// SDP part of a `multipart/mixed` one (already screened by `hiding::copy_body`). SDP
+    /// outside offer/answer (a MESSAGE, a 200 to OPTIONS) is not a media description the relay
+    /// can stand for: it is removed, never passed with the addresses it names.
     pub(in crate::b2bua::build) fn anchor_body(
         &mut self,
         sess: &mut Session,
         from: usize,
         msg: &mut Message,
     ) -> Result<(), AnchorError> {
-        // A Content-Type the typed parser refuses (say a parameter without a value) still names
-        // SDP when it starts so: such a body is anchored, never passed through unrewritten.
-        let is_sdp = match msg.headers.content_type() {
-            Some(ct) => ct.is_sdp(),
-            None => msg.headers.get("Content-Type").is_some_and(|ct| {
-                let ct = ct.trim().as_bytes();
-                ct.len() >= 15 && ct[..15].eq_ignore_ascii_case(b"application/sdp")
-            }),
-        };
+        if msg.body.is_empty() {
+            return Ok(());
+        }
         // SDP offer/answer happens in INVITE, UPDATE, PRACK and ACK and their responses
         // (RFC 3264, RFC 3311, RFC 3262); other bodies are not media descriptions.
         let offer_answer = cseq_of(msg).is_some_and(|c| {
@@ -329,13 +336,66 @@ impl Border {
                 Method::Invite | Method::Update | Method::Prack | Method::Ack
             )
         });
-        if msg.body.is_empty() || !is_sdp || !offer_answer {
+        let ct = msg.headers.content_type();
+        if let Some(boundary) = ct
+            .as_ref()
+            .filter(|c| c.is("multipart", "mixed"))
+            .map(|c| c.param("boundary").unwrap_or_default())
+        {
+            return self.anchor_parts(sess, from, msg, &boundary, offer_answer);
+        }
+        // A Content-Type the typed parser refuses (say a parameter without a value) still names
+        // SDP when it starts so: such a body is anchored, never passed through unrewritten.
+        let is_sdp = match ct {
+            Some(ct) => ct.is_sdp(),
+            None => msg.headers.get("Content-Type").is_some_and(|ct| {
+                let ct = ct.trim().as_bytes();
+                ct.len() >= 15 && ct[..15].eq_ignore_ascii_case(b"application/sdp")
+            }),
+        };
+        if !is_sdp {
+            return Ok(());
+        }
+        if !offer_answer {
+            strip_body(msg);
             return Ok(());
         }
         let legs = self.leg_realms(sess);
         msg.body = self
             .anchoring
             .anchor(&mut sess.media, legs, from, &msg.body)?;
+        Ok(())
+    }
+
+    /// The SDP part of a multipart body anchored (or removed outside offer/answer), the other
+    /// parts as they are; the boundary is the one `hiding::copy_body` chose.
+    fn anchor_parts(
+        &mut self,
+        sess: &mut Session,
+        from: usize,
+        msg: &mut Message,
+        boundary: &str,
+        offer_answer: bool,
+    ) -> Result<(), AnchorError> {
+        let Some(mut parts) = multipart::parse(&msg.body, boundary) else {
+            strip_body(msg);
+            return Ok(());
+        };
+        let is_sdp = |p: &Part| p.content_type().is_some_and(|c| c.is_sdp());
+        if !offer_answer {
+            parts.retain(|p| !is_sdp(p));
+        }
+        let legs = self.leg_realms(sess);
+        for p in parts.iter_mut().filter(|p| is_sdp(p)) {
+            p.body = self
+                .anchoring
+                .anchor(&mut sess.media, legs, from, &p.body)?;
+        }
+        if parts.is_empty() {
+            strip_body(msg);
+        } else {
+            msg.body = multipart::write(&parts, boundary);
+        }
         Ok(())
     }
 
@@ -359,8 +419,7 @@ impl Border {
     ) -> bool {
         let m = msg.get_mut();
         if self.anchor_body(sess, from, m).is_err() {
-            m.body.clear();
-            m.headers.remove("Content-Type");
+            strip_body(m);
             return false;
         }
         true
@@ -422,11 +481,23 @@ impl Border {
         req.get_mut().headers.set("RAck", rack.to_string());
     }
 
+    /// A header naming a dialog (`Replaces`, `Join`, `Refer-To` with its embedded Replaces),
+    /// translated to this leg's identifiers by `replaces.rs`: the received value never crosses.
+    pub(in crate::b2bua) fn set_dialog_ref(req: &mut Sealed, name: &'static str, value: String) {
+        req.get_mut().headers.set(name, value);
+    }
+
     /// RFC 3515 §2.4.6: the `id` of a refer NOTIFY's Event names the REFER by its CSeq, which
     /// the border renumbers per leg; the mapped value is set here.
     pub(in crate::b2bua) fn set_event(req: &mut Sealed, event: &crate::sip::Event) {
         req.get_mut().headers.set("Event", event.to_string());
     }
+}
+
+/// Removes a body that must not cross, with its Content-Type.
+fn strip_body(m: &mut Message) {
+    m.body.clear();
+    m.headers.remove("Content-Type");
 }
 
 impl Message {

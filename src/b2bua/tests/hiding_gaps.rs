@@ -5,7 +5,8 @@
 
 use super::*;
 
-const HOME: &[&str] = &[
+/// Home addresses, host names and equipment the tests put in messages (none may cross).
+pub(super) const HOME: &[&str] = &[
     "127.0.10.",
     "127.0.40.",
     "operator-a-core",
@@ -190,17 +191,18 @@ fn refer_crosses_with_public_uris_and_its_notify_names_the_right_refer() {
     sim.send_from_core(0, &in_dialog("ACK", 1, true, &ok_a, "z9hG4bKreferack"));
     let ack_b = sim.take(1);
 
-    // Alice's side REFERs the focus to a user, naming an internal host and another dialog.
+    // Alice's side REFERs the focus to a user, naming an internal host (a Replaces is
+    // translated: see `replaces.rs`).
     let refer = in_dialog("REFER", 5, true, &ok_a, "z9hG4bKrefer5").replace(
         "Content-Length: 0",
-        "Contact: <sip:alice@127.0.10.1:5060>\nRefer-To: <sip:bob@scscf3.operator-a-core.internal?Replaces=inner%40127.0.10.1%3Bto-tag%3Dx%3Bfrom-tag%3Dy>\nReferred-By: <sip:alice@127.0.10.1>\nContent-Length: 0",
+        "Contact: <sip:alice@127.0.10.1:5060>\nRefer-To: <sip:bob@scscf3.operator-a-core.internal;x-node=mgcf7?X-Route=scscf3>\nReferred-By: <sip:alice@127.0.10.1>\nContent-Length: 0",
     );
     sim.send_from_core(0, &refer);
     let refer_b = sim.take(1);
     assert_eq!(refer_b.method().map(|m| m.as_str()), Some("REFER"));
     let refer_to = h(&refer_b, "Refer-To");
     assert!(refer_to.contains("bob@operator-a.example"), "{refer_to}");
-    assert!(!refer_to.contains("Replaces"), "{refer_to}");
+    assert!(!refer_to.contains('?'), "{refer_to}");
     assert!(h(&refer_b, "Referred-By").contains("alice@operator-a.example"));
     sim.send_from_core(1, &answer(&refer_b, 202, "", "", ""));
     assert_eq!(sim.take(0).status(), Some(202));
@@ -254,5 +256,21 @@ fn conference_state_crosses_with_public_uris_only() {
         body.contains("<endpoint entity=\"sip:alice@operator-a.example\"/>"),
         "{body}"
     );
+    assert_no_leak(&sim, HOME);
+}
+
+#[test]
+fn sdp_outside_offer_answer_is_removed_not_passed_unanchored() {
+    let mut sim = Sim::new();
+    // A MESSAGE carrying SDP (a description, not an offer: no relay is opened for it) would
+    // name Alice's addresses on the interconnect. (OPTIONS, whose 200 may carry SDP, is
+    // answered by the border itself across the interconnect.)
+    let msg = invite_from_a("sdpmsg@127.0.10.1", "z9hG4bKsdpmsg")
+        .replace("INVITE sip:", "MESSAGE sip:")
+        .replace("CSeq: 1 INVITE", "CSeq: 1 MESSAGE");
+    sim.send_from_core(0, &msg);
+    let got = sim.take(1);
+    assert_eq!(got.method().map(|m| m.as_str()), Some("MESSAGE"));
+    assert!(got.body.is_empty() && got.headers.get("Content-Type").is_none());
     assert_no_leak(&sim, HOME);
 }

@@ -9,6 +9,7 @@ pub(super) struct RawPeer {
     pub(super) sources: Vec<Sp<IpAddr>>,
     pub(super) next_hop: Option<NextHop>,
     pub(super) trust: Trust,
+    pub(super) refer: ReferPolicy,
     pub(super) ioi: Option<String>,
     pub(super) allowed_methods: Vec<String>,
     pub(super) headers: HeaderPolicy,
@@ -91,6 +92,10 @@ pub(super) fn peer(cx: &mut Ctx, mut t: Tab, realm: Option<&str>, inline: bool) 
         .str(cx, "trust")
         .and_then(|s| parse_trust(cx, s))
         .unwrap_or(Trust::Untrusted);
+    let refer = t
+        .str(cx, "refer")
+        .and_then(|s| parse_refer(cx, s))
+        .unwrap_or_default();
     let ioi = t.str(cx, "ioi").map(|s| s.v);
     let allowed_methods = match t.str_list(cx, "allowed_methods") {
         None => DEFAULT_METHODS.iter().map(|s| s.to_string()).collect(),
@@ -133,6 +138,7 @@ pub(super) fn peer(cx: &mut Ctx, mut t: Tab, realm: Option<&str>, inline: bool) 
         sources,
         next_hop,
         trust,
+        refer,
         ioi,
         allowed_methods,
         headers,

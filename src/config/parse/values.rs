@@ -76,6 +76,21 @@ pub(super) fn parse_trust(cx: &mut Ctx, s: Sp<String>) -> Option<Trust> {
     }
 }
 
+pub(super) fn parse_refer(cx: &mut Ctx, s: Sp<String>) -> Option<ReferPolicy> {
+    match s.v.as_str() {
+        "relay" => Some(ReferPolicy::Relay),
+        "refuse" => Some(ReferPolicy::Refuse),
+        other => {
+            cx.err_at(
+                &s,
+                Kind::BadValue,
+                format!("`{other}`: expected \"relay\" or \"refuse\""),
+            );
+            None
+        }
+    }
+}
+
 pub(super) fn is_token(s: &str) -> bool {
     !s.is_empty()
         && s.chars()
