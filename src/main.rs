@@ -29,6 +29,15 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Show how a call from the home core to a number, SIP URI or domain would be routed: the
+    /// ENUM and RFC 3263 queries and records, the rules applied, the partner matched and the
+    /// targets in order. Asks the configured name servers; changes nothing.
+    Resolve {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// `+E164`, a SIP URI (`sip:+4930123456@operator-a.example;user=phone`) or a domain.
+        target: String,
+    },
     /// Ask a running instance (its admin listener) for its calls per partner, media paths and
     /// last reload.
     Status {
@@ -174,6 +183,29 @@ fn main() -> ExitCode {
                 Err(e) => {
                     eprintln!("palisade status: {e}");
                     ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Resolve { config, target } => {
+            let cfg = match source(config.as_ref()).load() {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return ExitCode::from(2);
+                }
+            };
+            match palisade::service::dns::explain(&cfg, &target) {
+                Ok((text, found)) => {
+                    print!("{text}");
+                    if found {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::FAILURE
+                    }
+                }
+                Err(e) => {
+                    eprintln!("palisade resolve: {e:#}");
+                    ExitCode::from(2)
                 }
             }
         }

@@ -441,3 +441,108 @@ fn service_and_admin_keys_default_and_validate() {
         "token not printed"
     );
 }
+
+#[test]
+fn enum_lab_loads_and_describes_back() {
+    let a = load_lab("operator-a-enum.toml");
+    assert_eq!(a.dns.servers, ["127.0.53.53:53".parse().unwrap()]);
+    assert_eq!(a.dns.timeout, std::time::Duration::from_millis(1000));
+    assert_eq!(a.dns.hold_down, std::time::Duration::from_secs(30));
+    let e = a.enum_routing.as_ref().expect("[enum] is configured");
+    assert_eq!(e.suffixes, ["e164.arpa"]);
+    assert_eq!((e.fallback.as_deref(), e.no_record_status), (None, 404));
+    let b = &a.realm("interconnect").unwrap().peers[0];
+    assert_eq!(b.dns.route, config::PeerRoute::Dns);
+    assert_eq!(b.dns.transports, [Transport::Tls]);
+    assert!(
+        b.tls.is_some(),
+        "B proves itself by certificate, as in operator-a.toml"
+    );
+    // Same addresses as the static lab instance.
+    let plain = load_lab("operator-a.toml");
+    for (x, y) in a.realms.iter().zip(&plain.realms) {
+        assert_eq!(x.listen, y.listen);
+        assert_eq!(x.advertise, y.advertise);
+    }
+    let text = a.describe();
+    for needle in [
+        "[dns]\nservers = [\"127.0.53.53:53\"]\ntimeout_ms = 1000\nattempts = 2\n",
+        "[enum]\nservers = []\nsuffixes = [\"e164.arpa\"]\nno_record_status = 404\n",
+        "route = \"dns\"\ntransports = [\"tls\"]\n",
+    ] {
+        assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
+    }
+    // The certificate files named (by absolute path) are read again.
+    let again = config::parse(&text, &lab("operator-a-enum.toml"), &|p| {
+        std::fs::read_to_string(p)
+    })
+    .unwrap();
+    let mut a2 = a.clone();
+    for p in a2.realms.iter_mut().flat_map(|r| r.peers.iter_mut()) {
+        p.origin = lab("operator-a-enum.toml");
+    }
+    assert_eq!(again, a2);
+}
+
+#[test]
+fn dns_and_enum_errors_name_file_line_field() {
+    let node = NODE.replace(
+        "home_domains = [\"home.example\"]\n",
+        "home_domains = [\"home.example\"]\n\n[dns]\nservers = [\"127.0.53.53:53\", \"nope\"]\n\
+         timeout_ms = 0\nhold_down_s = \"30\"\n\n[enum]\nsuffixes = [\"e164.arpa\"]\n\
+         fallback = \"nobody\"\nno_record_status = 500\n",
+    )
+    .replace(
+        "core = \"udp:192.0.2.10:5060\"\n",
+        "core = \"udp:192.0.2.10:5060\"\ndns_servers = [\"127.0.0.1:53\"]\n",
+    )
+    .replace(
+        "peers = [\"peers/far.toml\"]\n",
+        "peers = [\"peers/far.toml\"]\ndns_servers = [\"nope\"]\n",
+    );
+    let far = format!("{FAR}route = \"dnss\"\ntransports = [\"udp\", \"sctp\", \"udp\"]\n");
+    let d = Dir::new(
+        "dns-enum",
+        &[("node.toml", &node), ("peers/far.toml", &far)],
+    );
+    let mut e = d.load("node.toml");
+    // node.toml, then peers/far.toml.
+    e.sort_by_key(|e| (e.file.clone(), e.line, e.column));
+    let got: Vec<(String, usize, String, Kind)> = e
+        .iter()
+        .map(|e| {
+            (
+                e.file.file_name().unwrap().to_string_lossy().into_owned(),
+                e.line,
+                e.field.clone(),
+                e.kind,
+            )
+        })
+        .collect();
+    let want: Vec<(String, usize, String, Kind)> = [
+        ("node.toml", 5, "dns.servers[1]", Kind::BadValue),
+        ("node.toml", 6, "dns.timeout_ms", Kind::BadValue),
+        ("node.toml", 7, "dns.hold_down_s", Kind::WrongType),
+        ("node.toml", 11, "enum.fallback", Kind::BadValue),
+        ("node.toml", 12, "enum.no_record_status", Kind::BadValue),
+        ("node.toml", 19, "realm.home.dns_servers", Kind::Misplaced),
+        (
+            "node.toml",
+            26,
+            "realm.interconnect.dns_servers[0]",
+            Kind::BadValue,
+        ),
+        ("far.toml", 6, "route", Kind::BadValue),
+        ("far.toml", 7, "transports[1]", Kind::BadValue),
+        ("far.toml", 7, "transports[2]", Kind::Duplicate),
+    ]
+    .into_iter()
+    .map(|(f, l, p, k)| (f.to_string(), l, p.to_string(), k))
+    .collect();
+    assert_eq!(got, want, "{}", config::ConfigErrors(e.clone()));
+    let msg = |field: &str| e.iter().find(|e| e.field == field).unwrap().message.clone();
+    assert!(msg("dns.servers[1]").contains("IP:PORT"));
+    assert!(msg("enum.fallback").contains("not the name of a configured peer"));
+    assert!(msg("enum.no_record_status").contains("404 or 604"));
+    assert!(msg("transports[1]").contains("\"udp\", \"tcp\" or \"tls\""));
+}

@@ -351,7 +351,7 @@ impl Border {
     /// lookup): partner identity, limits, then the session.
     pub(super) fn route_and_start(&mut self, now: Instant, p: Parked, route: LookupResult) {
         let Parked {
-            msg,
+            mut msg,
             stx,
             flow,
             party,
@@ -369,7 +369,11 @@ impl Border {
                 realm,
                 peer,
                 targets,
+                uri,
             } => {
+                if let (Some(uri), StartLine::Request { uri: ruri, .. }) = (uri, &mut msg.start) {
+                    *ruri = uri;
+                }
                 // The router speaks in positions of the configuration it was given; the leg
                 // keeps the partner's stable identity.
                 let name = &self.cfg.realms[realm].peers[peer].name;

@@ -381,6 +381,11 @@ impl Border {
         &self.cfg
     }
 
+    /// The configuration in force, shared (for work done outside the engine, such as lookups).
+    pub fn config_shared(&self) -> Arc<Config> {
+        self.cfg.clone()
+    }
+
     pub fn stats(&self) -> &Stats {
         &self.stats
     }

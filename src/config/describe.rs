@@ -114,6 +114,7 @@ pub(super) fn describe(c: &Config) -> String {
         // The secret itself is not printed.
         let _ = writeln!(o, "# token = (set)");
     }
+    describe_dns(&mut o, c);
     for r in &c.realms {
         let _ = writeln!(o, "\n[[realm]]");
         let _ = writeln!(o, "name = {}", q(&r.name));
@@ -149,6 +150,9 @@ pub(super) fn describe(c: &Config) -> String {
                 list(r.core_sources.iter().map(|s| s.to_string()))
             );
             let _ = writeln!(o, "trust = {}", q(trust(r.trust)));
+        } else if !r.dns_servers.is_empty() {
+            let servers = r.dns_servers.iter().map(|s| s.to_string());
+            let _ = writeln!(o, "dns_servers = {}", list(servers));
         }
         let _ = writeln!(o, "\n[realm.headers]");
         let _ = writeln!(o, "allow = {}", list(r.headers.allow.iter().cloned()));
@@ -204,10 +208,57 @@ pub(super) fn describe(c: &Config) -> String {
             let _ = writeln!(o, "max_calls = {}", p.max_calls);
             let _ = writeln!(o, "max_cps = {}", p.max_cps);
             let _ = writeln!(o, "max_rps = {}", p.max_rps);
+            describe_peer_dns(&mut o, &p.dns);
             let _ = writeln!(o, "\n[realm.peer.headers]");
             let _ = writeln!(o, "allow = {}", list(p.headers.allow.iter().cloned()));
             let _ = writeln!(o, "bodies = {}", list(p.headers.bodies.iter().cloned()));
         }
     }
     o
+}
+
+/// `[dns]`, and `[enum]` when configured.
+fn describe_dns(o: &mut String, c: &Config) {
+    let d = &c.dns;
+    let _ = writeln!(o, "\n[dns]");
+    if d.servers.is_empty() {
+        let _ = writeln!(o, "# servers: none, the system resolver (/etc/resolv.conf)");
+    }
+    let _ = writeln!(
+        o,
+        "servers = {}",
+        list(d.servers.iter().map(|s| s.to_string()))
+    );
+    let _ = writeln!(o, "timeout_ms = {}", d.timeout.as_millis());
+    let _ = writeln!(o, "attempts = {}", d.attempts);
+    let _ = writeln!(o, "cache_size = {}", d.cache_size);
+    let _ = writeln!(o, "max_ttl_s = {}", d.max_ttl.as_secs());
+    let _ = writeln!(o, "max_negative_ttl_s = {}", d.max_negative_ttl.as_secs());
+    let _ = writeln!(o, "hold_down_s = {}", d.hold_down.as_secs());
+    if let Some(e) = &c.enum_routing {
+        let _ = writeln!(o, "\n[enum]");
+        let _ = writeln!(
+            o,
+            "servers = {}",
+            list(e.servers.iter().map(|s| s.to_string()))
+        );
+        let _ = writeln!(o, "suffixes = {}", list(e.suffixes.iter().cloned()));
+        if let Some(f) = &e.fallback {
+            let _ = writeln!(o, "fallback = {}", q(f));
+        }
+        let _ = writeln!(o, "no_record_status = {}", e.no_record_status);
+    }
+}
+
+fn describe_peer_dns(o: &mut String, d: &super::PeerDns) {
+    let route = match d.route {
+        super::PeerRoute::Static => "static",
+        super::PeerRoute::Dns => "dns",
+    };
+    let _ = writeln!(o, "route = {}", q(route));
+    let _ = writeln!(
+        o,
+        "transports = {}",
+        list(d.transports.iter().map(|t| t.as_str().to_ascii_lowercase()))
+    );
 }

@@ -11,7 +11,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 mod describe;
+mod dns;
 mod parse;
+
+pub use dns::{DnsSettings, EnumSettings, PeerDns, PeerRoute};
 #[cfg(test)]
 mod tests;
 
@@ -236,6 +239,8 @@ pub struct Peer {
     pub max_rps: u32,
     /// Inter-operator identifier of this partner (P-Charging-Vector term-ioi / orig-ioi).
     pub ioi: String,
+    /// Whether its domain is resolved by DNS, and the transports DNS may choose.
+    pub dns: PeerDns,
     /// Mutual TLS: how it proves its identity. `None`: plain UDP/TCP by source address.
     pub tls: Option<PeerTls>,
     /// The file it came from, for messages.
@@ -335,6 +340,9 @@ pub struct Realm {
     /// Inclusive UDP port range of the relay in this realm (RTP on even ports, RTCP on the
     /// next odd one).
     pub media_ports: (u16, u16),
+    /// Peer realm: name servers for the RFC 3263 lookups of its partners (an IPX's private
+    /// DNS); empty: the `[dns]` servers.
+    pub dns_servers: Vec<SocketAddr>,
     /// The certificate and key of its TLS listener and outgoing TLS connections.
     pub tls: Option<RealmTls>,
 }
@@ -392,6 +400,10 @@ pub struct Config {
     pub media: MediaSettings,
     pub service: ServiceSettings,
     pub admin: AdminSettings,
+    /// `[dns]`: name servers and resolver limits.
+    pub dns: DnsSettings,
+    /// `[enum]`: number routing by ENUM; `None` when the table is absent.
+    pub enum_routing: Option<EnumSettings>,
     pub realms: Vec<Realm>,
     /// Log filter (tracing EnvFilter syntax), e.g. "info".
     pub log: String,

@@ -14,6 +14,7 @@
 //! share this file's imports through `use super::*`.
 
 mod checks;
+mod dns;
 mod reader;
 mod realm;
 mod settings;
@@ -107,6 +108,8 @@ const NODE_KEYS: &[&str] = &[
     "media",
     "service",
     "admin",
+    "dns",
+    "enum",
     "realm",
 ];
 const SERVICE_KEYS: &[&str] = &["drain_timeout_s"];
@@ -154,6 +157,7 @@ const REALM_KEYS: &[&str] = &[
     "peer",
     "media_address",
     "media_ports",
+    "dns_servers",
     "tls",
 ];
 const REALM_TLS_KEYS: &[&str] = &["certificate", "key"];
@@ -186,6 +190,8 @@ const PEER_KEYS: &[&str] = &[
     "max_cps",
     "max_rps",
     "headers",
+    "route",
+    "transports",
     "tls",
 ];
 
@@ -233,6 +239,8 @@ pub(super) fn parse(text: &str, origin: &Path, read: Reader) -> Result<Config, C
     let media = media_settings(&mut cx, &root);
     let service = service_settings(&mut cx, &root);
     let admin = admin_settings(&mut cx, &root);
+    let dns = dns::dns_settings(&mut cx, &root);
+    let enum_routing = dns::enum_settings(&mut cx, &root);
     let realm_tabs = if root.get("realm").is_none() {
         root.missing(&mut cx, "realm");
         None
@@ -249,6 +257,7 @@ pub(super) fn parse(text: &str, origin: &Path, read: Reader) -> Result<Config, C
     }
 
     cross_checks(&mut cx, &root, &home_domains, &realms);
+    dns::enum_checks(&mut cx, &enum_routing, &realms);
     media_overlaps(&mut cx, &realms);
 
     if cx.has_errors() {
@@ -263,6 +272,7 @@ pub(super) fn parse(text: &str, origin: &Path, read: Reader) -> Result<Config, C
             Realm {
                 media_address: r.media_address.unwrap_or(advertise),
                 media_ports: r.media_ports.map(|p| p.v).unwrap_or(DEFAULT_MEDIA_PORTS),
+                dns_servers: r.dns_servers,
                 kind: r.kind.map(|k| k.v).unwrap_or(RealmKind::Peer),
                 listen: r.listen.into_iter().map(|l| l.v).collect(),
                 advertise,
@@ -295,6 +305,7 @@ pub(super) fn parse(text: &str, origin: &Path, read: Reader) -> Result<Config, C
                             max_calls: p.max_calls,
                             max_cps: p.max_cps,
                             max_rps: p.max_rps,
+                            dns: p.dns,
                             tls: p.tls,
                             origin: p.origin,
                         }
@@ -314,6 +325,8 @@ pub(super) fn parse(text: &str, origin: &Path, read: Reader) -> Result<Config, C
         media,
         service,
         admin,
+        dns,
+        enum_routing: enum_routing.map(|(e, _)| e),
         realms,
         log: log.map(|l| l.v).unwrap_or_else(|| "info".to_string()),
         log_format,

@@ -1,6 +1,13 @@
 //! Routing decisions: which realm and next hop a new request goes to. Pure: the decision is a
-//! function of the configuration and the request target. Static domain routing today; ENUM and
-//! RFC 3263 DNS resolution plug in behind [`Router`] without changing its callers.
+//! function of the configuration and the request target. Static domain routing here; ENUM and
+//! RFC 3263 DNS resolution ([`dns::DnsRouter`]) plug in behind [`Router`], their queries made by
+//! the service (`service::dns`) from the pure pieces in [`enum_`], [`naptr`], [`srv`], [`cache`].
+
+pub mod cache;
+pub mod dns;
+pub mod enum_;
+pub mod naptr;
+pub mod srv;
 
 use crate::config::{Config, NextHop, RealmKind};
 use crate::sip::Uri;
@@ -16,6 +23,9 @@ pub enum Route {
         realm: usize,
         peer: usize,
         targets: Vec<NextHop>,
+        /// The Request-URI the partner gets when the lookup translated it (ENUM: a `tel:`
+        /// number becomes the `sip:` URI its NAPTR gave); `None` keeps the received one.
+        uri: Option<Uri>,
     },
     /// To this operator's core.
     Home { realm: usize, targets: Vec<NextHop> },
@@ -74,6 +84,7 @@ impl Router for StaticRouter {
                             realm: ri,
                             peer: pi,
                             targets: vec![peer.next_hop.clone()],
+                            uri: None,
                         };
                     }
                 }

@@ -32,6 +32,10 @@ pub struct Metrics {
     pub sessions_active: IntGauge,
     pub draining: IntGauge,
     pub media_flows: IntGaugeVec,
+    /// DNS queries (`type`: naptr, srv, a, aaaa; `result`: records, none, error) and cache
+    /// hits (`type`), counted by `service::dns`.
+    pub dns_lookups: IntCounterVec,
+    pub dns_cache_hits: IntCounterVec,
     media_packets: IntCounterVec,
     media_bytes: IntCounterVec,
     process: ProcessMetrics,
@@ -226,6 +230,16 @@ impl Metrics {
         )
         .expect("valid");
         reg(Box::new(media_flows.clone()));
+        let dns_lookups = counter_vec!(
+            "palisade_dns_lookups_total",
+            "DNS queries sent for routing (ENUM and RFC 3263), by record type and result: records, none (NXDOMAIN or no data), error (timeout, server failure)",
+            &["type", "result"]
+        );
+        let dns_cache_hits = counter_vec!(
+            "palisade_dns_cache_hits_total",
+            "DNS answers (positive or negative) taken from the cache instead of a query, by record type",
+            &["type"]
+        );
         let media_packets = counter_vec!(
             "palisade_media_packets_relayed_total",
             "Media packets relayed through a realm's relay address, by realm and forwarding path (user, kernel; kernel as of the last counters read, about every second)",
@@ -288,6 +302,8 @@ impl Metrics {
             sessions_active,
             draining,
             media_flows,
+            dns_lookups,
+            dns_cache_hits,
             media_packets,
             media_bytes,
             process,

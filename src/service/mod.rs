@@ -3,6 +3,7 @@
 //! transmits and media commands it returns.
 
 pub mod admin;
+pub mod dns;
 pub mod logging;
 pub mod media;
 pub mod metrics;
@@ -19,6 +20,8 @@ use tokio::sync::mpsc;
 
 use crate::b2bua::{Border, Inbound};
 use crate::config::{Config, ConfigErrors};
+use crate::routing::dns::DnsRouter;
+use crate::routing::{LookupId, LookupRequest, LookupResult};
 use crate::transport::{Received, Transports};
 
 /// How often relay events (a flow latched both ways) and kernel counters reports are collected;
@@ -129,7 +132,16 @@ pub async fn run(cfg: Config, source: ConfigSource) -> anyhow::Result<()> {
     }
     let m = &admin_state.metrics;
     let seed = rand::random::<u64>();
-    let mut border = Border::new(cfg.clone(), seed);
+    let mut border = Border::with_router(cfg.clone(), seed, Box::new(DnsRouter));
+    let resolver = Arc::new(dns::DnsResolver::new(
+        &cfg,
+        Some(dns::DnsMetrics {
+            lookups: m.dns_lookups.clone(),
+            cache_hits: m.dns_cache_hits.clone(),
+        }),
+    )?);
+    // Route lookups run in their own tasks; their answers come back here.
+    let (lookup_tx, mut lookup_rx) = mpsc::unbounded_channel::<(LookupId, LookupResult)>();
     tracing::info!(name = %cfg.name, "palisade ready");
     notify.send(&format!("READY=1\nSTATUS=ready: {}", cfg.name));
 
@@ -202,6 +214,7 @@ pub async fn run(cfg: Config, source: ConfigSource) -> anyhow::Result<()> {
                 }
             }
             _ = sleep => border.handle_timeout(Instant::now()),
+            Some((id, result)) = lookup_rx.recv() => border.handle_lookup(Instant::now(), id, result),
             _ = media_tick.tick() => {
                 let now = Instant::now();
                 media.poll(now);
@@ -284,9 +297,15 @@ pub async fn run(cfg: Config, source: ConfigSource) -> anyhow::Result<()> {
         while let Some(t) = border.poll_transmit() {
             transports.send(t);
         }
+        while let Some(req) = border.poll_lookup() {
+            spawn_lookup(&resolver, border.config_shared(), req, lookup_tx.clone());
+        }
         while let Some(ev) = border.poll_event() {
             log_event(&ev);
             m.observe(&ev);
+            if let crate::b2bua::Event::TargetFailed { target, .. } = &ev {
+                resolver.target_failed(Instant::now(), *target);
+            }
         }
         m.sessions_active.set(border.active_sessions() as i64);
         m.set_events_lost(border.events_lost());
@@ -301,6 +320,35 @@ pub async fn run(cfg: Config, source: ConfigSource) -> anyhow::Result<()> {
     media.shutdown();
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Runs one route lookup in its own task, bounded by the engine's own lookup timeout (the engine
+/// has answered 504 by then; the answer would be ignored).
+fn spawn_lookup(
+    resolver: &Arc<dns::DnsResolver>,
+    cfg: Arc<Config>,
+    req: LookupRequest,
+    back: mpsc::UnboundedSender<(LookupId, LookupResult)>,
+) {
+    let resolver = resolver.clone();
+    tokio::spawn(async move {
+        let mut trace = dns::Trace::default();
+        let limit = cfg.sip.lookup_timeout;
+        let work = resolver.resolve(&cfg, &req.target, req.from_home, &mut trace);
+        let result = match tokio::time::timeout(limit, work).await {
+            Ok(r) => r,
+            Err(_) => Err(504),
+        };
+        match &result {
+            Ok(route) => {
+                tracing::debug!(lookup = req.id.0, target = %req.target, ?route, "route lookup done")
+            }
+            Err(status) => {
+                tracing::info!(lookup = req.id.0, target = %req.target, status, "route lookup found no route")
+            }
+        }
+        let _ = back.send((req.id, result));
+    });
 }
 
 /// SIGHUP: reads the configuration again. A bad one is refused (one line per error, each with
@@ -339,6 +387,9 @@ fn reload(
     }
     if new.admin != old.admin {
         kept.push("[admin]");
+    }
+    if new.dns != old.dns || dns::server_lists(&new) != dns::server_lists(&old) {
+        kept.push("[dns]");
     }
     if new.log != old.log {
         kept.push("log");

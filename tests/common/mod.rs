@@ -7,6 +7,7 @@
 pub mod flows;
 pub mod harness;
 pub mod instance;
+pub mod knot;
 pub mod labfiles;
 pub mod lossy;
 pub mod media;

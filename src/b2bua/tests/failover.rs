@@ -19,6 +19,7 @@ impl Router for DeadFirst {
                 realm,
                 peer,
                 mut targets,
+                uri,
             } => {
                 let mut dead = targets[0].clone();
                 dead.addr = addr(DEAD);
@@ -27,6 +28,7 @@ impl Router for DeadFirst {
                     realm,
                     peer,
                     targets,
+                    uri,
                 }
             }
             other => other,

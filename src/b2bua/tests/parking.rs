@@ -109,3 +109,69 @@ fn lookup_that_never_answers_gets_504() {
     sim.advance(Duration::from_secs(64));
     assert_eq!(sim.borders[0].held_state(), (0, 0, 0, 0));
 }
+
+/// A lookup that translated the target (ENUM: `tel:` → `sip:`) hands the partner the new
+/// Request-URI; the DNS router parks numbers and DNS partners only, from home only.
+#[test]
+fn lookup_with_a_new_request_uri_sends_it_to_the_partner() {
+    use crate::routing::dns::DnsRouter;
+    let mut sim = Sim::new();
+    let mut cfg = sim.borders[0].config().clone();
+    cfg.enum_routing = Some(config::EnumSettings::default());
+    let tel = crate::sip::Uri::parse("tel:+49-30-123456").unwrap();
+    let sip = crate::sip::Uri::parse("sip:cindy@operator-b.example").unwrap();
+    assert!(DnsRouter.defer(&cfg, true, &tel));
+    assert!(!DnsRouter.defer(&cfg, false, &tel), "not from a partner");
+    assert!(
+        !DnsRouter.defer(&cfg, true, &sip),
+        "static partner: routed at once"
+    );
+    let mut dns_cfg = cfg.clone();
+    dns_cfg.realms[1].peers[0].dns.route = config::PeerRoute::Dns;
+    assert!(DnsRouter.defer(&dns_cfg, true, &sip));
+    let mut no_enum = cfg.clone();
+    no_enum.enum_routing = None;
+    assert!(
+        !DnsRouter.defer(&no_enum, true, &tel),
+        "no [enum]: no number routing"
+    );
+
+    let cfg = Arc::new(cfg);
+    sim.borders[0] = Border::with_router(cfg.clone(), 1, Box::new(DnsRouter));
+    let inv = invite_from_a("pk9@127.0.10.1", "z9hG4bKalicepk9").replace(
+        "INVITE sip:cindy@operator-b.example",
+        "INVITE tel:+49-30-123456",
+    );
+    sim.send_from_core(0, &inv);
+    assert!(sim.interconnect.is_empty(), "parked");
+    let lookup = sim.borders[0]
+        .poll_lookup()
+        .expect("the number is looked up");
+    assert_eq!(lookup.target, tel);
+    let Route::Peer {
+        realm,
+        peer,
+        targets,
+        ..
+    } = StaticRouter.route(&cfg, true, &sip)
+    else {
+        panic!("the static route to B");
+    };
+    let route = Route::Peer {
+        realm,
+        peer,
+        targets,
+        uri: Some(sip.clone()),
+    };
+    let now = sim.now;
+    sim.borders[0].handle_lookup(now, lookup.id, Ok(route));
+    sim.settle();
+    let out = sim.take(1);
+    assert_eq!(out.method().map(|m| m.as_str()), Some("INVITE"));
+    assert_eq!(
+        crate::b2bua::request_uri(&out)
+            .map(|u| u.to_string())
+            .as_deref(),
+        Some("sip:cindy@operator-b.example")
+    );
+}

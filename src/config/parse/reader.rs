@@ -266,6 +266,13 @@ impl<'t, 'i> Tab<'t, 'i> {
         Some(list)
     }
 
+    /// Like [`Tab::req_list`] but the key may be absent (then `None`); present, it must not be
+    /// empty.
+    pub(super) fn req_list_opt(&self, cx: &mut Ctx, key: &str) -> Option<Sp<Vec<Sp<String>>>> {
+        self.get(key)?;
+        self.req_list(cx, key)
+    }
+
     pub(super) fn int(&self, cx: &mut Ctx, key: &str, min: u64, max: u64) -> Option<Sp<u64>> {
         let v = self.get(key)?;
         let field = self.field(key);

@@ -16,6 +16,7 @@ pub(super) struct RawPeer {
     pub(super) max_calls: usize,
     pub(super) max_cps: u32,
     pub(super) max_rps: u32,
+    pub(super) dns: PeerDns,
     pub(super) tls: Option<PeerTls>,
     pub(super) origin: PathBuf,
 }
@@ -144,6 +145,7 @@ pub(super) fn peer(cx: &mut Ctx, mut t: Tab, realm: Option<&str>, inline: bool) 
         max_calls,
         max_cps,
         max_rps,
+        dns: super::dns::peer_dns(cx, &t),
         tls,
         origin: cx.srcs[t.src].file.clone(),
     }
@@ -197,6 +199,7 @@ pub(super) struct RawRealm {
     pub(super) peers: Vec<RawPeer>,
     pub(super) media_address: Option<IpAddr>,
     pub(super) media_ports: Option<Sp<(u16, u16)>>,
+    pub(super) dns_servers: Vec<SocketAddr>,
     pub(super) tls: Option<RealmTls>,
 }
 
@@ -276,8 +279,10 @@ pub(super) fn realm(cx: &mut Ctx, mut t: Tab, base: &Path, taken: &[String]) -> 
     let mut core_sources = Vec::new();
     let mut trust = Trust::Trusted;
     let mut peers = Vec::new();
+    let mut dns_servers = Vec::new();
     match is_home {
         Some(true) => {
+            only(cx, "dns_servers", "peer");
             only(cx, "peers", "peer");
             only(cx, "peer", "peer");
             core = t.req_str(cx, "core").and_then(|s| parse_next_hop(cx, s));
@@ -305,6 +310,7 @@ pub(super) fn realm(cx: &mut Ctx, mut t: Tab, base: &Path, taken: &[String]) -> 
             only(cx, "core", "home");
             only(cx, "core_sources", "home");
             only(cx, "trust", "home");
+            dns_servers = super::dns::servers(cx, &t, "dns_servers");
             let realm_name = name.as_ref().map(|n| n.v.clone());
             if let Some(list) = t.str_list(cx, "peers") {
                 for rel in list.v {
@@ -367,6 +373,7 @@ pub(super) fn realm(cx: &mut Ctx, mut t: Tab, base: &Path, taken: &[String]) -> 
         trust,
         headers,
         peers,
+        dns_servers,
         tls,
     }
 }
