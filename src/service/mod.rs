@@ -214,7 +214,19 @@ pub async fn run(cfg: Config, source: ConfigSource) -> anyhow::Result<()> {
                 }
             }
             _ = sleep => border.handle_timeout(Instant::now()),
-            Some((id, result)) = lookup_rx.recv() => border.handle_lookup(Instant::now(), id, result),
+            Some((id, result)) = lookup_rx.recv() => {
+                // A TLS target DNS gave must prove the partner the route is for, not merely
+                // any partner of the realm: tell the transport who lives there.
+                if let Ok(crate::routing::Route::Peer { realm, peer, targets, .. }) = &result {
+                    let name = border.config().realms.get(*realm).and_then(|r| r.peers.get(*peer)).map(|p| p.name.clone());
+                    if let Some(name) = name {
+                        for t in targets.iter().filter(|t| t.transport == crate::config::Transport::Tls) {
+                            transports.expect_partner(*realm, t.addr, &name);
+                        }
+                    }
+                }
+                border.handle_lookup(Instant::now(), id, result)
+            }
             _ = media_tick.tick() => {
                 let now = Instant::now();
                 media.poll(now);

@@ -72,6 +72,8 @@ pub struct Transports {
     /// Which partner lives at an address (its next hop and sources): a TLS connection opened
     /// there must prove that partner, not just any partner of the realm.
     expect: HashMap<(usize, SocketAddr), Arc<str>>,
+    /// The part of `expect` the configuration gives (next hops), kept to restart from.
+    expect_configured: HashMap<(usize, SocketAddr), Arc<str>>,
     backoff: HashMap<(usize, Transport, SocketAddr), Backoff>,
     backoff_max: Duration,
     /// For accepted connections: the address (source IP, Via sent-by port) to open a new
@@ -152,6 +154,7 @@ impl Transports {
             cfg: scfg,
             tls,
             expect: expectations(cfg),
+            expect_configured: expectations(cfg),
             backoff: HashMap::new(),
             backoff_max: cfg.sip.reconnect_backoff_max,
             fallback: HashMap::new(),
@@ -211,7 +214,18 @@ impl Transports {
         if let Ok(mut w) = self.tls.write() {
             *w = tls;
         }
-        self.expect = expectations(cfg);
+        self.expect_configured = expectations(cfg);
+        self.expect = self.expect_configured.clone();
+    }
+
+    /// A TLS connection opened to `addr` in `realm` must prove partner `name` (an address a
+    /// DNS lookup gave for it). Bounded: past [`FALLBACKS_KEPT`] entries the table restarts
+    /// from the configured next hops, and lookups fill it again.
+    pub fn expect_partner(&mut self, realm: usize, addr: SocketAddr, name: &str) {
+        if self.expect.len() >= FALLBACKS_KEPT {
+            self.expect = self.expect_configured.clone();
+        }
+        self.expect.insert((realm, addr), Arc::from(name));
     }
 
     /// A connection is up: registers the writer of an accepted one; one this border opened
