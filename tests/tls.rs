@@ -23,7 +23,7 @@ use common::harness::{self, ensure, Tally};
 use common::instance::{self, signal, Instance};
 use common::ua::{sdp, Ua, UaConfig, R};
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -152,18 +152,6 @@ fn wait_log_lines(log: &Path, what: &str, reason: &str, n: usize) -> R<()> {
     })
 }
 
-fn http_get(addr: &str, path: &str) -> R<String> {
-    let addr: SocketAddr = addr.parse().map_err(|e| format!("{addr}: {e}"))?;
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))
-        .map_err(|e| format!("connect {addr}: {e}"))?;
-    s.set_read_timeout(Some(Duration::from_secs(5)))
-        .map_err(|e| e.to_string())?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").map_err(|e| e.to_string())?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).map_err(|e| e.to_string())?;
-    Ok(out)
-}
-
 fn have_openssl() -> bool {
     Command::new("openssl")
         .arg("version")
@@ -269,7 +257,7 @@ fn handshakes() -> R<()> {
         })?;
         wait_log_lines(&b_log, "TLS handshake refused", reason, 1)?;
     }
-    let page = http_get(B_ADMIN, "/metrics")?;
+    let (_, page) = common::http::get(B_ADMIN, "/metrics")?;
     for (_, _, reason) in &cases {
         let series = format!(
             "palisade_tls_handshake_failures_total{{direction=\"in\",realm=\"interconnect\",reason=\"{reason}\"}} 1"

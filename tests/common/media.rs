@@ -35,6 +35,19 @@ pub struct MediaReport {
     pub send_errors: u32,
 }
 
+impl MediaReport {
+    /// One packet received from `src`.
+    fn note(&mut self, packet: &[u8], src: SocketAddr, peer_ssrc: u32) {
+        self.received += 1;
+        if packet.len() == PACKET_LEN && packet[8..12] == peer_ssrc.to_be_bytes() {
+            self.from_peer += 1;
+        }
+        if !self.sources.contains(&src) {
+            self.sources.push(src);
+        }
+    }
+}
+
 /// A 172-byte RTP packet (12-byte header, 160 bytes of PCMU) of stream `ssrc`.
 pub fn rtp_packet(ssrc: u32, seq: u16) -> Vec<u8> {
     let mut p = vec![0xffu8; PACKET_LEN];
@@ -72,26 +85,14 @@ pub fn exchange(
             next_send += PTIME;
         }
         if let Ok((n, src)) = sock.recv_from(&mut buf) {
-            r.received += 1;
-            if n == PACKET_LEN && buf[8..12] == peer_ssrc.to_be_bytes() {
-                r.from_peer += 1;
-            }
-            if !r.sources.contains(&src) {
-                r.sources.push(src);
-            }
+            r.note(&buf[..n], src, peer_ssrc);
         }
     }
     // drain what is still in flight (bounded)
     let drain_end = Instant::now() + Duration::from_millis(200);
     while Instant::now() < drain_end {
         if let Ok((n, src)) = sock.recv_from(&mut buf) {
-            r.received += 1;
-            if n == PACKET_LEN && buf[8..12] == peer_ssrc.to_be_bytes() {
-                r.from_peer += 1;
-            }
-            if !r.sources.contains(&src) {
-                r.sources.push(src);
-            }
+            r.note(&buf[..n], src, peer_ssrc);
         }
     }
     r

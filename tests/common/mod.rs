@@ -6,6 +6,7 @@
 
 pub mod flows;
 pub mod harness;
+pub mod http;
 pub mod instance;
 pub mod knot;
 pub mod labfiles;
