@@ -864,6 +864,9 @@ fn leak_check(lab: &mut Lab) -> R<()> {
     needles.extend(registry::all());
     // The whole of every message, SDP included: the TrGW anchors every stream on the border.
     let mut streams = pcap::streams(&pkts);
+    // The TLS connections' ciphertext is searched in its decrypted form only: random bytes can
+    // hold a line that looks like `m=...` (a false "unanchored SDP").
+    streams.retain(|(name, _)| !(name.ends_with(" tcp") && name.contains(":5061")));
     streams.extend(decrypted);
     let mut hits = pcap::find_leaks(&streams, &needles);
     hits.extend(sdp_not_anchored(&streams));

@@ -358,6 +358,20 @@ fn rotation() -> R<()> {
     a.ack_2xx(&mut da, &ok)?;
     b.wait_ack(&db)?;
 
+    // `palisade status` shows the partner's TLS connection (refreshed once a second).
+    let end = Instant::now() + WAIT;
+    let mut shown = String::new();
+    while Instant::now() < end {
+        shown = palisade(&["status", "--admin", "127.0.0.1:9101"]).unwrap_or_default();
+        if shown.contains("operator-b") && shown.contains("TLS: 1 connection(s)") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    ensure(shown.contains("TLS: 1 connection(s)"), || {
+        format!("palisade status does not show the TLS connection:\n{shown}")
+    })?;
+
     // Rotate A's certificate (same CA, new key), then SIGHUP.
     let (ca, ca_key) = lab_ca();
     let tls = dir.join("tls");

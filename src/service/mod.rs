@@ -250,6 +250,12 @@ pub async fn run(cfg: Config, source: ConfigSource) -> anyhow::Result<()> {
                         &border.partner_status(now),
                         &flows,
                         last_reload.map(|(r, at)| (r, now.duration_since(at))),
+                        &|realm, partner| {
+                            let cfg = border.config();
+                            let (ri, r) = cfg.realms.iter().enumerate().find(|(_, r)| r.name == realm)?;
+                            r.peers.iter().find(|p| p.name == partner)?.tls.as_ref()?;
+                            Some(transports.tls_connections(ri, partner))
+                        },
                     );
                     if let Ok(mut s) = admin_state.status.lock() {
                         *s = doc;

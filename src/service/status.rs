@@ -31,6 +31,9 @@ pub struct Partner {
     pub retired: bool,
     /// Seconds since it last sent anything; `None`: never.
     pub last_heard_s: Option<f64>,
+    /// TLS connections open with it (both directions); `None`: not a TLS partner.
+    #[serde(default)]
+    pub tls_connections: Option<usize>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -55,6 +58,7 @@ pub fn render(
     partners: &[PartnerStatus],
     media: &[RealmMedia],
     last_reload: Option<(&str, Duration)>,
+    tls_connections: &dyn Fn(&str, &str) -> Option<usize>,
 ) -> String {
     let status = Status {
         instance: instance.to_string(),
@@ -71,6 +75,7 @@ pub fn render(
                 last_heard_s: p
                     .last_heard
                     .map(|d| (d.as_secs_f64() * 10.0).round() / 10.0),
+                tls_connections: tls_connections(&p.realm, &p.name),
             })
             .collect(),
         media: media
@@ -142,9 +147,14 @@ pub fn describe(s: &Status) -> String {
         } else {
             ""
         };
+        let tls = match p.tls_connections {
+            Some(0) => ", TLS: no connection".to_string(),
+            Some(n) => format!(", TLS: {n} connection(s)"),
+            None => String::new(),
+        };
         o.push_str(&format!(
-            "  {}/{}{}: {} call(s), {}\n",
-            p.realm, p.partner, retired, p.active, heard
+            "  {}/{}{}: {} call(s), {}{}\n",
+            p.realm, p.partner, retired, p.active, heard, tls
         ));
     }
     o.push_str("media flows:\n");

@@ -228,6 +228,15 @@ impl Transports {
         self.expect.insert((realm, addr), Arc::from(name));
     }
 
+    /// TLS connections open with `partner` of `realm`, both directions (for `palisade status`).
+    pub fn tls_connections(&self, realm: usize, partner: &str) -> usize {
+        self.cfg
+            .per_partner
+            .lock()
+            .map(|m| m.get(&(realm, Arc::from(partner))).copied().unwrap_or(0))
+            .unwrap_or(0)
+    }
+
     /// A connection is up: registers the writer of an accepted one; one this border opened
     /// has proved it can be reached, so its address is out of back-off.
     pub fn connected(&mut self, flow: Flow, writer: Option<mpsc::Sender<Vec<u8>>>) {
