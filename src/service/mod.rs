@@ -242,20 +242,32 @@ pub async fn run(cfg: Config, source: ConfigSource) -> anyhow::Result<()> {
                         m.media_flows.with_label_values(&[&r.realm, "kernel"]).set(r.flows_kernel as i64);
                         m.set_relayed(&r.realm, &r.relayed);
                     }
+                    // Each partner with its TLS connections (`None`: not a TLS partner).
+                    let partners: Vec<_> = border
+                        .partner_status(now)
+                        .into_iter()
+                        .map(|p| {
+                            let cfg = border.config();
+                            let tls = cfg
+                                .realms
+                                .iter()
+                                .enumerate()
+                                .find(|(_, r)| *r.name == *p.realm)
+                                .and_then(|(ri, r)| {
+                                    r.peers.iter().find(|q| *q.name == *p.name)?.tls.as_ref()?;
+                                    Some(transports.tls_connections(ri, &p.name))
+                                });
+                            (p, tls)
+                        })
+                        .collect();
                     let doc = status::render(
                         &border.config().name,
                         now.duration_since(started),
                         !admin_state.ready.load(Ordering::Relaxed),
                         border.active_sessions(),
-                        &border.partner_status(now),
+                        &partners,
                         &flows,
                         last_reload.map(|(r, at)| (r, now.duration_since(at))),
-                        &|realm, partner| {
-                            let cfg = border.config();
-                            let (ri, r) = cfg.realms.iter().enumerate().find(|(_, r)| r.name == realm)?;
-                            r.peers.iter().find(|p| p.name == partner)?.tls.as_ref()?;
-                            Some(transports.tls_connections(ri, partner))
-                        },
                     );
                     if let Ok(mut s) = admin_state.status.lock() {
                         *s = doc;

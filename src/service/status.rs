@@ -55,10 +55,9 @@ pub fn render(
     uptime: Duration,
     draining: bool,
     sessions_active: usize,
-    partners: &[PartnerStatus],
+    partners: &[(PartnerStatus, Option<usize>)],
     media: &[RealmMedia],
     last_reload: Option<(&str, Duration)>,
-    tls_connections: &dyn Fn(&str, &str) -> Option<usize>,
 ) -> String {
     let status = Status {
         instance: instance.to_string(),
@@ -67,7 +66,7 @@ pub fn render(
         sessions_active,
         partners: partners
             .iter()
-            .map(|p| Partner {
+            .map(|(p, tls)| Partner {
                 realm: p.realm.to_string(),
                 partner: p.name.to_string(),
                 active: p.active,
@@ -75,7 +74,7 @@ pub fn render(
                 last_heard_s: p
                     .last_heard
                     .map(|d| (d.as_secs_f64() * 10.0).round() / 10.0),
-                tls_connections: tls_connections(&p.realm, &p.name),
+                tls_connections: *tls,
             })
             .collect(),
         media: media
