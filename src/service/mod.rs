@@ -9,6 +9,7 @@ pub mod media;
 pub mod metrics;
 pub mod notify;
 pub mod process;
+mod resolve;
 pub mod status;
 
 use std::path::{Path, PathBuf};
