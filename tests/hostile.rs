@@ -14,6 +14,9 @@
 //!   what is over its rate, the unknown source gets no answer at all, and B's call keeps its
 //!   media and ends with a BYE answered end to end.
 //!
+//! - `keepalive_ping`: the TCP connection Palisade opens toward partner D carries a CRLF CRLF
+//!   ping after `keepalive_interval_s` (1 s) without sending (RFC 5626 §4.4.1).
+//!
 //! harness = false: `cargo test --test hostile [-- NAME...]`. No timing assertions: every wait
 //! is bounded and only checks what happened.
 
@@ -40,6 +43,7 @@ home_domains = ["operator-a.example"]
 [sip]
 partial_message_timeout_ms = 1500
 max_connections_per_source = 4
+keepalive_interval_s = 1
 [admin]
 listen = "127.0.0.1:9181"
 [media]
@@ -65,6 +69,11 @@ domains = ["operator-c.example"]
 sources = ["127.0.82.4"]
 next_hop = "udp:127.0.82.4:5060"
 max_cps = 5
+[[realm.peer]]
+name = "operator-d"
+domains = ["operator-d.example"]
+sources = ["127.0.82.6"]
+next_hop = "tcp:127.0.82.6:5060"
 "#;
 
 fn options(n: u32) -> String {
@@ -322,6 +331,55 @@ fn flood_during_a_call(s: &mut Setup) -> R<()> {
     s.inst.alive()
 }
 
+/// RFC 5626 §4.4.1: a TCP connection Palisade opened toward a partner carries a CRLF CRLF ping
+/// once it has sent nothing for `keepalive_interval_s` (1 s here).
+fn keepalive_ping(s: &mut Setup) -> R<()> {
+    let listener = std::net::TcpListener::bind("127.0.82.6:5060").map_err(|e| e.to_string())?;
+    let core = std::net::UdpSocket::bind("127.0.81.1:0").map_err(|e| e.to_string())?;
+    let src = core.local_addr().unwrap();
+    let invite = invite_from(&src, 4242).replace(
+        "sip:alice@operator-a.example",
+        "sip:dora@operator-d.example",
+    );
+    core.send_to(invite.as_bytes(), HOME)
+        .map_err(|e| e.to_string())?;
+    listener.set_nonblocking(false).map_err(|e| e.to_string())?;
+    let (mut conn, _) = {
+        let l = listener.try_clone().map_err(|e| e.to_string())?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(l.accept());
+        });
+        rx.recv_timeout(Duration::from_secs(5))
+            .map_err(|_| "Palisade opened no connection to the TCP partner".to_string())?
+            .map_err(|e| e.to_string())?
+    };
+    conn.set_read_timeout(Some(Duration::from_millis(200)))
+        .map_err(|e| e.to_string())?;
+    let mut got = Vec::new();
+    let end = Instant::now() + Duration::from_secs(5);
+    let mut buf = [0u8; 4096];
+    while Instant::now() < end {
+        if let Ok(n) = conn.read(&mut buf) {
+            got.extend_from_slice(&buf[..n]);
+        }
+        // The INVITE ends with a blank line; a ping after it is another CRLF CRLF on its own.
+        let text = String::from_utf8_lossy(&got);
+        if let Some(i) = text.find("\r\n\r\n") {
+            if text[i + 4..].contains("\r\n\r\n") {
+                break;
+            }
+        }
+    }
+    let text = String::from_utf8_lossy(&got);
+    let after = text.find("\r\n\r\n").map(|i| &text[i + 4..]).unwrap_or("");
+    ensure(
+        text.starts_with("INVITE ") && after.contains("\r\n\r\n"),
+        || format!("no CRLF keep-alive after the INVITE within 5 s: {text:?}"),
+    )?;
+    s.inst.alive()
+}
+
 type Scenario = (&'static str, fn(&mut Setup) -> R<()>);
 
 fn main() {
@@ -330,6 +388,7 @@ fn main() {
         ("over_long_content_length", over_long_content_length),
         ("connections_per_source", connections_per_source),
         ("flood_during_a_call", flood_during_a_call),
+        ("keepalive_ping", keepalive_ping),
     ];
     let selected = harness::select(all);
     instance::watchdog("hostile", GLOBAL_TIMEOUT);
