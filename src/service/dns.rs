@@ -39,6 +39,29 @@ pub enum Rdata {
     Ip(IpAddr),
 }
 
+/// The NAPTRs among `records` (a query for one type answers only that type; this keeps the
+/// code honest if a cache entry ever holds more).
+fn only_naptrs(records: Vec<Rdata>) -> Vec<Naptr> {
+    records
+        .into_iter()
+        .filter_map(|r| match r {
+            Rdata::Naptr(n) => Some(n),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The SRVs among `records`.
+fn only_srvs(records: Vec<Rdata>) -> Vec<Srv> {
+    records
+        .into_iter()
+        .filter_map(|r| match r {
+            Rdata::Srv(s) => Some(s),
+            _ => None,
+        })
+        .collect()
+}
+
 /// The record types routing asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Kind {
@@ -471,13 +494,7 @@ impl DnsResolver {
                     continue;
                 }
             };
-            let naptrs: Vec<Naptr> = records
-                .into_iter()
-                .filter_map(|r| match r {
-                    Rdata::Naptr(n) => Some(n),
-                    _ => None,
-                })
-                .collect();
+            let naptrs = only_naptrs(records);
             let (steps, chosen) = enum_::choose(&naptrs, number);
             for (n, outcome) in &steps {
                 let what = match outcome {
@@ -558,13 +575,7 @@ impl DnsResolver {
                     .query(set, &name, Kind::Naptr, trace)
                     .await
                     .map_err(|_| 503u16)?;
-                let naptrs: Vec<Naptr> = records
-                    .into_iter()
-                    .filter_map(|r| match r {
-                        Rdata::Naptr(n) => Some(n),
-                        _ => None,
-                    })
-                    .collect();
+                let naptrs = only_naptrs(records);
                 let (steps, chosen) = naptr::sip_services(&naptrs, &allowed);
                 for (n, outcome) in &steps {
                     let what = match outcome {
@@ -608,13 +619,7 @@ impl DnsResolver {
                     continue;
                 }
             };
-            let srvs: Vec<Srv> = records
-                .into_iter()
-                .filter_map(|r| match r {
-                    Rdata::Srv(s) => Some(s),
-                    _ => None,
-                })
-                .collect();
+            let srvs = only_srvs(records);
             any_srv |= !srvs.is_empty();
             let ordered = srv::order(&srvs, &mut rand::rng());
             for s in ordered {
