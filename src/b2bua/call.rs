@@ -89,7 +89,7 @@ impl Border {
             realm: out_flow.realm,
             party: out_party,
             flow: out_flow,
-            call_id: self.token(16),
+            call_id: self.new_call_id(),
             local_tag: self.token(10),
             remote_tag: None,
             local_uri: caller,

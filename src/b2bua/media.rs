@@ -140,14 +140,18 @@ pub struct LegRealm {
 pub struct Anchoring {
     pub pools: PortPools,
     next_flow: u64,
+    /// Flow ids go up by the number of shards from the shard's index, so the engines of one
+    /// process never name two flows alike in the media plane they share.
+    flow_step: u64,
     commands: VecDeque<MediaCommand>,
 }
 
 impl Anchoring {
-    pub fn new(cfg: &Config) -> Anchoring {
+    pub fn new(cfg: &Config, shard: super::Shard) -> Anchoring {
         Anchoring {
             pools: PortPools::new(cfg),
-            next_flow: 0,
+            next_flow: shard.index as u64,
+            flow_step: shard.count.max(1) as u64,
             commands: VecDeque::new(),
         }
     }
@@ -157,7 +161,7 @@ impl Anchoring {
     }
 
     fn flow_id(&mut self) -> FlowId {
-        self.next_flow += 1;
+        self.next_flow += self.flow_step;
         FlowId(self.next_flow)
     }
 

@@ -34,6 +34,8 @@ mod privacy;
 mod replaces;
 mod responses;
 mod session;
+mod shard;
+pub use shard::Shard;
 mod snapshot;
 pub use snapshot::{
     CallSnapshot, LegSnapshot, PartySnapshot, RestoreError, SnapshotError, SNAPSHOT_VERSION,
@@ -210,6 +212,8 @@ pub struct Border {
     stx_origin: HashMap<ServerTxId, (Method, usize, Party)>,
     /// New requests get 503 ([`Border::begin_drain`], `drain.rs`).
     draining: bool,
+    /// Which of the process's engines this is (`shard.rs`).
+    shard: Shard,
 }
 
 fn tag_of(value: Option<&str>) -> Option<String> {
@@ -282,6 +286,18 @@ impl Border {
     }
 
     pub fn with_router(cfg: Arc<Config>, seed: u64, router: Box<dyn Router + Send>) -> Self {
+        Self::sharded(cfg, seed, router, Shard::ONE)
+    }
+
+    /// Shard `shard.index` of a process that runs `shard.count` engines side by side. `cfg` is
+    /// that shard's share ([`Config::shard`]): its slice of the relay ports, its part of each
+    /// limit.
+    pub fn sharded(
+        cfg: Arc<Config>,
+        seed: u64,
+        router: Box<dyn Router + Send>,
+        shard: Shard,
+    ) -> Self {
         let timers = Timers {
             t1: cfg.sip.t1,
             t2: cfg.sip.t2,
@@ -291,7 +307,7 @@ impl Border {
             max_message_size: cfg.sip.max_message_size,
             max_headers: cfg.sip.max_headers,
         };
-        let anchoring = Anchoring::new(&cfg);
+        let anchoring = Anchoring::new(&cfg, shard);
         let partners = Partners::new(&cfg);
         let realm_names = cfg
             .realms
@@ -328,6 +344,7 @@ impl Border {
             events_lost: 0,
             stx_origin: HashMap::new(),
             draining: false,
+            shard,
         }
     }
 

@@ -1256,5 +1256,6 @@ mod privacy;
 mod reconfigure;
 mod refer_policy;
 mod replaces;
+mod sharding;
 mod snapshot;
 mod tls_identity;

@@ -106,6 +106,7 @@ pub(super) fn describe(c: &Config) -> String {
     let _ = writeln!(o, "nft_table = {}", q(&m.nft_table));
     let _ = writeln!(o, "\n[service]");
     let _ = writeln!(o, "drain_timeout_s = {}", c.service.drain_timeout.as_secs());
+    let _ = writeln!(o, "shards = {}", c.service.shards);
     let a = &c.admin;
     let _ = writeln!(o, "\n[admin]");
     let _ = writeln!(o, "enabled = {}", a.enabled);

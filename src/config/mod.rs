@@ -13,6 +13,7 @@ use std::time::Duration;
 mod describe;
 mod dns;
 mod parse;
+mod shard;
 
 pub use dns::{DnsSettings, EnumSettings, PeerDns, PeerRoute};
 #[cfg(test)]
@@ -282,12 +283,16 @@ pub struct ServiceSettings {
     /// After SIGTERM, how long calls in progress may go on (new ones get 503) before the
     /// border hangs up the rest on both legs.
     pub drain_timeout: Duration,
+    /// How many B2BUA engines (shards) share the calls, each on its own core; 0 (the default):
+    /// one per core available to the process. A restart changes it, a reload does not.
+    pub shards: usize,
 }
 
 impl Default for ServiceSettings {
     fn default() -> Self {
         ServiceSettings {
             drain_timeout: Duration::from_secs(30),
+            shards: 0,
         }
     }
 }

@@ -112,7 +112,7 @@ const NODE_KEYS: &[&str] = &[
     "enum",
     "realm",
 ];
-const SERVICE_KEYS: &[&str] = &["drain_timeout_s"];
+const SERVICE_KEYS: &[&str] = &["drain_timeout_s", "shards"];
 const ADMIN_KEYS: &[&str] = &["enabled", "listen", "token"];
 const MEDIA_KEYS: &[&str] = &[
     "kernel",

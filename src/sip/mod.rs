@@ -14,6 +14,7 @@ pub mod headers;
 pub mod message;
 pub mod multipart;
 pub mod parse;
+pub mod steer;
 pub mod typed;
 pub mod uri;
 

@@ -145,6 +145,9 @@ pub(super) fn service_settings(cx: &mut Ctx, root: &Tab) -> ServiceSettings {
     if let Some(v) = t.int(cx, "drain_timeout_s", 0, 86_400) {
         s.drain_timeout = Duration::from_secs(v.v);
     }
+    if let Some(v) = t.int(cx, "shards", 0, 256) {
+        s.shards = v.v as usize;
+    }
     s
 }
 
