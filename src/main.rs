@@ -223,7 +223,7 @@ fn main() -> ExitCode {
                 return ExitCode::from(2);
             }
             let rt = match tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
+                .worker_threads(palisade::service::shard::count(&cfg).max(2))
                 .enable_all()
                 .build()
             {

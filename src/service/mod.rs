@@ -10,6 +10,7 @@ pub mod metrics;
 pub mod notify;
 pub mod process;
 mod resolve;
+pub mod shard;
 pub mod status;
 
 use std::path::{Path, PathBuf};
@@ -17,13 +18,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
-use crate::b2bua::{Border, Inbound};
 use crate::config::{Config, ConfigErrors};
-use crate::routing::dns::DnsRouter;
 use crate::routing::{LookupId, LookupRequest, LookupResult};
-use crate::transport::{Received, Transports};
+use crate::transport::{Inbox, Received, Transports};
 
 /// How often relay events (a flow latched both ways) and kernel counters reports are collected;
 /// the kernel install that follows is batched anyway.
@@ -113,12 +112,19 @@ const HANGUP_GRACE: Duration = Duration::from_secs(4);
 
 /// Runs one border instance: SIGHUP reloads the configuration, SIGTERM (or SIGINT) drains and
 /// stops (a second one hangs up at once). Speaks systemd's notify protocol when run under it.
+///
+/// The calls are carried by [`shard::count`] engines, each in its own task ([`shard::run`]);
+/// this loop coordinates them: it owns the connection table and the media plane, performs what
+/// the shards hand it, and handles signals, reloads, status and the drain.
 pub async fn run(cfg: Config, source: ConfigSource) -> anyhow::Result<()> {
     raise_fd_limit();
     let notify = notify::Notifier::from_env();
     let cfg = Arc::new(cfg);
-    let (ev_tx, mut ev_rx) = mpsc::channel::<Received>(4096);
-    let mut transports = Transports::bind(&cfg, ev_tx).await?;
+    let count = shard::count(&cfg);
+    let (ctl_tx, mut ctl_rx) = mpsc::channel::<Received>(4096);
+    let (inputs, input_rx): (Vec<_>, Vec<_>) =
+        (0..count).map(|_| mpsc::channel::<Received>(4096)).unzip();
+    let mut transports = Transports::bind(&cfg, Inbox::new(ctl_tx, inputs)).await?;
     let mut media = media::MediaPlane::start(&cfg)?;
     let admin_state = Arc::new(admin::AdminState {
         metrics: metrics::Metrics::new(&cfg.name),
@@ -132,8 +138,6 @@ pub async fn run(cfg: Config, source: ConfigSource) -> anyhow::Result<()> {
         admin::start(cfg.admin.listen, admin_state.clone()).await?;
     }
     let m = &admin_state.metrics;
-    let seed = rand::random::<u64>();
-    let mut border = Border::with_router(cfg.clone(), seed, Box::new(DnsRouter));
     let resolver = Arc::new(dns::DnsResolver::new(
         &cfg,
         Some(dns::DnsMetrics {
@@ -141,9 +145,30 @@ pub async fn run(cfg: Config, source: ConfigSource) -> anyhow::Result<()> {
             cache_hits: m.dns_cache_hits.clone(),
         }),
     )?);
-    // Route lookups run in their own tasks; their answers come back here.
-    let (lookup_tx, mut lookup_rx) = mpsc::unbounded_channel::<(LookupId, LookupResult)>();
-    tracing::info!(name = %cfg.name, "palisade ready");
+    let (out_tx, mut out_rx) = mpsc::unbounded_channel::<shard::Batch>();
+    let udp = (0..cfg.realms.len())
+        .map(|r| transports.udp_socket(r))
+        .collect::<Vec<_>>();
+    let mut shards = Vec::with_capacity(count);
+    for (index, input) in input_rx.into_iter().enumerate() {
+        let (control, control_rx) = mpsc::unbounded_channel();
+        let gauges = Arc::new(shard::Gauges::default());
+        tokio::spawn(shard::run(shard::Parts {
+            index,
+            border: shard::engine(&cfg, index, count),
+            input,
+            control: control_rx,
+            out: out_tx.clone(),
+            gauges: gauges.clone(),
+            udp: udp.clone(),
+            admin: admin_state.clone(),
+            resolver: resolver.clone(),
+        }));
+        shards.push(shard::Handle { control, gauges });
+    }
+    drop(out_tx);
+    let mut current = cfg.clone();
+    tracing::info!(name = %cfg.name, shards = count, "palisade ready");
     notify.send(&format!("READY=1\nSTATUS=ready: {}", cfg.name));
 
     use tokio::signal::unix::{signal, SignalKind};
@@ -157,47 +182,22 @@ pub async fn run(cfg: Config, source: ConfigSource) -> anyhow::Result<()> {
     watchdog.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_idle_check = Instant::now();
     let mut stop = Stop::Running;
+    let sum =
+        |f: fn(&shard::Gauges) -> usize| -> usize { shards.iter().map(|s| f(&s.gauges)).sum() };
+    let active = |g: &shard::Gauges| g.active.load(Ordering::Relaxed);
+    let hangups = |g: &shard::Gauges| g.hangups_outstanding.load(Ordering::Relaxed);
     loop {
-        let deadline = border.poll_timeout();
-        let stop_at = match stop {
-            Stop::Running => None,
-            Stop::Draining { until } | Stop::HangingUp { until } => Some(until),
-        };
-        let deadline = match (deadline, stop_at) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        let sleep = async {
-            match deadline {
-                Some(at) => tokio::time::sleep_until(at.into()).await,
-                None => std::future::pending::<()>().await,
-            }
-        };
         let mut stop_signal = false;
         tokio::select! {
-            ev = ev_rx.recv() => {
+            ev = ctl_rx.recv() => {
                 let Some(ev) = ev else { break };
-                let now = Instant::now();
-                // What is still queued behind this message is the load the engine is behind by.
-                let sip = &border.config().sip;
-                let waited = match &ev {
-                    Received::Message { at, .. } => now.saturating_duration_since(*at),
-                    _ => Duration::ZERO,
-                };
-                let overloaded = ev_rx.len() > sip.overload_backlog || waited > sip.overload_delay;
-                border.set_overloaded(overloaded);
                 match ev {
-                    Received::Message { flow, bytes, peer, .. } => border.handle_input(now, Inbound {
-                        realm: flow.realm,
-                        transport: flow.transport,
-                        remote: flow.remote,
-                        bytes: &bytes,
-                        peer: peer.as_deref(),
-                    }),
+                    // Messages go to the shards (see `Inbox`); none is addressed here.
+                    Received::Message { .. } => {}
                     Received::Connected { flow, writer, peer } => {
                         if let Some(p) = &peer {
                             let dir = if writer.is_some() { "in" } else { "out" };
-                            let realm = &border.config().realms[flow.realm].name;
+                            let realm = &current.realms[flow.realm].name;
                             m.tls_connections.with_label_values(&[realm.as_str(), p, dir]).inc();
                         }
                         transports.connected(flow, writer)
@@ -205,37 +205,33 @@ pub async fn run(cfg: Config, source: ConfigSource) -> anyhow::Result<()> {
                     Received::Closed { flow } => transports.closed(flow),
                     Received::Unreachable { flow } => {
                         transports.unreachable(flow);
-                        border.transport_failed(now, flow);
+                        for s in &shards {
+                            let _ = s.control.send(shard::Control::TransportFailed(flow));
+                        }
                     }
                     Received::TlsRefused { realm, inbound, reason, .. } => {
-                        let realm = &border.config().realms[realm].name;
+                        let realm = &current.realms[realm].name;
                         let dir = if inbound { "in" } else { "out" };
                         m.tls_refused.with_label_values(&[realm, dir, reason]).inc();
                     }
                 }
             }
-            _ = sleep => border.handle_timeout(Instant::now()),
-            Some((id, result)) = lookup_rx.recv() => {
-                // A TLS target DNS gave must prove the partner the route is for, not merely
-                // any partner of the realm: tell the transport who lives there.
-                if let Ok(crate::routing::Route::Peer { realm, peer, targets, .. }) = &result {
-                    let name = border.config().realms.get(*realm).and_then(|r| r.peers.get(*peer)).map(|p| p.name.clone());
-                    if let Some(name) = name {
-                        for t in targets.iter().filter(|t| t.transport == crate::config::Transport::Tls) {
-                            transports.expect_partner(*realm, t.addr, &name);
-                        }
-                    }
-                }
-                border.handle_lookup(Instant::now(), id, result)
-            }
+            Some(batch) = out_rx.recv() => perform(batch, &shards, &mut transports, &mut media),
             _ = media_tick.tick() => {
                 let now = Instant::now();
                 media.poll(now);
                 if now.duration_since(last_idle_check) >= IDLE_CHECK {
                     last_idle_check = now;
                     let idle = media.idle_flows(now);
-                    if !idle.is_empty() {
-                        border.media_idle(now, &idle);
+                    // Flow ids are the shard's index modulo the count (`b2bua::media`).
+                    let mut per_shard = vec![std::collections::HashSet::new(); count];
+                    for id in idle {
+                        per_shard[(id.0 % count as u64) as usize].insert(id);
+                    }
+                    for (s, idle) in shards.iter().zip(per_shard) {
+                        if !idle.is_empty() {
+                            let _ = s.control.send(shard::Control::MediaIdle(idle));
+                        }
                     }
                     let flows = media.snapshot();
                     for r in &flows {
@@ -244,28 +240,28 @@ pub async fn run(cfg: Config, source: ConfigSource) -> anyhow::Result<()> {
                         m.set_relayed(&r.realm, &r.relayed);
                     }
                     // Each partner with its TLS connections (`None`: not a TLS partner).
-                    let partners: Vec<_> = border
-                        .partner_status(now)
-                        .into_iter()
-                        .map(|p| {
-                            let cfg = border.config();
-                            let tls = cfg
-                                .realms
-                                .iter()
-                                .enumerate()
-                                .find(|(_, r)| *r.name == *p.realm)
-                                .and_then(|(ri, r)| {
-                                    r.peers.iter().find(|q| *q.name == *p.name)?.tls.as_ref()?;
-                                    Some(transports.tls_connections(ri, &p.name))
-                                });
-                            (p, tls)
-                        })
-                        .collect();
+                    let partners: Vec<_> = status::merge_partners(
+                        shards.iter().map(|s| s.gauges.partners.lock().map(|p| p.clone()).unwrap_or_default()),
+                    )
+                    .into_iter()
+                    .map(|p| {
+                        let tls = current
+                            .realms
+                            .iter()
+                            .enumerate()
+                            .find(|(_, r)| *r.name == *p.realm)
+                            .and_then(|(ri, r)| {
+                                r.peers.iter().find(|q| *q.name == *p.name)?.tls.as_ref()?;
+                                Some(transports.tls_connections(ri, &p.name))
+                            });
+                        (p, tls)
+                    })
+                    .collect();
                     let doc = status::render(
-                        &border.config().name,
+                        &current.name,
                         now.duration_since(started),
                         !admin_state.ready.load(Ordering::Relaxed),
-                        border.active_sessions(),
+                        sum(active),
                         &partners,
                         &flows,
                         last_reload.map(|(r, at)| (r, now.duration_since(at))),
@@ -278,8 +274,12 @@ pub async fn run(cfg: Config, source: ConfigSource) -> anyhow::Result<()> {
             _ = watchdog.tick(), if watchdog_every.is_some() => notify.send("WATCHDOG=1"),
             _ = hup.recv() => {
                 notify.reloading();
-                last_reload = Some((reload(&source, &mut border, &mut transports, m), Instant::now()));
-                notify.send(&format!("READY=1\nSTATUS=ready: {}", border.config().name));
+                let (result, applied) = reload(&source, &current, &shards, &mut transports, m).await;
+                if let Some(new) = applied {
+                    current = new;
+                }
+                last_reload = Some((result, Instant::now()));
+                notify.send(&format!("READY=1\nSTATUS=ready: {}", current.name));
             }
             _ = int.recv() => { tracing::info!("SIGINT"); stop_signal = true }
             _ = term.recv() => { tracing::info!("SIGTERM"); stop_signal = true }
@@ -288,16 +288,18 @@ pub async fn run(cfg: Config, source: ConfigSource) -> anyhow::Result<()> {
         if stop_signal {
             match stop {
                 Stop::Running => {
-                    let timeout = border.config().service.drain_timeout;
+                    let timeout = current.service.drain_timeout;
                     tracing::info!(
-                        active = border.active_sessions(),
+                        active = sum(active),
                         "stopping: draining for up to {}s (a second SIGTERM hangs up at once)",
                         timeout.as_secs()
                     );
                     notify.send("STOPPING=1\nSTATUS=draining");
                     admin_state.ready.store(false, Ordering::Relaxed);
                     m.draining.set(1);
-                    border.begin_drain();
+                    for s in &shards {
+                        let _ = s.control.send(shard::Control::BeginDrain);
+                    }
                     stop = Stop::Draining {
                         until: now + timeout,
                     };
@@ -307,41 +309,45 @@ pub async fn run(cfg: Config, source: ConfigSource) -> anyhow::Result<()> {
             }
         }
         if let Stop::Draining { until } = stop {
-            if border.active_sessions() == 0 || now >= until {
-                let left = border.active_sessions();
+            let left = sum(active);
+            if left == 0 || now >= until {
                 if left > 0 {
                     tracing::info!(calls = left, "drain time is up: hanging up on both legs");
                 }
                 notify.send(&format!("STATUS=hanging up {left} calls"));
-                border.hang_up_all(now);
+                // Each shard has hung up (and counted what it waits for) when it answers.
+                let mut done = Vec::new();
+                for s in &shards {
+                    let (tx, rx) = oneshot::channel();
+                    if s.control.send(shard::Control::HangUpAll(tx)).is_ok() {
+                        done.push(rx);
+                    }
+                }
+                for rx in done {
+                    let _ = rx.await;
+                }
                 stop = Stop::HangingUp {
                     until: now + HANGUP_GRACE,
                 };
             }
         }
-        while let Some(cmd) = border.poll_media() {
-            media.apply(cmd);
-        }
-        while let Some(h) = border.poll_connection_hint() {
-            transports.connection_hint(h);
-        }
-        while let Some(t) = border.poll_transmit() {
-            transports.send(t);
-        }
-        while let Some(req) = border.poll_lookup() {
-            spawn_lookup(&resolver, border.config_shared(), req, lookup_tx.clone());
-        }
-        while let Some(ev) = border.poll_event() {
-            log_event(&ev);
-            m.observe(&ev);
-            if let crate::b2bua::Event::TargetFailed { target, .. } = &ev {
-                resolver.target_failed(Instant::now(), *target);
-            }
-        }
-        m.sessions_active.set(border.active_sessions() as i64);
-        m.set_events_lost(border.events_lost());
+        m.sessions_active.set(sum(active) as i64);
+        m.set_events_lost(
+            shards
+                .iter()
+                .map(|s| s.gauges.events_lost.load(Ordering::Relaxed))
+                .sum(),
+        );
         if let Stop::HangingUp { until } = stop {
-            if border.hangups_outstanding() == 0 || Instant::now() >= until {
+            // What the shards handed over is performed before the outstanding count is read.
+            while let Ok(batch) = out_rx.try_recv() {
+                perform(batch, &shards, &mut transports, &mut media);
+            }
+            let in_flight: usize = shards
+                .iter()
+                .map(|s| s.gauges.in_flight.load(Ordering::Acquire))
+                .sum();
+            if (sum(hangups) == 0 && in_flight == 0) || Instant::now() >= until {
                 break;
             }
         }
@@ -351,6 +357,31 @@ pub async fn run(cfg: Config, source: ConfigSource) -> anyhow::Result<()> {
     media.shutdown();
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Performs one shard's batch in the engine's order: TLS targets' partners, relay commands
+/// (a port is open before the SDP naming it leaves), connection hints, then the messages.
+fn perform(
+    batch: shard::Batch,
+    shards: &[shard::Handle],
+    transports: &mut Transports,
+    media: &mut media::MediaPlane,
+) {
+    for (realm, addr, name) in &batch.expect {
+        transports.expect_partner(*realm, *addr, name);
+    }
+    for cmd in batch.media {
+        media.apply(cmd);
+    }
+    for h in batch.hints {
+        transports.connection_hint(h);
+    }
+    for t in batch.transmits {
+        transports.send(t);
+    }
+    if let Some(s) = shards.get(batch.shard) {
+        s.gauges.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// Runs one route lookup in its own task, bounded by the engine's own lookup timeout (the engine
@@ -384,13 +415,15 @@ fn spawn_lookup(
 
 /// SIGHUP: reads the configuration again. A bad one is refused (one line per error, each with
 /// file, line and field) and the running one kept; one that changes realms, listeners or relay
-/// ports is refused as needing a restart; otherwise the engine takes it while calls run.
-fn reload(
+/// ports is refused as needing a restart; otherwise every shard takes its share while calls
+/// run. Returns the result's label and, when applied, the new configuration.
+async fn reload(
     source: &ConfigSource,
-    border: &mut Border,
+    old: &Config,
+    shards: &[shard::Handle],
     transports: &mut Transports,
     m: &metrics::Metrics,
-) -> &'static str {
+) -> (&'static str, Option<Arc<Config>>) {
     let new = match source.load() {
         Ok(c) => c,
         Err(errors) => {
@@ -398,7 +431,7 @@ fn reload(
                 tracing::error!("reload refused, the running configuration is kept: {e}");
             }
             m.reload(metrics::ReloadResult::Invalid);
-            return "invalid";
+            return ("invalid", None);
         }
     };
     // Certificates and keys are checked before anything is applied: a key that does not match
@@ -408,10 +441,9 @@ fn reload(
         Err(e) => {
             tracing::error!("reload refused, the running configuration is kept: {e}");
             m.reload(metrics::ReloadResult::Invalid);
-            return "invalid";
+            return ("invalid", None);
         }
     };
-    let old = border.config().clone();
     let mut kept = Vec::new();
     if new.media != old.media {
         kept.push("[media]");
@@ -419,7 +451,7 @@ fn reload(
     if new.admin != old.admin {
         kept.push("[admin]");
     }
-    if new.dns != old.dns || dns::server_lists(&new) != dns::server_lists(&old) {
+    if new.dns != old.dns || dns::server_lists(&new) != dns::server_lists(old) {
         kept.push("[dns]");
     }
     if new.log != old.log {
@@ -431,8 +463,30 @@ fn reload(
     if new.name != old.name {
         kept.push("name");
     }
-    match border.reconfigure(Arc::new(new.clone())) {
-        Ok(()) => {
+    if new.service.shards != old.service.shards {
+        kept.push("[service] shards");
+    }
+    // Every shard runs the same check on its share (realms, listeners, ports), so they all
+    // take it or all refuse it.
+    let mut answers = Vec::new();
+    for (i, s) in shards.iter().enumerate() {
+        let (tx, rx) = oneshot::channel();
+        let share = Arc::new(new.shard(i, shards.len()));
+        if s.control
+            .send(shard::Control::Reconfigure(share, tx))
+            .is_ok()
+        {
+            answers.push(rx);
+        }
+    }
+    let mut refused = None;
+    for rx in answers {
+        if let Ok(Err(e)) = rx.await {
+            refused.get_or_insert(e);
+        }
+    }
+    match refused {
+        None => {
             transports.install_tls(tls, &new);
             m.reload(metrics::ReloadResult::Applied);
             if kept.is_empty() {
@@ -443,14 +497,14 @@ fn reload(
                     kept.join(", ")
                 );
             }
-            "applied"
+            ("applied", Some(Arc::new(new)))
         }
-        Err(e) => {
+        Some(e) => {
             m.reload(metrics::ReloadResult::NeedsRestart);
             tracing::error!(
                 "reload refused, the running configuration is kept: {e} (needs restart)"
             );
-            "needs_restart"
+            ("needs_restart", None)
         }
     }
 }

@@ -49,6 +49,29 @@ pub struct Reload {
     pub ago_s: u64,
 }
 
+/// One partner table from each shard's: calls added up, last heard the most recent, retired if
+/// any shard says so, in the order partners first appear.
+pub fn merge_partners(shards: impl IntoIterator<Item = Vec<PartnerStatus>>) -> Vec<PartnerStatus> {
+    let mut out: Vec<PartnerStatus> = Vec::new();
+    for p in shards.into_iter().flatten() {
+        match out
+            .iter_mut()
+            .find(|q| q.realm == p.realm && q.name == p.name)
+        {
+            Some(q) => {
+                q.active += p.active;
+                q.retired |= p.retired;
+                q.last_heard = match (q.last_heard, p.last_heard) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+            }
+            None => out.push(p),
+        }
+    }
+    out
+}
+
 /// The status document as JSON.
 pub fn render(
     instance: &str,

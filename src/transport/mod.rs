@@ -7,9 +7,12 @@
 //! proved). A TLS connection carries the proven partner's name on every message it delivers;
 //! the engine selects the partner by it, never by the connection's address.
 
+mod inbox;
 mod stream;
 mod tls;
 mod udp;
+
+pub use inbox::Inbox;
 
 use std::collections::HashMap;
 use std::io;
@@ -66,7 +69,7 @@ pub struct Transports {
     udp: HashMap<usize, Arc<tokio::net::UdpSocket>>,
     conns: HashMap<(usize, Transport, SocketAddr), mpsc::Sender<Vec<u8>>>,
     local_ip: HashMap<usize, std::net::IpAddr>,
-    events: mpsc::Sender<Received>,
+    events: Inbox,
     cfg: stream::StreamCfg,
     tls: SharedTls,
     /// Which partner lives at an address (its next hop and sources): a TLS connection opened
@@ -124,10 +127,7 @@ fn expectations(cfg: &Config) -> HashMap<(usize, SocketAddr), Arc<str>> {
 
 impl Transports {
     /// Binds every listener of the configuration; the events of all of them go to `events`.
-    pub async fn bind(
-        cfg: &Config,
-        events: mpsc::Sender<Received>,
-    ) -> Result<Transports, BindError> {
+    pub async fn bind(cfg: &Config, events: Inbox) -> Result<Transports, BindError> {
         let limits = Limits {
             max_message_size: cfg.sip.max_message_size,
             max_headers: cfg.sip.max_headers,
@@ -226,6 +226,12 @@ impl Transports {
             self.expect = self.expect_configured.clone();
         }
         self.expect.insert((realm, addr), Arc::from(name));
+    }
+
+    /// The UDP listening socket of a realm, if it has one: an engine may send its datagrams
+    /// through it directly (see `service::shard`).
+    pub fn udp_socket(&self, realm: usize) -> Option<Arc<tokio::net::UdpSocket>> {
+        self.udp.get(&realm).cloned()
     }
 
     /// TLS connections open with `partner` of `realm`, both directions (for `palisade status`).

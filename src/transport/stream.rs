@@ -2,6 +2,7 @@
 //! outgoing ones, answers CRLF keep-alive pings and, on connections this border opened, sends
 //! them (RFC 5626 §4.4.1). Also the plain TCP acceptor and connector.
 
+use super::Inbox;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -109,7 +110,7 @@ impl StreamCfg {
 pub(super) async fn tcp_acceptor(
     realm: usize,
     listener: TcpListener,
-    events: mpsc::Sender<Received>,
+    events: Inbox,
     cfg: StreamCfg,
 ) {
     loop {
@@ -175,7 +176,7 @@ pub(super) async fn tcp_connect(
     flow: Flow,
     local: Option<std::net::IpAddr>,
     rx: mpsc::Receiver<Vec<u8>>,
-    events: mpsc::Sender<Received>,
+    events: Inbox,
     cfg: StreamCfg,
 ) {
     match open_tcp(flow.remote, local).await {
@@ -204,7 +205,7 @@ pub(super) async fn run<S>(
     peer: Option<Arc<str>>,
     outbound: bool,
     mut rx: mpsc::Receiver<Vec<u8>>,
-    events: mpsc::Sender<Received>,
+    events: Inbox,
     cfg: StreamCfg,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,

@@ -2,6 +2,7 @@
 //! line plus one [`Received::TlsRefused`] for every handshake that fails. After the handshake a
 //! connection is an ordinary stream ([`super::stream::run`]) whose messages carry the partner.
 
+use super::Inbox;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
@@ -36,7 +37,7 @@ fn why(e: &std::io::Error) -> (&'static str, String) {
 pub(super) async fn acceptor(
     realm: usize,
     listener: TcpListener,
-    events: mpsc::Sender<Received>,
+    events: Inbox,
     cfg: StreamCfg,
     tls: SharedTls,
 ) {
@@ -67,7 +68,7 @@ async fn accept_one(
     tcp: tokio::net::TcpStream,
     remote: SocketAddr,
     realm_tls: RealmTls,
-    events: mpsc::Sender<Received>,
+    events: Inbox,
     cfg: StreamCfg,
 ) {
     let refused = |reason: &'static str| Received::TlsRefused {
@@ -143,7 +144,7 @@ pub(super) async fn connect(
     expect: Option<Arc<str>>,
     realm_tls: RealmTls,
     rx: mpsc::Receiver<Vec<u8>>,
-    events: mpsc::Sender<Received>,
+    events: Inbox,
     cfg: StreamCfg,
 ) {
     let remote = flow.remote;

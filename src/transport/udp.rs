@@ -1,12 +1,12 @@
 //! The UDP listener of a realm: one socket, one reader task.
 
+use super::Inbox;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::UdpSocket;
-use tokio::sync::mpsc;
 
 use super::Received;
 use crate::config::Transport;
@@ -24,12 +24,7 @@ pub(super) fn socket(addr: SocketAddr) -> io::Result<UdpSocket> {
     UdpSocket::from_std(sock.into())
 }
 
-pub(super) async fn reader(
-    realm: usize,
-    sock: Arc<UdpSocket>,
-    events: mpsc::Sender<Received>,
-    limits: Limits,
-) {
+pub(super) async fn reader(realm: usize, sock: Arc<UdpSocket>, events: Inbox, limits: Limits) {
     // One byte more than the cap, so an oversized datagram is seen as such, not truncated.
     let mut buf = vec![0u8; limits.max_message_size.saturating_add(1).max(2048)];
     loop {
