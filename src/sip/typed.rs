@@ -307,6 +307,19 @@ impl ContentType {
         self.is("application", "sdp")
     }
 
+    /// Whether a Content-Type value names SDP, also one this parser refuses (say a parameter
+    /// without a value) as long as it starts with `application/sdp`: the border must anchor
+    /// such a body, never pass it on unrewritten.
+    pub fn names_sdp(value: &str) -> bool {
+        match ContentType::parse(value) {
+            Some(ct) => ct.is_sdp(),
+            None => {
+                let v = value.trim().as_bytes();
+                v.len() >= 15 && v[..15].eq_ignore_ascii_case(b"application/sdp")
+            }
+        }
+    }
+
     /// A parameter's value with quotes and escapes removed (`charset`, `boundary`, ...).
     pub fn param(&self, name: &str) -> Option<String> {
         self.params.value(name).map(unquote)

@@ -207,6 +207,22 @@ fn content_type() {
             "application/sdp, text/plain",
         ],
     );
+    // Refused by the parser, still SDP to the border (it must be anchored).
+    for v in [
+        "application/sdp;charset",
+        " Application/SDP;",
+        "application/sdp",
+    ] {
+        assert!(ContentType::names_sdp(v), "{v}");
+    }
+    for v in [
+        "",
+        "application/sd",
+        "text/plain;x",
+        "multipart/mixed;boundary=b",
+    ] {
+        assert!(!ContentType::names_sdp(v), "{v}");
+    }
 }
 
 #[test]
