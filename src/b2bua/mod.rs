@@ -272,13 +272,6 @@ fn interconnect_domains(cfg: &Config) -> Vec<String> {
     d
 }
 
-fn has_option(msg: &Message, header: &str, option: &str) -> bool {
-    msg.headers
-        .values(header)
-        .iter()
-        .any(|v| v.trim().eq_ignore_ascii_case(option))
-}
-
 impl Border {
     pub fn new(cfg: Arc<Config>, seed: u64) -> Self {
         Self::with_router(cfg, seed, Box::new(StaticRouter))

@@ -562,6 +562,23 @@ impl Headers {
         self.single("Session-Expires")
             .and_then(SessionExpires::parse)
     }
+
+    /// The option tags of `Require`, `Proxy-Require`, `Supported` (compact `k`) or
+    /// `Unsupported`, over all its lines, trimmed, empty items left out (RFC 3261 §20.32).
+    pub fn option_tags(&self, name: &str) -> Vec<&str> {
+        self.values(name)
+            .into_iter()
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .collect()
+    }
+
+    /// Whether the option-tag header `name` lists `tag` (compared case-insensitively).
+    pub fn has_option_tag(&self, name: &str, tag: &str) -> bool {
+        self.option_tags(name)
+            .iter()
+            .any(|t| t.eq_ignore_ascii_case(tag))
+    }
 }
 
 #[cfg(test)]

@@ -425,3 +425,19 @@ l: 0\r\n\r\n";
     h.push("Event", "presence");
     assert_eq!(h.event(), None, "two Event lines are ambiguous");
 }
+
+#[test]
+fn option_tags_span_lines_and_compact_forms() {
+    let mut h = Headers::default();
+    h.push("Require", "100rel , Timer");
+    h.push("Require", " ,precondition");
+    h.push("k", "replaces");
+    assert_eq!(
+        h.option_tags("Require"),
+        ["100rel", "Timer", "precondition"]
+    );
+    assert!(h.has_option_tag("Require", "timer"));
+    assert!(!h.has_option_tag("Require", "replaces"));
+    assert!(h.has_option_tag("Supported", "REPLACES"));
+    assert!(h.option_tags("Proxy-Require").is_empty());
+}
