@@ -239,6 +239,7 @@ fn flood_during_a_call(s: &mut Setup) -> R<()> {
         domain: domain.into(),
         internal: internal.into(),
         listen_tcp: false,
+        own_record_route: true,
     };
     // B's border stand-in on the interconnect, A's core behind the home side.
     let b = Ua::new(ua(

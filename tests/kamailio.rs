@@ -18,6 +18,9 @@
 //!   Kamailio-B (from Palisade B), the 200s to INVITE and BYE pass both.
 //! - `callee_hangs_up`: the ACK as above; the callee's BYE passes Kamailio-B (from the callee)
 //!   and Kamailio-A (from Palisade A, toward the caller).
+//! - `forked_early_dialogs` (`kamailio/forking.rs`): Kamailio-B forks an INVITE to two user
+//!   agents, each with a reliable 183 from its own early dialog; the caller's PRACK and UPDATE
+//!   in each reach the right fork, one fork answers, the other is cancelled (487).
 //!
 //! - `tls_partner_border`: Kamailio with its tls module as operator B's border (own addresses
 //!   127.0.75.x/127.0.76.x): mutual TLS with a Palisade A that pins Kamailio's certificate,
@@ -29,6 +32,9 @@
 //! the scenarios are skipped; PALISADE_REQUIRE_ROOT_TESTS=1 makes a skip a failure.
 
 mod common;
+#[path = "kamailio/forking.rs"]
+mod forking;
+use forking::FORK_USER;
 #[path = "sipp/runner.rs"]
 #[allow(dead_code)]
 mod sipp_runner;
@@ -71,8 +77,22 @@ fn kamailio_available() -> bool {
         .is_ok_and(|s| s.success())
 }
 
-/// A minimal record-routing proxy on `ip`:5060 relaying initial requests to `next_hop`.
-fn kamailio_cfg(ip: &str, next_hop: &str) -> String {
+/// A minimal record-routing proxy on `ip`:5060 relaying initial requests to `next_hop`; with
+/// `fork`, an INVITE for `FORK_USER` is forked in parallel to both addresses instead.
+fn kamailio_cfg(ip: &str, next_hop: &str, fork: Option<[&str; 2]>) -> String {
+    let fork = fork.map_or(String::new(), |[f1, f2]| {
+        format!(
+            r#"if ($rm == "INVITE" && $rU == "{FORK_USER}") {{
+        $ru = "sip:{FORK_USER}@{f1}";
+        append_branch("sip:{FORK_USER}@{f2}");
+        xlog("L_NOTICE", "KAMTRACE initial $rm call-id=$ci src=$si:$sp du=fork\n");
+        if (!t_relay()) {{
+            sl_reply_error();
+        }}
+        exit;
+    }}"#
+        )
+    });
     format!(
         r#"#!KAMAILIO
 debug=2
@@ -92,6 +112,7 @@ loadmodule "maxfwd.so"
 loadmodule "siputils.so"
 loadmodule "xlog.so"
 loadmodule "pv.so"
+loadmodule "corex.so"
 
 modparam("rr", "append_fromtag", 1)
 
@@ -125,6 +146,7 @@ request_route {{
     if ($rm == "INVITE") {{
         record_route();
     }}
+    {fork}
     $du = "sip:{next_hop}";
     xlog("L_NOTICE", "KAMTRACE initial $rm call-id=$ci src=$si:$sp du=$du\n");
     if (!t_relay()) {{
@@ -188,8 +210,8 @@ struct Kamailio {
 }
 
 impl Kamailio {
-    fn start(name: &str, ip: &str, next_hop: &str) -> R<Kamailio> {
-        Kamailio::start_with(name, &kamailio_cfg(ip, next_hop), ip)
+    fn start(name: &str, ip: &str, next_hop: &str, fork: Option<[&str; 2]>) -> R<Kamailio> {
+        Kamailio::start_with(name, &kamailio_cfg(ip, next_hop, fork), ip)
     }
 
     /// Starts Kamailio with the configuration `text` (its folder is `work_dir()/name`); it is
@@ -299,8 +321,13 @@ struct Setup {
 
 impl Setup {
     fn start() -> R<Setup> {
-        let kam_a = Kamailio::start("kamailio-a", KAM_A_IP, &format!("{A_HOME_IP}:5060"))?;
-        let kam_b = Kamailio::start("kamailio-b", KAM_B_IP, &format!("{CALLEE_IP}:5060"))?;
+        let kam_a = Kamailio::start("kamailio-a", KAM_A_IP, &format!("{A_HOME_IP}:5060"), None)?;
+        let kam_b = Kamailio::start(
+            "kamailio-b",
+            KAM_B_IP,
+            &format!("{CALLEE_IP}:5060"),
+            Some(forking::FORK_ADDRS),
+        )?;
         let dir = fixtures();
         let a = Instance::start(
             "palisade-a",
@@ -759,6 +786,7 @@ fn scenarios() -> Vec<Scenario> {
     vec![
         ("caller_hangs_up", |s| through_kamailio(s, true)),
         ("callee_hangs_up", |s| through_kamailio(s, false)),
+        ("forked_early_dialogs", forking::forked_early_dialogs),
         ("tls_partner_border", |_| tls_partner_border()),
     ]
 }

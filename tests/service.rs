@@ -616,6 +616,7 @@ fn reload_during_call_keeps_partner() -> R<()> {
         domain: "operator-c.example".into(),
         internal: "operator-c-border.internal".into(),
         listen_tcp: false,
+        own_record_route: true,
     })?;
 
     // The call in progress, with operator B.

@@ -10,15 +10,13 @@ impl Border {
     pub(super) fn unsupported_options(&self, msg: &Message) -> Vec<String> {
         let mut unknown: Vec<String> = Vec::new();
         for header in ["Require", "Proxy-Require"] {
-            for v in msg.headers.values(header) {
-                let tag = v.trim();
-                if tag.is_empty()
-                    || self
-                        .cfg
-                        .sip
-                        .extensions
-                        .iter()
-                        .any(|e| e.eq_ignore_ascii_case(tag))
+            for tag in msg.headers.option_tags(header) {
+                if self
+                    .cfg
+                    .sip
+                    .extensions
+                    .iter()
+                    .any(|e| e.eq_ignore_ascii_case(tag))
                     || unknown.iter().any(|u| u.eq_ignore_ascii_case(tag))
                 {
                     continue;

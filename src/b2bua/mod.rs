@@ -165,10 +165,13 @@ enum SessTimer {
 /// Feed [`Border::handle_input`] with what the transports received, [`Border::handle_timeout`]
 /// when [`Border::poll_timeout`] is due, and [`Border::media_idle`] with the TrGW's idle report.
 /// After each input drain, in this order: [`Border::poll_media`] (so a relay port is open before
-/// the SDP naming it reaches anyone), [`Border::poll_transmit`], then [`Border::poll_event`]
-/// (events describe what was just sent; they never have to be consumed for the engine to make
-/// progress, and beyond [`events::EVENT_BACKLOG`] the oldest are discarded and counted in
-/// [`Border::events_lost`]). Finally re-read [`Border::poll_timeout`].
+/// the SDP naming it reaches anyone), [`Border::poll_connection_hint`] (before the messages
+/// that may travel on those connections), [`Border::poll_transmit`], [`Border::poll_lookup`] (the
+/// routes to find for parked requests: answer each, now or later, with
+/// [`Border::handle_lookup`]), then [`Border::poll_event`] (events describe what was just
+/// sent; they never have to be consumed for the engine to make progress, and beyond
+/// [`events::EVENT_BACKLOG`] the oldest are discarded and counted in [`Border::events_lost`]).
+/// Finally re-read [`Border::poll_timeout`].
 pub struct Border {
     cfg: Arc<Config>,
     router: Box<dyn Router + Send>,
@@ -271,13 +274,6 @@ fn interconnect_domains(cfg: &Config) -> Vec<String> {
         }
     }
     d
-}
-
-fn has_option(msg: &Message, header: &str, option: &str) -> bool {
-    msg.headers
-        .values(header)
-        .iter()
-        .any(|v| v.trim().eq_ignore_ascii_case(option))
 }
 
 impl Border {

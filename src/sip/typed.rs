@@ -307,6 +307,19 @@ impl ContentType {
         self.is("application", "sdp")
     }
 
+    /// Whether a Content-Type value names SDP, also one this parser refuses (say a parameter
+    /// without a value) as long as it starts with `application/sdp`: the border must anchor
+    /// such a body, never pass it on unrewritten.
+    pub fn names_sdp(value: &str) -> bool {
+        match ContentType::parse(value) {
+            Some(ct) => ct.is_sdp(),
+            None => {
+                let v = value.trim().as_bytes();
+                v.len() >= 15 && v[..15].eq_ignore_ascii_case(b"application/sdp")
+            }
+        }
+    }
+
     /// A parameter's value with quotes and escapes removed (`charset`, `boundary`, ...).
     pub fn param(&self, name: &str) -> Option<String> {
         self.params.value(name).map(unquote)
@@ -548,6 +561,23 @@ impl Headers {
     pub fn session_expires(&self) -> Option<SessionExpires> {
         self.single("Session-Expires")
             .and_then(SessionExpires::parse)
+    }
+
+    /// The option tags of `Require`, `Proxy-Require`, `Supported` (compact `k`) or
+    /// `Unsupported`, over all its lines, trimmed, empty items left out (RFC 3261 §20.32).
+    pub fn option_tags(&self, name: &str) -> Vec<&str> {
+        self.values(name)
+            .into_iter()
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .collect()
+    }
+
+    /// Whether the option-tag header `name` lists `tag` (compared case-insensitively).
+    pub fn has_option_tag(&self, name: &str, tag: &str) -> bool {
+        self.option_tags(name)
+            .iter()
+            .any(|t| t.eq_ignore_ascii_case(tag))
     }
 }
 

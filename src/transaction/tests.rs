@@ -2,7 +2,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use super::*;
-use crate::sip::parse_message;
+use crate::sip::{parse_message, Message, Method};
 
 fn flow(transport: Transport) -> Flow {
     Flow {

@@ -59,6 +59,9 @@ pub struct UaConfig {
     pub internal: String,
     /// Also listen on TCP at `bind`.
     pub listen_tcp: bool,
+    /// Record-route as this UA's own core proxy (`<sip:scscf.INTERNAL;lr>`, which must never
+    /// leak); false when a real proxy stands in front of the UA and record-routes itself.
+    pub own_record_route: bool,
 }
 
 impl UaConfig {
@@ -73,6 +76,7 @@ impl UaConfig {
             domain: "operator-a.example".to_string(),
             internal: "operator-a-core.internal".to_string(),
             listen_tcp: true,
+            own_record_route: true,
         }
     }
     pub fn b_core(user: &str) -> UaConfig {
@@ -86,6 +90,7 @@ impl UaConfig {
             domain: "operator-b.example".to_string(),
             internal: "operator-b-core.internal".to_string(),
             listen_tcp: true,
+            own_record_route: true,
         }
     }
 }
@@ -457,11 +462,13 @@ impl Ua {
             ("Call-ID", call_id.clone()),
             ("CSeq", "1 INVITE".into()),
             ("Contact", self.contact(tr)),
-            ("Record-Route", self.own_rr()),
             ("X-Internal", self.x_internal()),
             ("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS".into()),
             ("Content-Type", "application/sdp".into()),
         ];
+        if c.own_record_route {
+            h.insert(7, ("Record-Route", self.own_rr()));
+        }
         with_extra(&mut h, extra);
         let req = msg::request("INVITE", target, &h, sdp.as_bytes());
         let tx = self.send_request(req, dest, tr)?;
@@ -771,7 +778,9 @@ impl Ua {
         let dialog_creating = method == "INVITE" && code > 100 && code < 300;
         if dialog_creating {
             if req.to_tag().is_none() {
-                h.push(("Record-Route".into(), self.own_rr()));
+                if self.sh.cfg.own_record_route {
+                    h.push(("Record-Route".into(), self.own_rr()));
+                }
                 for rr in req.header_values("record-route") {
                     h.push(("Record-Route".into(), rr));
                 }

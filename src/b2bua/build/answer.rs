@@ -8,7 +8,7 @@ use super::Sealed;
 use crate::b2bua::hiding::{self, copy_body, copy_screened, map_status, reason_phrase, Crossing};
 use crate::b2bua::media::AnchorError;
 use crate::b2bua::session;
-use crate::b2bua::{cseq_of, has_option, tag_of, Border, Event};
+use crate::b2bua::{cseq_of, tag_of, Border, Event};
 use crate::config::Transport;
 use crate::sip::{Headers, Message, Method, ParseError, StartLine, Via};
 use crate::transaction::{Flow, ServerTxId};
@@ -67,7 +67,7 @@ impl Border {
             resp.headers.push("P-Charging-Vector", pcv);
         }
         // Reliable provisionals (RFC 3262) carry an RSeq per leg.
-        if (101..200).contains(&status) && has_option(src, "Require", "100rel") {
+        if (101..200).contains(&status) && src.headers.has_option_tag("Require", "100rel") {
             if let (Some(theirs), Some(c)) = (src.headers.rseq().map(|r| r.0), cseq_of(src)) {
                 let sess = self.sessions.get_mut(&sid).expect("caller checked");
                 let ours = match sess
@@ -89,7 +89,7 @@ impl Border {
                         ours
                     }
                 };
-                if !has_option(&resp, "Require", "100rel") {
+                if !resp.headers.has_option_tag("Require", "100rel") {
                     resp.headers.push("Require", "100rel");
                 }
                 resp.headers

@@ -348,10 +348,10 @@ impl Border {
         // SDP when it starts so: such a body is anchored, never passed through unrewritten.
         let is_sdp = match ct {
             Some(ct) => ct.is_sdp(),
-            None => msg.headers.get("Content-Type").is_some_and(|ct| {
-                let ct = ct.trim().as_bytes();
-                ct.len() >= 15 && ct[..15].eq_ignore_ascii_case(b"application/sdp")
-            }),
+            None => msg
+                .headers
+                .get("Content-Type")
+                .is_some_and(crate::sip::ContentType::names_sdp),
         };
         if !is_sdp {
             return Ok(());

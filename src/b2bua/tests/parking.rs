@@ -51,23 +51,33 @@ fn parked_invite_continues_when_the_lookup_answers() {
 
 #[test]
 fn failed_lookup_answers_its_status() {
-    let (mut sim, lookup) = parked_sim("pk2@127.0.10.1", "z9hG4bKalicepk2");
-    let now = sim.now;
-    sim.borders[0].handle_lookup(now, lookup.id, Err(604));
-    sim.settle();
-    assert_eq!(sim.take(0).status(), Some(604));
-    assert!(sim.interconnect.is_empty());
-    let ev: Vec<Event> = std::iter::from_fn(|| sim.borders[0].poll_event()).collect();
-    assert!(ev.iter().any(|e| matches!(
-        e,
-        Event::Rejected {
-            status: 604,
-            reason: RejectReason::NoRoute,
-            ..
-        }
-    )));
-    sim.advance(Duration::from_secs(64));
-    assert_eq!(sim.borders[0].held_state(), (0, 0, 0, 0));
+    // The resolver decides the status (`[enum] no_record_status`: 404 or 604); the core
+    // answers whichever it is given.
+    for (status, call_id, branch) in [
+        (604, "pk2@127.0.10.1", "z9hG4bKalicepk2"),
+        (404, "pk2b@127.0.10.1", "z9hG4bKalicepk2b"),
+    ] {
+        let (mut sim, lookup) = parked_sim(call_id, branch);
+        let now = sim.now;
+        sim.borders[0].handle_lookup(now, lookup.id, Err(status));
+        sim.settle();
+        assert_eq!(sim.take(0).status(), Some(status));
+        assert!(sim.interconnect.is_empty());
+        let ev: Vec<Event> = std::iter::from_fn(|| sim.borders[0].poll_event()).collect();
+        assert!(
+            ev.iter().any(|e| matches!(
+                e,
+                Event::Rejected {
+                    status: s,
+                    reason: RejectReason::NoRoute,
+                    ..
+                } if *s == status
+            )),
+            "{status}: {ev:?}"
+        );
+        sim.advance(Duration::from_secs(64));
+        assert_eq!(sim.borders[0].held_state(), (0, 0, 0, 0));
+    }
 }
 
 #[test]

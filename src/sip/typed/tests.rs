@@ -207,6 +207,22 @@ fn content_type() {
             "application/sdp, text/plain",
         ],
     );
+    // Refused by the parser, still SDP to the border (it must be anchored).
+    for v in [
+        "application/sdp;charset",
+        " Application/SDP;",
+        "application/sdp",
+    ] {
+        assert!(ContentType::names_sdp(v), "{v}");
+    }
+    for v in [
+        "",
+        "application/sd",
+        "text/plain;x",
+        "multipart/mixed;boundary=b",
+    ] {
+        assert!(!ContentType::names_sdp(v), "{v}");
+    }
 }
 
 #[test]
@@ -408,4 +424,20 @@ l: 0\r\n\r\n";
     assert_eq!(h.rseq(), None);
     h.push("Event", "presence");
     assert_eq!(h.event(), None, "two Event lines are ambiguous");
+}
+
+#[test]
+fn option_tags_span_lines_and_compact_forms() {
+    let mut h = Headers::default();
+    h.push("Require", "100rel , Timer");
+    h.push("Require", " ,precondition");
+    h.push("k", "replaces");
+    assert_eq!(
+        h.option_tags("Require"),
+        ["100rel", "Timer", "precondition"]
+    );
+    assert!(h.has_option_tag("Require", "timer"));
+    assert!(!h.has_option_tag("Require", "replaces"));
+    assert!(h.has_option_tag("Supported", "REPLACES"));
+    assert!(h.option_tags("Proxy-Require").is_empty());
 }
