@@ -3,6 +3,12 @@
 //! in memory with a virtual clock (the lab topology of `policies/lab/`). Reports calls per second
 //! of wall time; compare two commits by running it on each in the same session.
 //! `cargo bench --bench core`; CALLS (default 20000) and REPEATS (default 3, best kept) tune it.
+//!
+//! Sharding: with SHARDS (default `1 2`) the same total of calls runs on each shard count in
+//! turn, one thread per shard, each thread driving shard `i` of both borders (their shares of the
+//! configuration, `Border::sharded`). Every message delivered is checked to steer
+//! (`sip::steer`) to the shard it is given to, as the service's transports would steer it, so the
+//! threads share nothing: the ratio of calls/s between counts is what sharding buys.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -10,9 +16,10 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use palisade::b2bua::{make_response, Border, Inbound};
+use palisade::b2bua::{make_response, Border, Inbound, Shard};
 use palisade::config::{self, Transport};
-use palisade::sip::{parse_message, Limits, Message};
+use palisade::routing::StaticRouter;
+use palisade::sip::{parse_message, steer, Limits, Message};
 
 const CORE_A: &str = "127.0.10.1:5060";
 const CORE_B: &str = "127.0.40.1:5060";
@@ -30,6 +37,8 @@ fn lab(name: &str) -> Arc<config::Config> {
 }
 
 struct Wire {
+    /// The shard of both borders this wire drives, and the number of shards.
+    shard: Shard,
     now: Instant,
     borders: [Border; 2],
     core: [VecDeque<Vec<u8>>; 2],
@@ -49,6 +58,11 @@ impl Wire {
 
     fn deliver(&mut self, from: SocketAddr, to: SocketAddr, bytes: &[u8]) {
         if let Some((bi, realm)) = self.listener(to) {
+            assert_eq!(
+                steer::shard_of(bytes, self.shard.count),
+                self.shard.index,
+                "a message reached a shard its Call-ID does not steer to"
+            );
             let now = self.now;
             self.borders[bi].handle_input(
                 now,
@@ -134,7 +148,15 @@ fn in_dialog(method: &str, seq: u32, ok: &Message, call_id: &str, branch: &str) 
 }
 
 fn one_call(w: &mut Wire, n: u64) {
-    let call_id = format!("bench-{n}@127.0.10.1");
+    // A's core picks Call-IDs at random; this thread takes the ones that steer to its shard.
+    let mut k = n;
+    let call_id = loop {
+        let c = format!("bench-{k}@127.0.10.1");
+        if steer::shard_of_call_id(c.as_bytes(), w.shard.count) == w.shard.index {
+            break c;
+        }
+        k += 1 << 40;
+    };
     let invite = format!(
         "INVITE sip:cindy@operator-b.example SIP/2.0\r\n\
          Via: SIP/2.0/UDP 127.0.10.1:5060;branch=z9hG4bKb{n}\r\nMax-Forwards: 70\r\n\
@@ -177,28 +199,71 @@ fn env_num(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
+/// Runs `calls` full calls over `shards` threads; calls/s of wall time.
+fn run(calls: u64, shards: usize) -> f64 {
+    // The bench measures the engine, not a policy: the virtual clock runs 5 ms a call on each
+    // thread, so the lab's per-partner call rates would be met once split among shards.
+    let unlimited = |name: &str| {
+        let mut c = (*lab(name)).clone();
+        for p in c.realms.iter_mut().flat_map(|r| r.peers.iter_mut()) {
+            (p.max_cps, p.max_rps) = (0, 0);
+        }
+        Arc::new(c)
+    };
+    let (cfg_a, cfg_b) = (unlimited("operator-a.toml"), unlimited("operator-b.toml"));
+    let start = Instant::now();
+    std::thread::scope(|scope| {
+        for index in 0..shards {
+            let (cfg_a, cfg_b) = (cfg_a.clone(), cfg_b.clone());
+            scope.spawn(move || {
+                let shard = Shard {
+                    index,
+                    count: shards,
+                };
+                let engine = |cfg: &config::Config, seed: u64| {
+                    let share = Arc::new(cfg.shard(index, shards));
+                    Border::sharded(share, seed, Box::new(StaticRouter), shard)
+                };
+                let mut w = Wire {
+                    shard,
+                    now: Instant::now(),
+                    borders: [
+                        engine(&cfg_a, 1 + index as u64),
+                        engine(&cfg_b, 100 + index as u64),
+                    ],
+                    core: [VecDeque::new(), VecDeque::new()],
+                };
+                let mine =
+                    calls / shards as u64 + u64::from((index as u64) < calls % shards as u64);
+                for n in 0..mine {
+                    one_call(&mut w, n * shards as u64 + index as u64);
+                }
+                assert_eq!(w.borders[0].active_sessions(), 0);
+            });
+        }
+    });
+    calls as f64 / start.elapsed().as_secs_f64()
+}
+
 fn main() {
     let calls = env_num("CALLS", 20_000).max(1);
     let repeats = env_num("REPEATS", 3).clamp(1, 10);
-    let mut best = 0f64;
-    for _ in 0..repeats {
-        let mut w = Wire {
-            now: Instant::now(),
-            borders: [
-                Border::new(lab("operator-a.toml"), 1),
-                Border::new(lab("operator-b.toml"), 2),
-            ],
-            core: [VecDeque::new(), VecDeque::new()],
-        };
-        let start = Instant::now();
-        for n in 0..calls {
-            one_call(&mut w, n);
-        }
-        let cps = calls as f64 / start.elapsed().as_secs_f64();
-        best = best.max(cps);
-        assert_eq!(w.borders[0].active_sessions(), 0);
+    let counts: Vec<usize> = std::env::var("SHARDS")
+        .unwrap_or_else(|_| "1 2".into())
+        .split_whitespace()
+        .filter_map(|v| v.parse().ok())
+        .filter(|&n| (1..=64).contains(&n))
+        .collect();
+    let mut first = None;
+    for shards in counts {
+        let best = (0..repeats)
+            .map(|_| run(calls, shards))
+            .fold(0f64, f64::max);
+        let ratio = first.map_or(1.0, |f: f64| best / f);
+        first.get_or_insert(best);
+        println!(
+            "core bench: {calls} full calls through two engines, {shards} shard(s), best of \
+             {repeats}: {best:.0} calls/s (x{ratio:.2} of the first count)"
+        );
     }
-    println!(
-        "core bench: {calls} full calls through two engines, best of {repeats}: {best:.0} calls/s"
-    );
 }
