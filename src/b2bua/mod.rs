@@ -110,6 +110,8 @@ pub enum ReconfigureError {
 pub struct Stats {
     pub dropped_unknown_source: u64,
     pub dropped_malformed: u64,
+    /// Messages from partners over their `max_bytes_per_second`.
+    pub dropped_byte_rate: u64,
     pub rejected_malformed: u64,
     pub calls_started: u64,
     pub calls_answered: u64,

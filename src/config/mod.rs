@@ -237,6 +237,12 @@ pub struct Peer {
     pub max_cps: u32,
     /// Most requests outside a dialog (new calls included) per second from it; 0: no limit.
     pub max_rps: u32,
+    /// Most of its requests at once awaiting the border's final answer (in-dialog ones too;
+    /// ACK and CANCEL are never refused); beyond it new requests get 503.
+    pub max_transactions: usize,
+    /// Most bytes of SIP per second from it (every message, responses too); what is over is
+    /// dropped unread, as if lost. 0: no limit.
+    pub max_bytes_per_second: u32,
     /// Inter-operator identifier of this partner (P-Charging-Vector term-ioi / orig-ioi).
     pub ioi: String,
     /// Whether its domain is resolved by DNS, and the transports DNS may choose.

@@ -82,6 +82,7 @@ fn reject_label(r: RejectReason) -> &'static str {
         RejectReason::NoRoute => "no_route",
         RejectReason::CallLimit => "call_limit",
         RejectReason::RateLimit => "rate_limit",
+        RejectReason::TransactionLimit => "transaction_limit",
         RejectReason::Overload => "overload",
         RejectReason::MediaAnchoring => "media_anchoring",
         RejectReason::Draining => "draining",
@@ -148,8 +149,8 @@ impl Metrics {
         );
         let dropped = counter_vec!(
             "palisade_sip_dropped_total",
-            "Inputs discarded without an answer, by reason and receiving realm",
-            &["reason", "realm"]
+            "Inputs discarded without an answer, by reason, receiving realm and partner (byte-rate breaches)",
+            &["reason", "realm", "partner"]
         );
         let calls_started = counter_vec!(
             "palisade_calls_started_total",
@@ -372,12 +373,19 @@ impl Metrics {
                 .malformed
                 .with_label_values(&[&status.to_string()])
                 .inc(),
-            Event::Dropped { reason, realm, .. } => {
+            Event::Dropped {
+                reason,
+                realm,
+                partner,
+                ..
+            } => {
                 let r = match reason {
                     crate::b2bua::DropReason::UnknownSource => "unknown_source",
                     crate::b2bua::DropReason::Malformed => "malformed",
+                    crate::b2bua::DropReason::ByteRate => "byte_rate",
                 };
-                self.dropped.with_label_values(&[r, realm]).inc()
+                let partner = partner.as_deref().unwrap_or("");
+                self.dropped.with_label_values(&[r, realm, partner]).inc()
             }
             Event::CallStarted { from, to, .. } => self
                 .calls_started
