@@ -88,6 +88,7 @@ pub(super) fn describe(c: &Config) -> String {
         s.dialog_idle_timeout.as_secs()
     );
     let _ = writeln!(o, "extensions = {}", list(s.extensions.iter().cloned()));
+    let _ = writeln!(o, "kernel_filter = {}", s.kernel_filter);
     let m = &c.media;
     let _ = writeln!(o, "\n[media]");
     let _ = writeln!(o, "kernel = {}", m.kernel);

@@ -171,6 +171,10 @@ pub struct SipSettings {
     /// requiring any other gets 420 Bad Extension with `Unsupported` (RFC 3261 §8.2.2.3, §16.3).
     /// The default lists the extensions the B2BUA handles or relays end to end.
     pub extensions: Vec<String>,
+    /// Keep an nftables table (`inet palisade_sip_<name>`) that drops, in the kernel, packets
+    /// to a peer realm's SIP ports from any address that is not one of its partners (UDP, and
+    /// TCP SYNs), counting them. Needs CAP_NET_ADMIN and `nft`.
+    pub kernel_filter: bool,
 }
 
 impl Default for SipSettings {
@@ -197,6 +201,7 @@ impl Default for SipSettings {
             reconnect_backoff_max: Duration::from_secs(60),
             dialog_idle_timeout: Duration::from_secs(7_200),
             extensions: DEFAULT_EXTENSIONS.iter().map(|s| s.to_string()).collect(),
+            kernel_filter: false,
         }
     }
 }

@@ -148,6 +148,7 @@ const SIP_KEYS: &[&str] = &[
     "tls_handshake_timeout_ms",
     "reconnect_backoff_max_s",
     "dialog_idle_timeout_s",
+    "kernel_filter",
     "extensions",
 ];
 const REALM_KEYS: &[&str] = &[

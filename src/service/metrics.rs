@@ -38,6 +38,8 @@ pub struct Metrics {
     pub dns_cache_hits: IntCounterVec,
     media_packets: IntCounterVec,
     media_bytes: IntCounterVec,
+    /// Packets the kernel SIP filter dropped, by realm (`[sip] kernel_filter`).
+    pub kernel_filter_dropped: IntCounterVec,
     process: ProcessMetrics,
 }
 
@@ -146,6 +148,11 @@ impl Metrics {
             "palisade_sip_malformed_rejected_total",
             "Malformed requests answered (400, 413, 505), by status",
             &["status"]
+        );
+        let kernel_filter_dropped = counter_vec!(
+            "palisade_sip_kernel_dropped_total",
+            "Packets to a peer realm's SIP listeners from non-partner sources dropped by the kernel filter",
+            &["realm"]
         );
         let dropped = counter_vec!(
             "palisade_sip_dropped_total",
@@ -307,6 +314,7 @@ impl Metrics {
             dns_cache_hits,
             media_packets,
             media_bytes,
+            kernel_filter_dropped,
             process,
         }
     }
@@ -444,7 +452,7 @@ impl Metrics {
 }
 
 /// A counter fed from a running total kept elsewhere: moved up to it, never down.
-fn raise_to(c: &IntCounter, total: u64) {
+pub(super) fn raise_to(c: &IntCounter, total: u64) {
     let have = c.get();
     if total > have {
         c.inc_by(total - have);
