@@ -374,6 +374,16 @@ impl Border {
         self.partners.status(now, &self.realm_names)
     }
 
+    /// The addresses a realm may hear from: its core's, or its partners' (those removed by a
+    /// reload whose calls still run included). The transport screens UDP sources with it.
+    pub fn known_sources(&self, realm: usize) -> Vec<std::net::IpAddr> {
+        match self.cfg.realms.get(realm) {
+            Some(r) if r.kind == RealmKind::Home => r.core_sources.clone(),
+            Some(_) => self.partners.sources(realm),
+            None => Vec::new(),
+        }
+    }
+
     /// Partners the engine holds, those removed by a reload whose calls still run included.
     pub fn partners_known(&self) -> usize {
         self.partners.known()

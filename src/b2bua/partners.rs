@@ -204,6 +204,15 @@ impl Partners {
         e.requests.take(now, rps)
     }
 
+    /// Every source address of the partners of `realm` held (retired ones included).
+    pub fn sources(&self, realm: usize) -> Vec<IpAddr> {
+        self.entries
+            .iter()
+            .filter(|e| e.realm == realm)
+            .flat_map(|e| e.peer.sources.iter().copied())
+            .collect()
+    }
+
     /// Whether `n` more bytes from the partner are within `max_bytes_per_second` (and counts
     /// them if so). `floor` is the largest message allowed, which the bucket always holds.
     pub fn admit_bytes(&mut self, id: PeerId, now: Instant, n: usize, floor: usize) -> bool {

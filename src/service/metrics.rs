@@ -319,6 +319,17 @@ impl Metrics {
         }
     }
 
+    /// Datagrams the transport's UDP screens dropped (unknown sources, never queued for the
+    /// engine), counted like the engine's own unknown-source drops.
+    pub fn screened(&self, cfg: &crate::config::Config, by_realm: Vec<(usize, u64)>) {
+        for (ri, n) in by_realm {
+            let realm = cfg.realms.get(ri).map_or("?", |r| r.name.as_str());
+            self.dropped
+                .with_label_values(&["unknown_source", realm, ""])
+                .inc_by(n);
+        }
+    }
+
     /// Brings the relayed counters of one realm up to the media plane's running totals.
     pub fn set_relayed(&self, realm: &str, relayed: &super::media::Relayed) {
         use super::media::{KERNEL, USER};

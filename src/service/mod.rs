@@ -239,6 +239,7 @@ pub async fn run(cfg: Config, source: ConfigSource) -> anyhow::Result<()> {
                     if !idle.is_empty() {
                         border.media_idle(now, &idle);
                     }
+                    m.screened(border.config(), transports.take_screened());
                     let flows = media.snapshot();
                     for r in &flows {
                         m.media_flows.with_label_values(&[&r.realm, "user"]).set(r.flows_user as i64);
@@ -282,6 +283,7 @@ pub async fn run(cfg: Config, source: ConfigSource) -> anyhow::Result<()> {
                 notify.reloading();
                 last_reload = Some((reload(&source, &mut border, &mut transports, m), Instant::now()));
                 if let Some(f) = &filter { f.reload(border.config()) }
+                transports.screen(|ri| border.known_sources(ri));
                 notify.send(&format!("READY=1\nSTATUS=ready: {}", border.config().name));
             }
             _ = int.recv() => { tracing::info!("SIGINT"); stop_signal = true }
