@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod dns;
+pub mod kernel_filter;
 pub mod logging;
 pub mod media;
 pub mod metrics;
@@ -132,6 +133,7 @@ pub async fn run(cfg: Config, source: ConfigSource) -> anyhow::Result<()> {
         admin::start(cfg.admin.listen, admin_state.clone()).await?;
     }
     let m = &admin_state.metrics;
+    let filter = kernel_filter::KernelFilter::start(&cfg, m.kernel_filter_dropped.clone());
     let seed = rand::random::<u64>();
     let mut border = Border::with_router(cfg.clone(), seed, Box::new(DnsRouter));
     let resolver = Arc::new(dns::DnsResolver::new(
@@ -237,6 +239,7 @@ pub async fn run(cfg: Config, source: ConfigSource) -> anyhow::Result<()> {
                     if !idle.is_empty() {
                         border.media_idle(now, &idle);
                     }
+                    m.screened(border.config(), transports.take_screened());
                     let flows = media.snapshot();
                     for r in &flows {
                         m.media_flows.with_label_values(&[&r.realm, "user"]).set(r.flows_user as i64);
@@ -279,6 +282,8 @@ pub async fn run(cfg: Config, source: ConfigSource) -> anyhow::Result<()> {
             _ = hup.recv() => {
                 notify.reloading();
                 last_reload = Some((reload(&source, &mut border, &mut transports, m), Instant::now()));
+                if let Some(f) = &filter { f.reload(border.config()) }
+                transports.screen(|ri| border.known_sources(ri));
                 notify.send(&format!("READY=1\nSTATUS=ready: {}", border.config().name));
             }
             _ = int.recv() => { tracing::info!("SIGINT"); stop_signal = true }
@@ -349,6 +354,9 @@ pub async fn run(cfg: Config, source: ConfigSource) -> anyhow::Result<()> {
     // Let the transport tasks write what was queued last (the final BYEs) before exiting.
     tokio::time::sleep(Duration::from_millis(50)).await;
     media.shutdown();
+    if let Some(f) = filter {
+        f.stop();
+    }
     tracing::info!("stopped");
     Ok(())
 }
