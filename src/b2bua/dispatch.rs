@@ -38,6 +38,7 @@ impl Border {
             self.emit(Event::Dropped {
                 reason: DropReason::UnknownSource,
                 realm,
+                partner: None,
                 source: input.remote,
             });
             tracing::debug!(
@@ -49,6 +50,19 @@ impl Border {
         };
         if let Party::Peer(p) = party {
             self.partners.heard(p, now);
+            let (n, floor) = (input.bytes.len(), self.cfg.sip.max_message_size);
+            if !self.partners.admit_bytes(p, now, n, floor) {
+                // Over its byte rate: dropped before parsing, at the lowest cost, unanswered.
+                self.stats.dropped_byte_rate += 1;
+                let realm = self.realm_name(input.realm);
+                let partner = Some(self.partners.name(p));
+                return self.emit(Event::Dropped {
+                    reason: DropReason::ByteRate,
+                    realm,
+                    partner,
+                    source: input.remote,
+                });
+            }
         }
         if input.bytes.iter().all(|b| matches!(b, b'\r' | b'\n' | 0)) {
             return; // RFC 5626 keepalive
@@ -158,6 +172,7 @@ impl Border {
         self.emit(Event::Dropped {
             reason: DropReason::Malformed,
             realm,
+            partner: None,
             source: flow.remote,
         });
     }
@@ -203,6 +218,7 @@ impl Border {
                 return self.emit(Event::Dropped {
                     reason: DropReason::UnknownSource,
                     realm,
+                    partner: None,
                     source: flow.remote,
                 });
             }
@@ -236,11 +252,25 @@ impl Border {
         if method != Method::Ack {
             self.stx_origin
                 .insert(stx, (method.clone(), flow.realm, party));
+            if let Party::Peer(p) = party {
+                self.partners.pending(p, true);
+            }
             let from = self.origin(flow.realm, party);
             self.emit(Event::RequestReceived {
                 method: method.clone(),
                 from,
             });
+        }
+        if let Party::Peer(p) = party {
+            if !matches!(method, Method::Ack | Method::Cancel)
+                && !self.partners.within_transactions(p)
+            {
+                // Beyond its concurrent transactions: refused at once, before it holds anything
+                // more. ACK has no transaction and CANCEL ends one, so both always pass.
+                let retry = ("Retry-After", "1".to_string());
+                let why = RejectReason::TransactionLimit;
+                return self.reject(now, stx, &msg, 503, Some(retry), why);
+            }
         }
         if method == Method::Cancel {
             return self.on_cancel(now, &msg, stx);

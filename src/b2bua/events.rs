@@ -39,6 +39,8 @@ pub enum RejectReason {
     CallLimit,
     /// The partner sends new calls or requests faster than its policy allows (503).
     RateLimit,
+    /// The partner has more requests awaiting our answer than its `max_transactions` (503).
+    TransactionLimit,
     /// The border is overloaded (its input backlog is deep): new calls are shed (503).
     Overload,
     /// The SDP could not be anchored (no ports, or a malformed body).
@@ -59,6 +61,9 @@ pub enum DropReason {
     UnknownSource,
     /// A response, or a request too broken to answer (no usable Via, From, To, Call-ID, CSeq).
     Malformed,
+    /// The partner sends more bytes per second than its `max_bytes_per_second`: what is over
+    /// is dropped unread (an answer would only add to the load).
+    ByteRate,
 }
 
 /// Who ended an answered call.
@@ -96,6 +101,8 @@ pub enum Event {
     Dropped {
         reason: DropReason,
         realm: Arc<str>,
+        /// The partner it came from, when one is known (a byte-rate breach).
+        partner: Option<Arc<str>>,
         source: SocketAddr,
     },
     /// An INVITE was relayed toward `to`: a call is being set up.

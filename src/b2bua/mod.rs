@@ -112,6 +112,8 @@ pub enum ReconfigureError {
 pub struct Stats {
     pub dropped_unknown_source: u64,
     pub dropped_malformed: u64,
+    /// Messages from partners over their `max_bytes_per_second`.
+    pub dropped_byte_rate: u64,
     pub rejected_malformed: u64,
     pub calls_started: u64,
     pub calls_answered: u64,
@@ -383,6 +385,16 @@ impl Border {
     /// `palisade status`).
     pub fn partner_status(&self, now: Instant) -> Vec<PartnerStatus> {
         self.partners.status(now, &self.realm_names)
+    }
+
+    /// The addresses a realm may hear from: its core's, or its partners' (those removed by a
+    /// reload whose calls still run included). The transport screens UDP sources with it.
+    pub fn known_sources(&self, realm: usize) -> Vec<std::net::IpAddr> {
+        match self.cfg.realms.get(realm) {
+            Some(r) if r.kind == RealmKind::Home => r.core_sources.clone(),
+            Some(_) => self.partners.sources(realm),
+            None => Vec::new(),
+        }
     }
 
     /// Partners the engine holds, those removed by a reload whose calls still run included.

@@ -35,6 +35,10 @@ struct Entry {
     /// Its new calls and its out-of-dialog requests per second (`max_cps`, `max_rps`).
     calls: Bucket,
     requests: Bucket,
+    /// Its signalling bytes per second (`max_bytes_per_second`).
+    bytes: Bucket,
+    /// Its requests awaiting our final answer (`max_transactions`).
+    pending: usize,
     /// When anything (a request or a response) last arrived from it: its health, for engineers.
     heard: Option<Instant>,
 }
@@ -63,17 +67,23 @@ struct Bucket {
 impl Bucket {
     /// Takes a token if one is there; a rate of 0 is no limit.
     fn take(&mut self, now: Instant, rate: u32) -> bool {
+        self.take_n(now, rate, 1, 0)
+    }
+
+    /// Takes `n` tokens if they are there, the bucket holding at least `floor` (so that a
+    /// message of the largest size allowed can pass after a quiet spell whatever the rate).
+    fn take_n(&mut self, now: Instant, rate: u32, n: usize, floor: usize) -> bool {
         if rate == 0 {
             return true;
         }
-        let rate = f64::from(rate);
-        let since = self
-            .last
-            .map_or(1.0, |l| now.saturating_duration_since(l).as_secs_f64());
-        self.tokens = (self.tokens + since * rate).min(rate);
+        let cap = f64::from(rate).max(floor as f64);
+        let since = self.last.map_or(cap, |l| {
+            now.saturating_duration_since(l).as_secs_f64() * f64::from(rate)
+        });
+        self.tokens = (self.tokens + since).min(cap);
         self.last = Some(now);
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
+        if self.tokens >= n as f64 {
+            self.tokens -= n as f64;
             true
         } else {
             false
@@ -136,6 +146,8 @@ impl Partners {
                             held: 0,
                             calls: Bucket::default(),
                             requests: Bucket::default(),
+                            bytes: Bucket::default(),
+                            pending: 0,
                             heard: None,
                         });
                     }
@@ -190,6 +202,45 @@ impl Partners {
             return false;
         }
         e.requests.take(now, rps)
+    }
+
+    /// Every source address of the partners of `realm` held (retired ones included).
+    pub fn sources(&self, realm: usize) -> Vec<IpAddr> {
+        self.entries
+            .iter()
+            .filter(|e| e.realm == realm)
+            .flat_map(|e| e.peer.sources.iter().copied())
+            .collect()
+    }
+
+    /// Whether `n` more bytes from the partner are within `max_bytes_per_second` (and counts
+    /// them if so). `floor` is the largest message allowed, which the bucket always holds.
+    pub fn admit_bytes(&mut self, id: PeerId, now: Instant, n: usize, floor: usize) -> bool {
+        let Some(e) = self.entry_mut(id) else {
+            return false;
+        };
+        let rate = e.peer.max_bytes_per_second;
+        e.bytes.take_n(now, rate, n, floor)
+    }
+
+    /// Whether the partner's requests awaiting our answer, the newest counted, are within its
+    /// `max_transactions`.
+    pub fn within_transactions(&self, id: PeerId) -> bool {
+        self.entries
+            .iter()
+            .find(|e| e.id == id)
+            .is_some_and(|e| e.pending <= e.peer.max_transactions)
+    }
+
+    /// A request from the partner now awaits our final answer (`opened`), or got it.
+    pub fn pending(&mut self, id: PeerId, opened: bool) {
+        if let Some(e) = self.entry_mut(id) {
+            if opened {
+                e.pending += 1;
+            } else {
+                e.pending = e.pending.saturating_sub(1);
+            }
+        }
     }
 
     fn entry_mut(&mut self, id: PeerId) -> Option<&mut Entry> {

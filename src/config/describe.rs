@@ -88,6 +88,7 @@ pub(super) fn describe(c: &Config) -> String {
         s.dialog_idle_timeout.as_secs()
     );
     let _ = writeln!(o, "extensions = {}", list(s.extensions.iter().cloned()));
+    let _ = writeln!(o, "kernel_filter = {}", s.kernel_filter);
     let m = &c.media;
     let _ = writeln!(o, "\n[media]");
     let _ = writeln!(o, "kernel = {}", m.kernel);
@@ -209,6 +210,8 @@ pub(super) fn describe(c: &Config) -> String {
             let _ = writeln!(o, "max_calls = {}", p.max_calls);
             let _ = writeln!(o, "max_cps = {}", p.max_cps);
             let _ = writeln!(o, "max_rps = {}", p.max_rps);
+            let _ = writeln!(o, "max_transactions = {}", p.max_transactions);
+            let _ = writeln!(o, "max_bytes_per_second = {}", p.max_bytes_per_second);
             describe_peer_dns(&mut o, &p.dns);
             let _ = writeln!(o, "\n[realm.peer.headers]");
             let _ = writeln!(o, "allow = {}", list(p.headers.allow.iter().cloned()));

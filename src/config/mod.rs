@@ -172,6 +172,10 @@ pub struct SipSettings {
     /// requiring any other gets 420 Bad Extension with `Unsupported` (RFC 3261 §8.2.2.3, §16.3).
     /// The default lists the extensions the B2BUA handles or relays end to end.
     pub extensions: Vec<String>,
+    /// Keep an nftables table (`inet palisade_sip_<name>`) that drops, in the kernel, packets
+    /// to a peer realm's SIP ports from any address that is not one of its partners (UDP, and
+    /// TCP SYNs), counting them. Needs CAP_NET_ADMIN and `nft`.
+    pub kernel_filter: bool,
 }
 
 impl Default for SipSettings {
@@ -198,6 +202,7 @@ impl Default for SipSettings {
             reconnect_backoff_max: Duration::from_secs(60),
             dialog_idle_timeout: Duration::from_secs(7_200),
             extensions: DEFAULT_EXTENSIONS.iter().map(|s| s.to_string()).collect(),
+            kernel_filter: false,
         }
     }
 }
@@ -238,6 +243,12 @@ pub struct Peer {
     pub max_cps: u32,
     /// Most requests outside a dialog (new calls included) per second from it; 0: no limit.
     pub max_rps: u32,
+    /// Most of its requests at once awaiting the border's final answer (in-dialog ones too;
+    /// ACK and CANCEL are never refused); beyond it new requests get 503.
+    pub max_transactions: usize,
+    /// Most bytes of SIP per second from it (every message, responses too); what is over is
+    /// dropped unread, as if lost. 0: no limit.
+    pub max_bytes_per_second: u32,
     /// Inter-operator identifier of this partner (P-Charging-Vector term-ioi / orig-ioi).
     pub ioi: String,
     /// Whether its domain is resolved by DNS, and the transports DNS may choose.

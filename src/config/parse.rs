@@ -97,6 +97,12 @@ pub(super) const DEFAULT_PEER_MAX_CALLS: usize = 1000;
 /// second's worth is allowed).
 pub(super) const DEFAULT_PEER_MAX_CPS: u32 = 200;
 pub(super) const DEFAULT_PEER_MAX_RPS: u32 = 1000;
+/// Requests from a partner awaiting our final answer: its calls ringing (up to `max_calls`)
+/// and as many other requests again.
+pub(super) const DEFAULT_PEER_MAX_TRANSACTIONS: usize = 2000;
+/// Signalling bytes per second from a partner: about 4,000 messages of 1 kB, so twenty times
+/// `max_cps` worth of calls of ten messages each before anything is dropped.
+pub(super) const DEFAULT_PEER_MAX_BYTES_PER_SECOND: u32 = 4_000_000;
 
 const NODE_KEYS: &[&str] = &[
     "name",
@@ -142,6 +148,7 @@ const SIP_KEYS: &[&str] = &[
     "tls_handshake_timeout_ms",
     "reconnect_backoff_max_s",
     "dialog_idle_timeout_s",
+    "kernel_filter",
     "extensions",
 ];
 const REALM_KEYS: &[&str] = &[
@@ -189,6 +196,8 @@ const PEER_KEYS: &[&str] = &[
     "max_calls",
     "max_cps",
     "max_rps",
+    "max_transactions",
+    "max_bytes_per_second",
     "headers",
     "route",
     "transports",
@@ -305,6 +314,8 @@ pub(super) fn parse(text: &str, origin: &Path, read: Reader) -> Result<Config, C
                             max_calls: p.max_calls,
                             max_cps: p.max_cps,
                             max_rps: p.max_rps,
+                            max_transactions: p.max_transactions,
+                            max_bytes_per_second: p.max_bytes_per_second,
                             dns: p.dns,
                             tls: p.tls,
                             origin: p.origin,

@@ -38,6 +38,8 @@ pub struct Metrics {
     pub dns_cache_hits: IntCounterVec,
     media_packets: IntCounterVec,
     media_bytes: IntCounterVec,
+    /// Packets the kernel SIP filter dropped, by realm (`[sip] kernel_filter`).
+    pub kernel_filter_dropped: IntCounterVec,
     process: ProcessMetrics,
 }
 
@@ -82,6 +84,7 @@ fn reject_label(r: RejectReason) -> &'static str {
         RejectReason::NoRoute => "no_route",
         RejectReason::CallLimit => "call_limit",
         RejectReason::RateLimit => "rate_limit",
+        RejectReason::TransactionLimit => "transaction_limit",
         RejectReason::Overload => "overload",
         RejectReason::MediaAnchoring => "media_anchoring",
         RejectReason::Draining => "draining",
@@ -146,10 +149,15 @@ impl Metrics {
             "Malformed requests answered (400, 413, 505), by status",
             &["status"]
         );
+        let kernel_filter_dropped = counter_vec!(
+            "palisade_sip_kernel_dropped_total",
+            "Packets to a peer realm's SIP listeners from non-partner sources dropped by the kernel filter",
+            &["realm"]
+        );
         let dropped = counter_vec!(
             "palisade_sip_dropped_total",
-            "Inputs discarded without an answer, by reason and receiving realm",
-            &["reason", "realm"]
+            "Inputs discarded without an answer, by reason, receiving realm and partner (byte-rate breaches)",
+            &["reason", "realm", "partner"]
         );
         let calls_started = counter_vec!(
             "palisade_calls_started_total",
@@ -306,7 +314,19 @@ impl Metrics {
             dns_cache_hits,
             media_packets,
             media_bytes,
+            kernel_filter_dropped,
             process,
+        }
+    }
+
+    /// Datagrams the transport's UDP screens dropped (unknown sources, never queued for the
+    /// engine), counted like the engine's own unknown-source drops.
+    pub fn screened(&self, cfg: &crate::config::Config, by_realm: Vec<(usize, u64)>) {
+        for (ri, n) in by_realm {
+            let realm = cfg.realms.get(ri).map_or("?", |r| r.name.as_str());
+            self.dropped
+                .with_label_values(&["unknown_source", realm, ""])
+                .inc_by(n);
         }
     }
 
@@ -372,12 +392,19 @@ impl Metrics {
                 .malformed
                 .with_label_values(&[&status.to_string()])
                 .inc(),
-            Event::Dropped { reason, realm, .. } => {
+            Event::Dropped {
+                reason,
+                realm,
+                partner,
+                ..
+            } => {
                 let r = match reason {
                     crate::b2bua::DropReason::UnknownSource => "unknown_source",
                     crate::b2bua::DropReason::Malformed => "malformed",
+                    crate::b2bua::DropReason::ByteRate => "byte_rate",
                 };
-                self.dropped.with_label_values(&[r, realm]).inc()
+                let partner = partner.as_deref().unwrap_or("");
+                self.dropped.with_label_values(&[r, realm, partner]).inc()
             }
             Event::CallStarted { from, to, .. } => self
                 .calls_started
@@ -436,7 +463,7 @@ impl Metrics {
 }
 
 /// A counter fed from a running total kept elsewhere: moved up to it, never down.
-fn raise_to(c: &IntCounter, total: u64) {
+pub(super) fn raise_to(c: &IntCounter, total: u64) {
     let have = c.get();
     if total > have {
         c.inc_by(total - have);

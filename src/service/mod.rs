@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod dns;
+pub mod kernel_filter;
 pub mod logging;
 pub mod media;
 pub mod metrics;
@@ -138,6 +139,7 @@ pub async fn run(cfg: Config, source: ConfigSource) -> anyhow::Result<()> {
         admin::start(cfg.admin.listen, admin_state.clone()).await?;
     }
     let m = &admin_state.metrics;
+    let filter = kernel_filter::KernelFilter::start(&cfg, m.kernel_filter_dropped.clone());
     let resolver = Arc::new(dns::DnsResolver::new(
         &cfg,
         Some(dns::DnsMetrics {
@@ -233,6 +235,7 @@ pub async fn run(cfg: Config, source: ConfigSource) -> anyhow::Result<()> {
                             let _ = s.control.send(shard::Control::MediaIdle(idle));
                         }
                     }
+                    m.screened(&current, transports.take_screened());
                     let flows = media.snapshot();
                     for r in &flows {
                         m.media_flows.with_label_values(&[&r.realm, "user"]).set(r.flows_user as i64);
@@ -275,8 +278,10 @@ pub async fn run(cfg: Config, source: ConfigSource) -> anyhow::Result<()> {
             _ = hup.recv() => {
                 notify.reloading();
                 let (result, applied) = reload(&source, &current, &shards, &mut transports, m).await;
-                if let Some(new) = applied {
+                if let Some((new, sources)) = applied {
                     current = new;
+                    if let Some(f) = &filter { f.reload(&current) }
+                    transports.screen(|ri| sources.get(ri).cloned().unwrap_or_default());
                 }
                 last_reload = Some((result, Instant::now()));
                 notify.send(&format!("READY=1\nSTATUS=ready: {}", current.name));
@@ -355,6 +360,9 @@ pub async fn run(cfg: Config, source: ConfigSource) -> anyhow::Result<()> {
     // Let the transport tasks write what was queued last (the final BYEs) before exiting.
     tokio::time::sleep(Duration::from_millis(50)).await;
     media.shutdown();
+    if let Some(f) = filter {
+        f.stop();
+    }
     tracing::info!("stopped");
     Ok(())
 }
@@ -423,7 +431,10 @@ async fn reload(
     shards: &[shard::Handle],
     transports: &mut Transports,
     m: &metrics::Metrics,
-) -> (&'static str, Option<Arc<Config>>) {
+) -> (
+    &'static str,
+    Option<(Arc<Config>, Vec<Vec<std::net::IpAddr>>)>,
+) {
     let new = match source.load() {
         Ok(c) => c,
         Err(errors) => {
@@ -479,11 +490,26 @@ async fn reload(
             answers.push(rx);
         }
     }
+    // The sources each realm's UDP screen admits: every shard's partners, those a reload
+    // removed whose calls still run included.
     let mut refused = None;
+    let mut sources: Vec<Vec<std::net::IpAddr>> = vec![Vec::new(); new.realms.len()];
     for rx in answers {
-        if let Ok(Err(e)) = rx.await {
-            refused.get_or_insert(e);
+        match rx.await {
+            Ok(Err(e)) => {
+                refused.get_or_insert(e);
+            }
+            Ok(Ok(per_realm)) => {
+                for (all, mine) in sources.iter_mut().zip(per_realm) {
+                    all.extend(mine);
+                }
+            }
+            Err(_) => {}
         }
+    }
+    for s in &mut sources {
+        s.sort();
+        s.dedup();
     }
     match refused {
         None => {
@@ -497,7 +523,7 @@ async fn reload(
                     kept.join(", ")
                 );
             }
-            ("applied", Some(Arc::new(new)))
+            ("applied", Some((Arc::new(new), sources)))
         }
         Some(e) => {
             m.reload(metrics::ReloadResult::NeedsRestart);

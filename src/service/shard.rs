@@ -13,7 +13,7 @@
 //! it there, so nothing of one shard overtakes what it sent before.
 
 use std::collections::HashSet;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -47,7 +47,11 @@ pub enum Control {
     /// Relay flows of this shard without media for too long.
     MediaIdle(HashSet<FlowId>),
     /// A reload: this shard's share of the new configuration; the answer says if it took it.
-    Reconfigure(Arc<Config>, oneshot::Sender<Result<(), ReconfigureError>>),
+    /// When taken, the answer names the sources each realm now knows (for the UDP screens).
+    Reconfigure(
+        Arc<Config>,
+        oneshot::Sender<Result<Vec<Vec<IpAddr>>, ReconfigureError>>,
+    ),
     BeginDrain,
     /// Hang up everything; the answer comes once the shard counts what it waits for.
     HangUpAll(oneshot::Sender<()>),
@@ -164,7 +168,11 @@ pub async fn run(mut p: Parts) {
                     Control::TransportFailed(flow) => p.border.transport_failed(now, flow),
                     Control::MediaIdle(idle) => p.border.media_idle(now, &idle),
                     Control::Reconfigure(cfg, answer) => {
-                        let _ = answer.send(p.border.reconfigure(cfg));
+                        let realms = cfg.realms.len();
+                        let taken = p.border.reconfigure(cfg).map(|()| {
+                            (0..realms).map(|ri| p.border.known_sources(ri)).collect()
+                        });
+                        let _ = answer.send(taken);
                     }
                     Control::BeginDrain => p.border.begin_drain(),
                     Control::HangUpAll(done) => {

@@ -67,6 +67,8 @@ pub enum Received {
 /// Bound listeners of one instance, and the connections to and from it.
 pub struct Transports {
     udp: HashMap<usize, Arc<tokio::net::UdpSocket>>,
+    /// Each realm's UDP source screen (see `udp`), by realm index.
+    screens: HashMap<usize, Arc<udp::Screen>>,
     conns: HashMap<(usize, Transport, SocketAddr), mpsc::Sender<Vec<u8>>>,
     local_ip: HashMap<usize, std::net::IpAddr>,
     events: Inbox,
@@ -111,6 +113,16 @@ pub enum BindError {
     Tls(#[from] TlsSetupError),
 }
 
+/// The sources a realm's configuration names: its core's, or its partners'.
+fn sources(realm: &crate::config::Realm) -> Vec<std::net::IpAddr> {
+    match realm.kind {
+        crate::config::RealmKind::Home => realm.core_sources.clone(),
+        crate::config::RealmKind::Peer => {
+            realm.peers.iter().flat_map(|p| p.sources.clone()).collect()
+        }
+    }
+}
+
 fn expectations(cfg: &Config) -> HashMap<(usize, SocketAddr), Arc<str>> {
     let mut out = HashMap::new();
     for (ri, realm) in cfg.realms.iter().enumerate() {
@@ -126,6 +138,22 @@ fn expectations(cfg: &Config) -> HashMap<(usize, SocketAddr), Arc<str>> {
 }
 
 impl Transports {
+    /// Replaces the UDP source screens (after a reload) with who each realm may hear from.
+    pub fn screen(&self, known: impl Fn(usize) -> Vec<std::net::IpAddr>) {
+        for (ri, s) in &self.screens {
+            s.set(known(*ri));
+        }
+    }
+
+    /// Datagrams the UDP screens dropped since the last call, by realm index.
+    pub fn take_screened(&self) -> Vec<(usize, u64)> {
+        self.screens
+            .iter()
+            .map(|(ri, s)| (*ri, s.take_dropped()))
+            .filter(|(_, n)| *n > 0)
+            .collect()
+    }
+
     /// Binds every listener of the configuration; the events of all of them go to `events`.
     pub async fn bind(cfg: &Config, events: Inbox) -> Result<Transports, BindError> {
         let limits = Limits {
@@ -148,6 +176,7 @@ impl Transports {
         };
         let mut t = Transports {
             udp: HashMap::new(),
+            screens: HashMap::new(),
             conns: HashMap::new(),
             local_ip: HashMap::new(),
             events: events.clone(),
@@ -172,7 +201,12 @@ impl Transports {
                     Transport::Udp => {
                         let sock = Arc::new(udp::socket(l.addr).map_err(err)?);
                         t.udp.insert(ri, sock.clone());
-                        tokio::spawn(udp::reader(ri, sock, events.clone(), limits));
+                        let screen = t
+                            .screens
+                            .entry(ri)
+                            .or_insert_with(|| Arc::new(udp::Screen::new(sources(realm))))
+                            .clone();
+                        tokio::spawn(udp::reader(ri, sock, events.clone(), limits, screen));
                     }
                     Transport::Tcp => {
                         let listener = TcpListener::bind(l.addr).await.map_err(err)?;

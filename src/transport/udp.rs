@@ -1,14 +1,19 @@
-//! The UDP listener of a realm: one socket, one reader task.
+//! The UDP listener of a realm: one socket, one reader task. The reader screens sources
+//! before anything is queued for the engine: a datagram from an address that is neither the
+//! realm's core nor one of its partners is counted and dropped at the cost of one set lookup,
+//! so a flood from unknown sources neither fills the engine's queue nor, by its depth, makes
+//! the border shed real calls as overloaded.
 
-use super::Inbox;
+use std::collections::HashSet;
 use std::io;
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::UdpSocket;
 
-use super::Received;
+use super::{Inbox, Received};
 use crate::config::Transport;
 use crate::sip::Limits;
 use crate::transaction::Flow;
@@ -24,11 +29,55 @@ pub(super) fn socket(addr: SocketAddr) -> io::Result<UdpSocket> {
     UdpSocket::from_std(sock.into())
 }
 
-pub(super) async fn reader(realm: usize, sock: Arc<UdpSocket>, events: Inbox, limits: Limits) {
+/// Who a realm's UDP listener lets through to the engine, and how many it did not.
+#[derive(Debug, Default)]
+pub struct Screen {
+    allowed: RwLock<HashSet<IpAddr>>,
+    dropped: AtomicU64,
+}
+
+impl Screen {
+    pub fn new(allowed: impl IntoIterator<Item = IpAddr>) -> Screen {
+        Screen {
+            allowed: RwLock::new(allowed.into_iter().collect()),
+            dropped: AtomicU64::new(0),
+        }
+    }
+
+    pub fn set(&self, allowed: impl IntoIterator<Item = IpAddr>) {
+        *self.allowed.write().unwrap_or_else(|p| p.into_inner()) = allowed.into_iter().collect();
+    }
+
+    fn admits(&self, ip: IpAddr) -> bool {
+        let ok = self
+            .allowed
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&ip);
+        if !ok {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+        ok
+    }
+
+    /// Datagrams dropped since the last call.
+    pub fn take_dropped(&self) -> u64 {
+        self.dropped.swap(0, Ordering::Relaxed)
+    }
+}
+
+pub(super) async fn reader(
+    realm: usize,
+    sock: Arc<UdpSocket>,
+    events: Inbox,
+    limits: Limits,
+    screen: Arc<Screen>,
+) {
     // One byte more than the cap, so an oversized datagram is seen as such, not truncated.
     let mut buf = vec![0u8; limits.max_message_size.saturating_add(1).max(2048)];
     loop {
         match sock.recv_from(&mut buf).await {
+            Ok((_, remote)) if !screen.admits(remote.ip()) => {}
             Ok((n, remote)) => {
                 let flow = Flow {
                     realm,
@@ -50,5 +99,42 @@ pub(super) async fn reader(realm: usize, sock: Arc<UdpSocket>, events: Inbox, li
                 tracing::debug!("udp receive error: {e}");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Real sockets on loopback: only the allowed source's datagram reaches the queue, the
+    /// other is counted; a new allowed set takes effect at once.
+    #[tokio::test]
+    async fn unknown_sources_never_reach_the_queue() {
+        let sock = Arc::new(socket("127.0.0.1:0".parse().unwrap()).unwrap());
+        let to = sock.local_addr().unwrap();
+        let screen = Arc::new(Screen::new(["127.0.0.1".parse().unwrap()]));
+        let (tx, mut rx) = mpsc::channel(16);
+        let limits = Limits::default();
+        tokio::spawn(reader(0, sock, tx, limits, screen.clone()));
+        let stranger = std::net::UdpSocket::bind("127.0.0.77:0").unwrap();
+        let friend = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        stranger.send_to(b"from a stranger", to).unwrap();
+        friend.send_to(b"from a friend", to).unwrap();
+        let got = tokio::time::timeout(std::time::Duration::from_secs(2), rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        let Received::Message { bytes, .. } = got else {
+            panic!("a message")
+        };
+        assert_eq!(bytes, b"from a friend");
+        assert_eq!(screen.take_dropped(), 1);
+        screen.set(["127.0.0.77".parse().unwrap()]);
+        stranger.send_to(b"now known", to).unwrap();
+        let got = tokio::time::timeout(std::time::Duration::from_secs(2), rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(matches!(got, Received::Message { bytes, .. } if bytes == b"now known"));
     }
 }

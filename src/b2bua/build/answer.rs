@@ -129,6 +129,9 @@ impl Border {
         let status = resp.status().unwrap_or(0);
         if status >= 200 && self.tx.server_pending(stx) {
             if let Some((method, realm, party)) = self.stx_origin.remove(&stx) {
+                if let crate::b2bua::Party::Peer(p) = party {
+                    self.partners.pending(p, false);
+                }
                 let from = self.origin(realm, party);
                 self.emit(Event::RequestAnswered {
                     method,

@@ -16,6 +16,8 @@ pub(super) struct RawPeer {
     pub(super) max_calls: usize,
     pub(super) max_cps: u32,
     pub(super) max_rps: u32,
+    pub(super) max_transactions: usize,
+    pub(super) max_bytes_per_second: u32,
     pub(super) dns: PeerDns,
     pub(super) tls: Option<PeerTls>,
     pub(super) origin: PathBuf,
@@ -131,6 +133,14 @@ pub(super) fn peer(cx: &mut Ctx, mut t: Tab, realm: Option<&str>, inline: bool) 
     };
     let max_cps = rate(cx, "max_cps", DEFAULT_PEER_MAX_CPS);
     let max_rps = rate(cx, "max_rps", DEFAULT_PEER_MAX_RPS);
+    let max_transactions = t
+        .int(cx, "max_transactions", 1, u32::MAX as u64)
+        .map(|v| v.v as usize)
+        .unwrap_or(DEFAULT_PEER_MAX_TRANSACTIONS);
+    let max_bytes_per_second = t
+        .int(cx, "max_bytes_per_second", 0, u32::MAX as u64)
+        .map(|v| v.v as u32)
+        .unwrap_or(DEFAULT_PEER_MAX_BYTES_PER_SECOND);
     let headers = headers(cx, &t);
     RawPeer {
         name,
@@ -145,6 +155,8 @@ pub(super) fn peer(cx: &mut Ctx, mut t: Tab, realm: Option<&str>, inline: bool) 
         max_calls,
         max_cps,
         max_rps,
+        max_transactions,
+        max_bytes_per_second,
         dns: super::dns::peer_dns(cx, &t),
         tls,
         origin: cx.srcs[t.src].file.clone(),

@@ -94,6 +94,9 @@ pub(super) fn sip_settings(cx: &mut Ctx, root: &Tab) -> SipSettings {
     if let Some(list) = t.str_list(cx, "extensions") {
         s.extensions = list.v.into_iter().map(|e| e.v).collect();
     }
+    if let Some(v) = t.boolean(cx, "kernel_filter") {
+        s.kernel_filter = v;
+    }
     s
 }
 

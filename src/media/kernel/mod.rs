@@ -112,7 +112,7 @@ mod conntrack;
 mod counters;
 mod flow;
 mod netns;
-mod nft;
+pub(crate) mod nft;
 mod programmer;
 mod ruleset;
 #[cfg(test)]

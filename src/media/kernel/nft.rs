@@ -8,11 +8,11 @@ use std::process::{Command, Stdio};
 use super::KernelError;
 
 /// Runs `nft -f -` with `text` on stdin (one transaction).
-pub(super) fn script(text: &str) -> Result<(), KernelError> {
+pub(crate) fn script(text: &str) -> Result<(), KernelError> {
     run(&["-f", "-"], Some(text)).map(|_| ())
 }
 
-pub(super) fn run(args: &[&str], stdin: Option<&str>) -> Result<Vec<u8>, KernelError> {
+pub(crate) fn run(args: &[&str], stdin: Option<&str>) -> Result<Vec<u8>, KernelError> {
     let mut child = Command::new("nft")
         .args(args)
         .stdin(if stdin.is_some() {

@@ -1,0 +1,117 @@
+//! The kernel-side drop set (`[sip] kernel_filter`): packets to a peer realm's SIP listeners
+//! from sources that are none of its partners are dropped by nftables before they reach
+//! Palisade, and counted (`palisade_sip_kernel_dropped_total{realm}`). [`rules`] builds the
+//! table text from the configuration; this file applies it (`nft -f -`), replaces the sets'
+//! contents on reload, removes the table on stop, and reads the counters on a thread of its
+//! own every second, so the drive loop never waits for `nft`.
+//!
+//! The user-space check stays: whatever the kernel lets through is still classified by the
+//! engine, so a filter that could not be installed costs protection, not correctness.
+
+pub mod rules;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use prometheus::IntCounterVec;
+
+use crate::config::Config;
+use crate::media::kernel::{nft, KernelError};
+use rules::FilterRules;
+
+/// How often the drop counters are read.
+const READ_EVERY: Duration = Duration::from_secs(1);
+
+pub struct KernelFilter {
+    rules: Arc<Mutex<FilterRules>>,
+    stop: Arc<AtomicBool>,
+    reader: Option<JoinHandle<()>>,
+}
+
+fn why(e: KernelError) -> String {
+    match e {
+        KernelError::NotPermitted(s) => format!("needs root or CAP_NET_ADMIN ({s})"),
+        KernelError::NftMissing(s) => format!("cannot run `nft` (install nftables): {s}"),
+        KernelError::Nft { stderr, .. } => format!("nft refused the table: {stderr}"),
+        e => e.to_string(),
+    }
+}
+
+impl KernelFilter {
+    /// Installs the table if the configuration asks for it; `None` when it does not, or
+    /// when it cannot be installed (logged once: the user-space check still drops).
+    pub fn start(cfg: &Config, dropped: IntCounterVec) -> Option<KernelFilter> {
+        if !cfg.sip.kernel_filter {
+            return None;
+        }
+        let rules = FilterRules::from_config(cfg);
+        if let Err(e) = nft::script(&rules.create()) {
+            tracing::warn!(
+                "kernel SIP filter unavailable, unknown sources are dropped in user space only: {}",
+                why(e)
+            );
+            return None;
+        }
+        tracing::info!(table = %rules.table, "kernel SIP filter installed");
+        let rules = Arc::new(Mutex::new(rules));
+        let stop = Arc::new(AtomicBool::new(false));
+        let reader = {
+            let (rules, stop) = (rules.clone(), stop.clone());
+            std::thread::Builder::new()
+                .name("sip-filter-counters".into())
+                .spawn(move || read_counters(&rules, &stop, &dropped))
+                .ok()
+        };
+        Some(KernelFilter {
+            rules,
+            stop,
+            reader,
+        })
+    }
+
+    /// A reload: the partners' addresses are replaced in one transaction; the counters go on.
+    pub fn reload(&self, cfg: &Config) {
+        let new = FilterRules::from_config(cfg);
+        let mut rules = self.rules.lock().unwrap_or_else(|p| p.into_inner());
+        match nft::script(&new.elements()) {
+            Ok(()) => *rules = new,
+            Err(e) => tracing::error!("kernel SIP filter not updated: {}", why(e)),
+        }
+    }
+
+    /// Removes the table (at stop).
+    pub fn stop(mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(r) = self.reader.take() {
+            let _ = r.join();
+        }
+        let rules = self.rules.lock().unwrap_or_else(|p| p.into_inner());
+        match nft::script(&rules.delete()) {
+            Ok(()) => tracing::info!(table = %rules.table, "kernel SIP filter removed"),
+            Err(e) => tracing::warn!("kernel SIP filter not removed: {}", why(e)),
+        }
+    }
+}
+
+fn read_counters(rules: &Mutex<FilterRules>, stop: &AtomicBool, dropped: &IntCounterVec) {
+    while !stop.load(Ordering::Relaxed) {
+        let table = rules
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .table
+            .clone();
+        if let Ok(out) = nft::run(&["-j", "list", "table", "inet", &table], None) {
+            if let Ok(json) = serde_json::from_slice::<serde_json::Value>(&out) {
+                let r = rules.lock().unwrap_or_else(|p| p.into_inner());
+                for (name, packets) in rules::counters(&json) {
+                    if let Some(realm) = r.realm_of_counter(&name) {
+                        super::metrics::raise_to(&dropped.with_label_values(&[realm]), packets);
+                    }
+                }
+            }
+        }
+        std::thread::sleep(READ_EVERY);
+    }
+}
