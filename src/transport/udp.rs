@@ -113,9 +113,9 @@ mod tests {
         let sock = Arc::new(socket("127.0.0.1:0".parse().unwrap()).unwrap());
         let to = sock.local_addr().unwrap();
         let screen = Arc::new(Screen::new(["127.0.0.1".parse().unwrap()]));
-        let (tx, mut rx) = mpsc::channel(16);
+        let (tx, mut rx) = tokio::sync::mpsc::channel(16);
         let limits = Limits::default();
-        tokio::spawn(reader(0, sock, tx, limits, screen.clone()));
+        tokio::spawn(reader(0, sock, Inbox::single(tx), limits, screen.clone()));
         let stranger = std::net::UdpSocket::bind("127.0.0.77:0").unwrap();
         let friend = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         stranger.send_to(b"from a stranger", to).unwrap();
