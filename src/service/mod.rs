@@ -7,6 +7,7 @@ pub mod dns;
 pub mod logging;
 pub mod media;
 pub mod metrics;
+pub mod ng;
 pub mod notify;
 pub mod process;
 mod resolve;
@@ -120,6 +121,7 @@ pub async fn run(cfg: Config, source: ConfigSource) -> anyhow::Result<()> {
     let (ev_tx, mut ev_rx) = mpsc::channel::<Received>(4096);
     let mut transports = Transports::bind(&cfg, ev_tx).await?;
     let mut media = media::MediaPlane::start(&cfg)?;
+    let mut ng = ng::NgListener::bind(&cfg).await?;
     let admin_state = Arc::new(admin::AdminState {
         metrics: metrics::Metrics::new(&cfg.name),
         ready: AtomicBool::new(true),
@@ -215,6 +217,7 @@ pub async fn run(cfg: Config, source: ConfigSource) -> anyhow::Result<()> {
                 }
             }
             _ = sleep => border.handle_timeout(Instant::now()),
+            got = ng::recv(&mut ng) => ng::serve(&mut ng, got, &mut border, &mut media),
             Some((id, result)) = lookup_rx.recv() => {
                 // A TLS target DNS gave must prove the partner the route is for, not merely
                 // any partner of the realm: tell the transport who lives there.
@@ -236,6 +239,9 @@ pub async fn run(cfg: Config, source: ConfigSource) -> anyhow::Result<()> {
                     let idle = media.idle_flows(now);
                     if !idle.is_empty() {
                         border.media_idle(now, &idle);
+                        if let Some(ng) = &mut ng {
+                            ng.media_idle(&mut border, &idle);
+                        }
                     }
                     let flows = media.snapshot();
                     for r in &flows {
