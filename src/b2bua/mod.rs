@@ -420,6 +420,13 @@ impl Border {
         self.anchoring.poll_command()
     }
 
+    /// The TrGW's port pools and command queue, for other control paths that anchor media on
+    /// the same relay (the ng protocol, [`crate::ng`]): their commands come out of
+    /// [`Border::poll_media`] with the B2BUA's, and ports are never given twice.
+    pub fn anchoring_mut(&mut self) -> &mut Anchoring {
+        &mut self.anchoring
+    }
+
     /// Free relay port pairs of a realm.
     pub fn free_media_ports(&self, realm: usize) -> usize {
         self.anchoring.pools.available(realm)

@@ -8,6 +8,7 @@ pub mod kernel_filter;
 pub mod logging;
 pub mod media;
 pub mod metrics;
+pub mod ng;
 pub mod notify;
 pub mod process;
 mod resolve;
@@ -121,6 +122,7 @@ pub async fn run(cfg: Config, source: ConfigSource) -> anyhow::Result<()> {
     let (ev_tx, mut ev_rx) = mpsc::channel::<Received>(4096);
     let mut transports = Transports::bind(&cfg, ev_tx).await?;
     let mut media = media::MediaPlane::start(&cfg)?;
+    let mut ng = ng::NgListener::bind(&cfg).await?;
     let admin_state = Arc::new(admin::AdminState {
         metrics: metrics::Metrics::new(&cfg.name),
         ready: AtomicBool::new(true),
@@ -217,6 +219,7 @@ pub async fn run(cfg: Config, source: ConfigSource) -> anyhow::Result<()> {
                 }
             }
             _ = sleep => border.handle_timeout(Instant::now()),
+            got = ng::recv(&mut ng) => ng::serve(&mut ng, got, &mut border, &mut media),
             Some((id, result)) = lookup_rx.recv() => {
                 // A TLS target DNS gave must prove the partner the route is for, not merely
                 // any partner of the realm: tell the transport who lives there.
@@ -238,6 +241,9 @@ pub async fn run(cfg: Config, source: ConfigSource) -> anyhow::Result<()> {
                     let idle = media.idle_flows(now);
                     if !idle.is_empty() {
                         border.media_idle(now, &idle);
+                        if let Some(ng) = &mut ng {
+                            ng.media_idle(&mut border, &idle);
+                        }
                     }
                     m.screened(border.config(), transports.take_screened());
                     let flows = media.snapshot();
