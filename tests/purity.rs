@@ -4,7 +4,15 @@
 
 use std::path::Path;
 
-const PURE: &[&str] = &["sip", "transaction", "sdp", "b2bua", "routing", "config"];
+const PURE: &[&str] = &[
+    "sip",
+    "transaction",
+    "sdp",
+    "b2bua",
+    "routing",
+    "config",
+    "ng",
+];
 
 const FORBIDDEN: &[&str] = &[
     "tokio",

@@ -148,10 +148,16 @@ pub struct Anchoring {
 
 impl Anchoring {
     pub fn new(cfg: &Config, shard: super::Shard) -> Anchoring {
+        Anchoring::with_flow_ids(cfg, shard.index as u64, shard.count.max(1) as u64)
+    }
+
+    /// Flow ids `first + step`, `first + 2·step`...: for a user of the relay other than the
+    /// shards (the ng control path), whose ids must not meet theirs.
+    pub fn with_flow_ids(cfg: &Config, first: u64, step: u64) -> Anchoring {
         Anchoring {
             pools: PortPools::new(cfg),
-            next_flow: shard.index as u64,
-            flow_step: shard.count.max(1) as u64,
+            next_flow: first,
+            flow_step: step.max(1),
             commands: VecDeque::new(),
         }
     }

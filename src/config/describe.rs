@@ -116,6 +116,33 @@ pub(super) fn describe(c: &Config) -> String {
         // The secret itself is not printed.
         let _ = writeln!(o, "# token = (set)");
     }
+    let n = &c.ng;
+    match n.listen {
+        None => {
+            let _ = writeln!(o, "\n# [ng] off (no table)");
+        }
+        Some(listen) => {
+            let _ = writeln!(o, "\n[ng]");
+            let _ = writeln!(o, "listen = {}", q(&listen.to_string()));
+            let _ = writeln!(
+                o,
+                "sources = {}",
+                list(n.sources.iter().map(|s| s.to_string()))
+            );
+            for (k, v) in &n.directions {
+                let _ = writeln!(o, "directions.{} = {}", q(k), q(v));
+            }
+            if let Some([a, b]) = &n.default_direction {
+                let _ = writeln!(
+                    o,
+                    "default_direction = {}",
+                    list([a.clone(), b.clone()].into_iter())
+                );
+            }
+            let _ = writeln!(o, "max_calls = {}", n.max_calls);
+            let _ = writeln!(o, "reply_cache = {}", n.reply_cache);
+        }
+    }
     describe_dns(&mut o, c);
     for r in &c.realms {
         let _ = writeln!(o, "\n[[realm]]");

@@ -12,10 +12,12 @@ use std::time::Duration;
 
 mod describe;
 mod dns;
+mod ng;
 mod parse;
 mod shard;
 
 pub use dns::{DnsSettings, EnumSettings, PeerDns, PeerRoute};
+pub use ng::{NgSettings, DEFAULT_NG_LISTEN};
 #[cfg(test)]
 mod tests;
 
@@ -416,6 +418,8 @@ pub struct Config {
     pub media: MediaSettings,
     pub service: ServiceSettings,
     pub admin: AdminSettings,
+    /// `[ng]`: rtpengine's control protocol (off unless the table is present).
+    pub ng: NgSettings,
     /// `[dns]`: name servers and resolver limits.
     pub dns: DnsSettings,
     /// `[enum]`: number routing by ENUM; `None` when the table is absent.

@@ -15,6 +15,7 @@
 
 mod checks;
 mod dns;
+mod ng;
 mod reader;
 mod realm;
 mod settings;
@@ -116,6 +117,7 @@ const NODE_KEYS: &[&str] = &[
     "admin",
     "dns",
     "enum",
+    "ng",
     "realm",
 ];
 const SERVICE_KEYS: &[&str] = &["drain_timeout_s", "shards"];
@@ -268,6 +270,11 @@ pub(super) fn parse(text: &str, origin: &Path, read: Reader) -> Result<Config, C
     cross_checks(&mut cx, &root, &home_domains, &realms);
     dns::enum_checks(&mut cx, &enum_routing, &realms);
     media_overlaps(&mut cx, &realms);
+    let realm_names: Vec<String> = realms
+        .iter()
+        .filter_map(|r| r.name.as_ref().map(|n| n.v.clone()))
+        .collect();
+    let ng = ng::ng_settings(&mut cx, &root, &realm_names);
 
     if cx.has_errors() {
         return Err(cx.into_errors());
@@ -336,6 +343,7 @@ pub(super) fn parse(text: &str, origin: &Path, read: Reader) -> Result<Config, C
         media,
         service,
         admin,
+        ng,
         dns,
         enum_routing: enum_routing.map(|(e, _)| e),
         realms,

@@ -34,18 +34,35 @@ impl Config {
     /// part of `max_calls` and of each partner's `max_calls`, `max_cps` and `max_rps`.
     /// With one shard the configuration is returned as it is.
     pub fn shard(&self, index: usize, count: usize) -> Config {
-        let mut c = self.clone();
+        self.shard_in(index, count, count)
+    }
+
+    /// As [`Config::shard`], with the relay ports cut into `slices` (≥ `count`) slices of which
+    /// the shard takes slice `index`: the slices past the shards' are left for another user of
+    /// the relay (the ng control path, see [`Config::port_slice`]).
+    pub fn shard_in(&self, index: usize, count: usize, slices: usize) -> Config {
+        let mut c = self.port_slice(index, slices);
         if count <= 1 {
             return c;
         }
         let n = count as u64;
         c.sip.max_calls = part(c.sip.max_calls as u64, n) as usize;
         for r in &mut c.realms {
-            r.media_ports = port_slice(r.media_ports, index, count);
             for p in &mut r.peers {
                 p.max_calls = part(p.max_calls as u64, n) as usize;
                 p.max_cps = part(u64::from(p.max_cps), n) as u32;
                 p.max_rps = part(u64::from(p.max_rps), n) as u32;
+            }
+        }
+        c
+    }
+
+    /// This configuration with every realm's relay ports cut to slice `index` of `slices`.
+    pub fn port_slice(&self, index: usize, slices: usize) -> Config {
+        let mut c = self.clone();
+        if slices > 1 {
+            for r in &mut c.realms {
+                r.media_ports = port_slice(r.media_ports, index, slices);
             }
         }
         c

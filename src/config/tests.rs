@@ -609,3 +609,28 @@ fn tls_partner_without_trust_is_an_error() {
         ConfigErrors(e.clone())
     );
 }
+
+#[test]
+fn ng_is_off_by_default_and_checked_against_the_realms() {
+    let c = parse_with(NODE, &files(&[])).unwrap();
+    assert_eq!(c.ng.listen, None);
+    let on = format!("{NODE}\n[ng]\ndirections = {{ internal = \"home\" }}\n");
+    let c = parse_with(&on, &files(&[])).unwrap();
+    assert_eq!(c.ng.listen, Some(SocketAddr::from(DEFAULT_NG_LISTEN)));
+    assert_eq!(
+        c.ng.directions,
+        [("internal".to_string(), "home".to_string())]
+    );
+    let e = one_error(&format!("{NODE}\n[ng]\ndirections = {{ x = \"mars\" }}\n"));
+    assert_eq!(
+        (e.field.as_str(), e.kind),
+        ("ng.directions.x", Kind::BadValue)
+    );
+    assert!(e.message.contains("`mars` is not a realm"), "{}", e.message);
+    let e = one_error(&format!("{NODE}\n[ng]\nlisten = \"192.0.2.1:22223\"\n"));
+    assert_eq!((e.field.as_str(), e.kind), ("ng.listen", Kind::Conflict));
+    let ok = format!("{NODE}\n[ng]\nlisten = \"192.0.2.1:22223\"\nsources = [\"192.0.2.9\"]\n");
+    assert!(parse_with(&ok, &files(&[])).is_ok());
+    let e = one_error(&format!("{NODE}\n[ng]\ndefault_direction = [\"home\"]\n"));
+    assert_eq!(e.field, "ng.default_direction");
+}

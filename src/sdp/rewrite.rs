@@ -156,6 +156,35 @@ impl Sdp {
     }
 }
 
+/// The ICE attributes (RFC 8839 §5) an `ICE=remove` request of the ng protocol strips.
+const ICE_ATTRS: &[&str] = &[
+    "candidate",
+    "remote-candidates",
+    "end-of-candidates",
+    "ice-ufrag",
+    "ice-pwd",
+    "ice-options",
+    "ice-lite",
+    "ice-mismatch",
+    "ice-pacing",
+];
+
+impl Sdp {
+    /// The body without any ICE attribute, at session and media level (rtpengine's
+    /// `ICE=remove`: the far side then sends media straight to the relay address without
+    /// connectivity checks).
+    pub fn without_ice(&self) -> Sdp {
+        Sdp {
+            lines: self
+                .lines
+                .iter()
+                .filter(|l| !ICE_ATTRS.iter().any(|a| is_attr(l, a)))
+                .cloned()
+                .collect(),
+        }
+    }
+}
+
 /// Lines that carry text about the session's people, sites and software rather than the
 /// session (RFC 4566 §5.4-5.6 `i=`, `u=`, `e=`, `p=`; `a=tool`), or hosts (`a=path`).
 fn is_text_field(line: &str) -> bool {

@@ -213,3 +213,23 @@ fn rewrite_of_a_declined_msrp_stream_keeps_no_path() {
     assert!(text.contains("m=message 0 TCP/MSRP *"), "{text}");
     assert!(!text.contains("10.1.1.1"), "{text}");
 }
+
+#[test]
+fn without_ice_strips_every_ice_attribute_and_keeps_the_rest() {
+    let body = "v=0\no=- 1 1 IN IP4 10.1.1.1\ns=-\na=ice-lite\na=ice-options:trickle\nc=IN IP4 10.1.1.1\nt=0 0\nm=audio 4000 RTP/AVP 0\na=ice-ufrag:abcd\na=ice-pwd:0123456789abcdefghijkl\na=candidate:1 1 udp 2130706431 10.1.1.1 4000 typ host\na=end-of-candidates\na=rtpmap:0 PCMU/8000\na=sendrecv\n";
+    let out = sdp(body).without_ice();
+    let text: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        text,
+        [
+            "v=0",
+            "o=- 1 1 IN IP4 10.1.1.1",
+            "s=-",
+            "c=IN IP4 10.1.1.1",
+            "t=0 0",
+            "m=audio 4000 RTP/AVP 0",
+            "a=rtpmap:0 PCMU/8000",
+            "a=sendrecv"
+        ]
+    );
+}

@@ -8,6 +8,7 @@ pub mod kernel_filter;
 pub mod logging;
 pub mod media;
 pub mod metrics;
+pub mod ng;
 pub mod notify;
 pub mod process;
 mod resolve;
@@ -127,6 +128,9 @@ pub async fn run(cfg: Config, source: ConfigSource) -> anyhow::Result<()> {
         (0..count).map(|_| mpsc::channel::<Received>(4096)).unzip();
     let mut transports = Transports::bind(&cfg, Inbox::new(ctl_tx, inputs)).await?;
     let mut media = media::MediaPlane::start(&cfg)?;
+    // The ng control path anchors on the relay too, with the last slice of the relay ports.
+    let slices = count + usize::from(cfg.ng.listen.is_some());
+    let mut ng = ng::NgListener::bind(&cfg, count, slices).await?;
     let admin_state = Arc::new(admin::AdminState {
         metrics: metrics::Metrics::new(&cfg.name),
         ready: AtomicBool::new(true),
@@ -157,7 +161,7 @@ pub async fn run(cfg: Config, source: ConfigSource) -> anyhow::Result<()> {
         let gauges = Arc::new(shard::Gauges::default());
         tokio::spawn(shard::run(shard::Parts {
             index,
-            border: shard::engine(&cfg, index, count),
+            border: shard::engine(&cfg, index, count, slices),
             input,
             control: control_rx,
             out: out_tx.clone(),
@@ -219,16 +223,28 @@ pub async fn run(cfg: Config, source: ConfigSource) -> anyhow::Result<()> {
                 }
             }
             Some(batch) = out_rx.recv() => perform(batch, &shards, &mut transports, &mut media),
+            got = ng::recv(&mut ng) => ng::serve(&mut ng, got, &mut media),
             _ = media_tick.tick() => {
                 let now = Instant::now();
                 media.poll(now);
                 if now.duration_since(last_idle_check) >= IDLE_CHECK {
                     last_idle_check = now;
                     let idle = media.idle_flows(now);
-                    // Flow ids are the shard's index modulo the count (`b2bua::media`).
+                    // Flow ids are the shard's index modulo the count (`b2bua::media`); the ng
+                    // control path's are apart (`ng::FLOW_BASE`).
                     let mut per_shard = vec![std::collections::HashSet::new(); count];
+                    let mut of_ng = std::collections::HashSet::new();
                     for id in idle {
-                        per_shard[(id.0 % count as u64) as usize].insert(id);
+                        if id.0 >= ng::FLOW_BASE {
+                            of_ng.insert(id);
+                        } else {
+                            per_shard[(id.0 % count as u64) as usize].insert(id);
+                        }
+                    }
+                    if let Some(ng) = &mut ng {
+                        if !of_ng.is_empty() {
+                            ng.media_idle(&of_ng, &mut media);
+                        }
                     }
                     for (s, idle) in shards.iter().zip(per_shard) {
                         if !idle.is_empty() {
@@ -277,7 +293,7 @@ pub async fn run(cfg: Config, source: ConfigSource) -> anyhow::Result<()> {
             _ = watchdog.tick(), if watchdog_every.is_some() => notify.send("WATCHDOG=1"),
             _ = hup.recv() => {
                 notify.reloading();
-                let (result, applied) = reload(&source, &current, &shards, &mut transports, m).await;
+                let (result, applied) = reload(&source, &current, &shards, slices, &mut transports, m).await;
                 if let Some((new, sources)) = applied {
                     current = new;
                     if let Some(f) = &filter { f.reload(&current) }
@@ -429,6 +445,7 @@ async fn reload(
     source: &ConfigSource,
     old: &Config,
     shards: &[shard::Handle],
+    slices: usize,
     transports: &mut Transports,
     m: &metrics::Metrics,
 ) -> (
@@ -482,7 +499,7 @@ async fn reload(
     let mut answers = Vec::new();
     for (i, s) in shards.iter().enumerate() {
         let (tx, rx) = oneshot::channel();
-        let share = Arc::new(new.shard(i, shards.len()));
+        let share = Arc::new(new.shard_in(i, shards.len(), slices));
         if s.control
             .send(shard::Control::Reconfigure(share, tx))
             .is_ok()

@@ -103,9 +103,10 @@ pub struct Parts {
 /// How often a shard refreshes the partner table the coordinator shows in `/status`.
 const STATUS_EVERY: Duration = Duration::from_secs(1);
 
-/// Makes shard `index` of `count` for a configuration.
-pub fn engine(cfg: &Config, index: usize, count: usize) -> Border {
-    let share = Arc::new(cfg.shard(index, count));
+/// Makes shard `index` of `count` for a configuration, its relay ports slice `index` of
+/// `slices` (one more than the shards when the ng control path takes a slice too).
+pub fn engine(cfg: &Config, index: usize, count: usize, slices: usize) -> Border {
+    let share = Arc::new(cfg.shard_in(index, count, slices));
     let shard = crate::b2bua::Shard { index, count };
     Border::sharded(share, rand::random::<u64>(), Box::new(DnsRouter), shard)
 }
