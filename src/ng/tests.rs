@@ -78,7 +78,7 @@ impl T {
         let cfg = cfg();
         T {
             server: Server::new(&cfg),
-            anchoring: Anchoring::new(&cfg),
+            anchoring: Anchoring::new(&cfg, crate::b2bua::Shard::ONE),
             n: 0,
         }
     }
