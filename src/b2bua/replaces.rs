@@ -23,6 +23,9 @@ pub(super) enum RefError {
     /// toward where the request goes (its identifiers would mean nothing there, and would be
     /// another party's).
     Unknown,
+    /// The destination's `headers.allow` does not name it (403): dropping it would turn a
+    /// takeover or a join into a plain new call to a party already in the call.
+    NotAllowed,
 }
 
 /// The dialog-naming headers of an INVITE that are translated (both are never copied, see
@@ -89,9 +92,15 @@ impl Border {
         from: (usize, Party),
         to: (usize, Party),
     ) -> Result<Vec<(&'static str, String)>, RefError> {
+        let allow = &self.party_headers(to.0, to.1).allow;
         Self::dialog_refs(msg)?
             .into_iter()
-            .map(|(name, r)| Ok((name, self.translate_ref(&r, from, to)?.to_string())))
+            .map(|(name, r)| {
+                if !allow.iter().any(|a| a.eq_ignore_ascii_case(name)) {
+                    return Err(RefError::NotAllowed);
+                }
+                Ok((name, self.translate_ref(&r, from, to)?.to_string()))
+            })
             .collect()
     }
 
@@ -168,7 +177,7 @@ impl RefError {
         match (self, refer) {
             (RefError::Malformed, _) => 400,
             (RefError::Unknown, false) => 481,
-            (RefError::Unknown, true) => 403,
+            (RefError::Unknown, true) | (RefError::NotAllowed, _) => 403,
         }
     }
 }

@@ -75,7 +75,7 @@ fn minimal_node_gets_defaults() {
         vec!["127.0.10.1".parse::<IpAddr>().unwrap()]
     );
     assert_eq!(home.trust, Trust::Trusted);
-    assert_eq!(home.headers.allow.len(), 37);
+    assert_eq!(home.headers.allow.len(), 38);
     assert!(home.headers.bodies.iter().any(|b| b == "application/sdp"));
     assert_eq!(home.listen[1].transport, Transport::Tcp);
     let ic = c.realm("interconnect").unwrap();
