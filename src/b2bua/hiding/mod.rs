@@ -4,7 +4,7 @@
 
 use super::privacy::{screened_history, without_display_name, Privacy, HISTORY};
 use crate::config::{Config, HeaderPolicy, Trust};
-use crate::sip::{Headers, Message, NameAddr, Uri};
+use crate::sip::{split_commas, Headers, Message, NameAddr, Uri};
 
 mod bodies;
 pub use bodies::copy_body;
@@ -167,6 +167,18 @@ pub fn copy_screened(src: &Message, dst: &mut Headers, crossing: Crossing<'_>) {
                     v = without_display_name(&v);
                 }
                 dst.push(name, v);
+                continue;
+            }
+        }
+        // RFC 3325: within the trust domain the asserted identity crosses, but its URIs name
+        // hosts like From/To do (an S-CSCF, an address): toward a peer they get public hosts.
+        if is_in(TRUST_DOMAIN_ONLY, name) {
+            if let Some((domains, domain)) = crossing.public {
+                let ids: Vec<String> = split_commas(&h.value)
+                    .into_iter()
+                    .map(|id| identity_for_leg(id, true, domains, domain))
+                    .collect();
+                dst.push(name, ids.join(", "));
                 continue;
             }
         }
