@@ -8,10 +8,15 @@
 //! the border is stood for by this border, so `to-tag` is our local tag there and `from-tag` the
 //! sender's side's tag; on the other leg the roles turn: `to-tag` becomes that leg's remote tag
 //! and `from-tag` our local tag. The same rule holds whichever side set the dialog up.
+//!
+//! A dialog-info document (RFC 4235) names dialogs the same way, from its notifier's side
+//! (`local-tag` the notifier's, `remote-tag` its peer's): [`Border::dialog_view`] gives the
+//! destination's leg of the same call, with the border as the notifier there.
 
 #[allow(unused_imports)]
 use super::*;
 
+use crate::b2bua::hiding::DialogIds;
 use crate::sip::Replaces;
 
 /// Why a dialog reference cannot cross.
@@ -155,6 +160,43 @@ impl Border {
 }
 
 impl Border {
+    /// A dialog that a dialog-info body from `from` names (see [`DialogIds`]), as the party `to`
+    /// knows the same call: the dialog is one of this border's legs toward `from` (our tag as
+    /// `remote-tag`, the sender's side's as `local-tag`) whose other leg faces `to`; there the
+    /// border stands for the notifier, so `local-tag` is our tag and `remote-tag` the far
+    /// party's. `current` is a session taken out of the table while its message is built.
+    pub(super) fn dialog_view(
+        &self,
+        current: Option<&Session>,
+        from: (usize, Party),
+        to: (usize, Party),
+        d: &DialogIds,
+    ) -> Option<DialogIds> {
+        let names = |l: &Leg| l.call_id == d.call_id && l.local_tag == d.remote_tag;
+        let legs = match current.filter(|s| s.legs.iter().any(names)) {
+            Some(s) => &s.legs,
+            None => {
+                let key = (d.call_id.clone(), d.remote_tag.clone());
+                let &(sid, _) = self.dialogs.get(&key)?;
+                &self.sessions.get(&sid)?.legs
+            }
+        };
+        let side = legs.iter().position(names)?;
+        let (leg, other) = (&legs[side], &legs[1 - side]);
+        let faces = |l: &Leg, end: (usize, Party)| (l.realm, l.party) == end;
+        if !faces(leg, from) || leg.remote_tag.as_deref() != Some(d.local_tag.as_str()) {
+            return None;
+        }
+        if !faces(other, to) {
+            return None;
+        }
+        Some(DialogIds {
+            call_id: other.call_id.clone(),
+            local_tag: other.local_tag.clone(),
+            remote_tag: other.remote_tag.clone()?,
+        })
+    }
+
     /// Answers a request whose dialog reference cannot cross (`refer`: the reference is a
     /// Refer-To's embedded Replaces, see [`Border::refer_to_for`]).
     pub(super) fn refuse_ref(

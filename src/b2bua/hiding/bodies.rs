@@ -18,19 +18,14 @@ use crate::sip::{ContentType, Headers, Message};
 ///
 /// A `multipart/mixed` body (SIP-I: SDP + ISUP) is screened part by part with the same rules
 /// (see [`screen_multipart`]); its SDP part is anchored afterwards like a plain SDP body.
-pub fn copy_body(
-    src: &Message,
-    dst_headers: &mut Headers,
-    allowed: &[String],
-    public: Option<(&[String], &str)>,
-) -> Vec<u8> {
+pub fn copy_body(src: &Message, dst_headers: &mut Headers, rules: BodyRules<'_>) -> Vec<u8> {
     if src.body.is_empty() {
         return Vec::new();
     }
     let Some(ct) = src.headers.get("Content-Type") else {
         return Vec::new();
     };
-    match screen_body(ct, &src.body, BodyRules { allowed, public }) {
+    match screen_body(ct, &src.body, rules) {
         Some((ct, body)) => {
             dst_headers.push("Content-Type", ct);
             body
@@ -39,16 +34,32 @@ pub fn copy_body(
     }
 }
 
-/// The destination's body list and, toward a peer, the public domains (see [`copy_body`]).
+/// What the destination may get of a body (see [`copy_body`]).
 #[derive(Clone, Copy)]
-struct BodyRules<'a> {
-    allowed: &'a [String],
-    public: Option<(&'a [String], &'a str)>,
+pub struct BodyRules<'a> {
+    /// The destination's `headers.bodies`.
+    pub allowed: &'a [String],
+    /// Toward a peer: the public domains and the one that replaces other hosts.
+    pub public: Option<(&'a [String], &'a str)>,
+    /// A dialog as the sender names it in a dialog-info document → as the destination knows
+    /// it; `None` when no dialog between them crosses this border ([`DialogIds`]).
+    pub dialogs: &'a dyn Fn(&DialogIds) -> Option<DialogIds>,
+}
+
+/// A dialog as a dialog-info document names it (RFC 4235 §4.1.1): from the notifier's side,
+/// `local-tag` is the notifier's tag and `remote-tag` its peer's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DialogIds {
+    pub call_id: String,
+    pub local_tag: String,
+    pub remote_tag: String,
 }
 
 /// What of a body of type `ct` may cross (its Content-Type and content), per [`copy_body`].
 fn screen_body(ct: &str, body: &[u8], rules: BodyRules<'_>) -> Option<(String, Vec<u8>)> {
-    let BodyRules { allowed, public } = rules;
+    let BodyRules {
+        allowed, public, ..
+    } = rules;
     let media_type = ct.split(';').next().unwrap_or("").trim();
     if media_type.eq_ignore_ascii_case("multipart/mixed") {
         return screen_multipart(ct, body, rules);
@@ -71,13 +82,15 @@ fn screen_body(ct: &str, body: &[u8], rules: BodyRules<'_>) -> Option<(String, V
     ]
     .iter()
     .any(|t| t.eq_ignore_ascii_case(media_type));
-    if let (true, Some((domains, domain))) = (xml_info, public) {
-        let text = std::str::from_utf8(body).ok()?;
-        let mut text = public_uris(text, domains, domain);
+    if xml_info {
+        let mut text = std::str::from_utf8(body).ok()?.to_string();
         if media_type.eq_ignore_ascii_case("application/dialog-info+xml") {
-            // RFC 4235 §4.1.1: a dialog's `call-id` and tags are optional, and they are the far
-            // leg's (or another dialog's) identifiers: they stay home.
-            text = without_attributes(&text, &["call-id", "local-tag", "remote-tag"]);
+            // RFC 4235 §4.1.1: a dialog's `call-id` and tags are the sender's leg's: they are
+            // translated to the destination's leg of the same call, or stay home.
+            text = translated_dialogs(&text, rules.dialogs);
+        }
+        if let Some((domains, domain)) = public {
+            text = public_uris(&text, domains, domain);
         }
         return Some((ct.to_string(), text.into_bytes()));
     }
@@ -186,39 +199,152 @@ fn public_uris(text: &str, domains: &[String], domain: &str) -> String {
     out
 }
 
-/// An XML text without the attributes named (` name="value"` or `name='value'`, the whitespace
-/// before included). Names compare exactly, as XML's do.
-fn without_attributes(text: &str, names: &[&str]) -> String {
+/// The dialog identifiers that `call-id`, `local-tag` and `remote-tag` attributes name (on a
+/// `<dialog>`, and on its `<replaces>` of RFC 4235 §4.1.6), each start tag's three rewritten as
+/// `dialogs` maps them, or removed when it maps them to nothing (or some are missing). A
+/// `<dialog>`'s `id`, which notifiers often build from the same values, has them replaced too
+/// (by `-` when removed), so it stays the same across NOTIFYs and names nothing.
+fn translated_dialogs(text: &str, dialogs: &dyn Fn(&DialogIds) -> Option<DialogIds>) -> String {
+    const IDS: [&str; 3] = ["call-id", "local-tag", "remote-tag"];
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
-    'scan: while !rest.is_empty() {
-        for (i, c) in rest.char_indices() {
-            if !c.is_whitespace() {
-                continue;
-            }
-            let after = &rest[i + c.len_utf8()..];
-            let Some(name) = names
-                .iter()
-                .find(|n| after.starts_with(**n) && after[n.len()..].trim_start().starts_with('='))
-            else {
-                continue;
-            };
-            let value = after[name.len()..].trim_start()[1..].trim_start();
-            let Some(quote) = value.chars().next().filter(|q| *q == '"' || *q == '\'') else {
-                continue;
-            };
-            let Some(end) = value[1..].find(quote) else {
-                continue;
-            };
-            out.push_str(&rest[..i]);
-            // Past the closing quote: `value` is a suffix of `rest`.
-            rest = &value[1 + end + 1..];
-            continue 'scan;
+    while let Some(lt) = rest.find('<') {
+        out.push_str(&rest[..lt]);
+        rest = &rest[lt..];
+        let Some((tag, len)) = StartTag::parse(rest) else {
+            out.push('<');
+            rest = &rest[1..];
+            continue;
+        };
+        rest = &rest[len..];
+        let value = |name: &str| tag.attrs.iter().find(|a| a.0 == name).map(|a| a.2.as_str());
+        if !IDS.iter().any(|n| value(n).is_some()) {
+            out.push_str(&tag.original);
+            continue;
         }
-        out.push_str(rest);
-        break;
+        let named = match (value(IDS[0]), value(IDS[1]), value(IDS[2])) {
+            (Some(c), Some(l), Some(r)) => Some(DialogIds {
+                call_id: xml_unescape(c),
+                local_tag: xml_unescape(l),
+                remote_tag: xml_unescape(r),
+            }),
+            _ => None,
+        };
+        let mapped = named.as_ref().and_then(dialogs);
+        let before: Vec<String> = IDS
+            .iter()
+            .map(|n| value(n).map(xml_unescape).unwrap_or_default())
+            .collect();
+        let after: Vec<&str> = match &mapped {
+            Some(d) => vec![&d.call_id, &d.local_tag, &d.remote_tag],
+            None => Vec::new(),
+        };
+        out.push('<');
+        out.push_str(&tag.name);
+        for (name, quote, v) in &tag.attrs {
+            let v = match IDS.iter().position(|n| n == name) {
+                Some(k) => match &mapped {
+                    Some(_) => after[k].to_string(),
+                    None => continue,
+                },
+                None if name == "id" && tag.name == "dialog" => {
+                    let mut id = xml_unescape(v);
+                    for (k, old) in before.iter().enumerate().filter(|(_, o)| !o.is_empty()) {
+                        id = id.replace(old.as_str(), after.get(k).copied().unwrap_or("-"));
+                    }
+                    id
+                }
+                None => {
+                    out.push_str(&format!(" {name}={quote}{v}{quote}"));
+                    continue;
+                }
+            };
+            out.push_str(&format!(" {name}={quote}{}{quote}", xml_escape(&v)));
+        }
+        out.push_str(&tag.end);
     }
+    out.push_str(rest);
     out
+}
+
+/// An XML start tag as [`translated_dialogs`] reads it.
+struct StartTag {
+    name: String,
+    /// (name, quote character, value as written).
+    attrs: Vec<(String, char, String)>,
+    /// `>` or `/>`.
+    end: String,
+    original: String,
+}
+
+impl StartTag {
+    /// The start tag at the beginning of `text` and its length; `None` for anything else (an end
+    /// tag, a comment, a declaration, a malformed tag).
+    fn parse(text: &str) -> Option<(StartTag, usize)> {
+        let body = text.strip_prefix('<')?;
+        let name_len = body
+            .find(|c: char| c.is_whitespace() || c == '>' || c == '/')
+            .unwrap_or(body.len());
+        let name = &body[..name_len];
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_alphanumeric() || "-_.:".contains(c))
+        {
+            return None;
+        }
+        let mut at = 1 + name_len;
+        let mut attrs = Vec::new();
+        loop {
+            let tail = &text[at..];
+            let trimmed = tail.trim_start();
+            at += tail.len() - trimmed.len();
+            for end in ["/>", ">"] {
+                if trimmed.starts_with(end) {
+                    let len = at + end.len();
+                    let tag = StartTag {
+                        name: name.to_string(),
+                        attrs,
+                        end: end.to_string(),
+                        original: text[..len].to_string(),
+                    };
+                    return Some((tag, len));
+                }
+            }
+            let (attr, after) = trimmed.split_once('=')?;
+            let attr = attr.trim_end();
+            if attr.is_empty() || attr.contains(|c: char| c.is_whitespace() || c == '>') {
+                return None;
+            }
+            let after_trim = after.trim_start();
+            let quote = after_trim
+                .chars()
+                .next()
+                .filter(|q| *q == '"' || *q == '\'')?;
+            let close = after_trim[1..].find(quote)?;
+            attrs.push((
+                attr.to_string(),
+                quote,
+                after_trim[1..1 + close].to_string(),
+            ));
+            at = text.len() - after_trim.len() + 1 + close + 1;
+        }
+    }
+}
+
+fn xml_unescape(v: &str) -> String {
+    v.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&apos;", "'")
+        .replace("&amp;", "&")
+}
+
+fn xml_escape(v: &str) -> String {
+    v.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&apos;")
 }
 
 /// The first `sip:` or `sips:` in an already lower-cased text.
@@ -245,4 +371,45 @@ fn sipfrag_status(body: &[u8]) -> Option<String> {
         "SIP/2.0 {code} {}\r\n",
         reason_phrase(map_status(code))
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dialog_ids_are_translated_removed_or_left_and_odd_xml_survives() {
+        let map = |d: &DialogIds| {
+            (d.call_id == "c1").then(|| DialogIds {
+                call_id: "C<1>".into(),
+                local_tag: "L".into(),
+                remote_tag: "R".into(),
+            })
+        };
+        let text = "<d:x a='>'/><!-- <dialog call-id='c9'> --><dialog id=\"c1x\" call-id=\"c1\" local-tag=\"l\" remote-tag=\"r\">\
+            <dialog id='c2' call-id='c2' local-tag='l' remote-tag='r'/><replaces call-id='c1'/>";
+        let out = translated_dialogs(text, &map);
+        // Even in a comment, a dialog's identifiers do not cross untranslated.
+        assert!(out.starts_with("<d:x a='>'/><!-- <dialog> -->"), "{out}");
+        assert!(
+            out.contains(
+                "<dialog id=\"C&lt;1>x\" call-id=\"C&lt;1>\" local-tag=\"L\" remote-tag=\"R\">"
+            ),
+            "{out}"
+        );
+        assert!(out.contains("<dialog id='-'/>"), "{out}");
+        assert!(
+            out.contains("<replaces/>"),
+            "a partial reference names nothing: {out}"
+        );
+        for odd in [
+            "<",
+            "<dialog call-id='",
+            "<dialog call-id=x>",
+            "a<b",
+            "<dialog\u{e9} call-id='c1'>",
+        ] {
+            let _ = translated_dialogs(odd, &map);
+        }
+    }
 }

@@ -7,7 +7,7 @@ use crate::config::{Config, HeaderPolicy, Trust};
 use crate::sip::{split_commas, Headers, Message, NameAddr, Uri};
 
 mod bodies;
-pub use bodies::copy_body;
+pub use bodies::{copy_body, BodyRules, DialogIds};
 
 /// Headers the B2BUA builds itself for each leg; the received values never cross.
 const BUILT_PER_LEG: &[&str] = &[
