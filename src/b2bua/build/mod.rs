@@ -501,6 +501,18 @@ impl Border {
         req.get_mut().headers.set(name, value);
     }
 
+    /// A header of the border's own on a request it builds (a NOTIFY of a REFER it handles).
+    pub(in crate::b2bua) fn set_own(req: &mut Sealed, name: &'static str, value: String) {
+        req.get_mut().headers.set(name, value);
+    }
+
+    /// A body of the border's own (a sipfrag it writes, an SDP already anchored).
+    pub(in crate::b2bua) fn set_own_body(req: &mut Sealed, content_type: &str, body: Vec<u8>) {
+        let m = req.get_mut();
+        m.headers.set("Content-Type", content_type.to_string());
+        m.body = body;
+    }
+
     /// RFC 3515 §2.4.6: the `id` of a refer NOTIFY's Event names the REFER by its CSeq, which
     /// the border renumbers per leg; the mapped value is set here.
     pub(in crate::b2bua) fn set_event(req: &mut Sealed, event: &crate::sip::Event) {
