@@ -395,7 +395,7 @@ fn example_files_load() {
     assert_eq!(c_peer.name, "operator-c");
     assert_eq!(c_peer.trust, Trust::Untrusted);
     assert_eq!(c_peer.allowed_methods.len(), 12);
-    assert_eq!(c_peer.headers.allow.len(), 17);
+    assert_eq!(c_peer.headers.allow.len(), 18);
     assert_eq!(c.sip, config::SipSettings::default());
 }
 
