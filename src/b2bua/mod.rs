@@ -39,6 +39,7 @@ pub use snapshot::{
     CallSnapshot, LegSnapshot, PartySnapshot, RestoreError, SnapshotError, SNAPSHOT_VERSION,
 };
 mod timers;
+mod transfer;
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -215,6 +216,8 @@ pub struct Border {
     stx_origin: HashMap<ServerTxId, (Method, usize, Party)>,
     /// New requests get 503 ([`Border::begin_drain`], `drain.rs`).
     draining: bool,
+    /// REFERs the border handles as the referee, by session (`transfer.rs`).
+    transfers: HashMap<u64, transfer::Transfer>,
 }
 
 fn tag_of(value: Option<&str>) -> Option<String> {
@@ -326,6 +329,7 @@ impl Border {
             events_lost: 0,
             stx_origin: HashMap::new(),
             draining: false,
+            transfers: HashMap::new(),
         }
     }
 
@@ -409,7 +413,11 @@ impl Border {
         let (c, s) = self.tx.len();
         (
             self.sessions.len(),
-            self.dialogs.len() + self.invites.len() + self.stx_origin.len() + self.parked_len(),
+            self.dialogs.len()
+                + self.invites.len()
+                + self.stx_origin.len()
+                + self.parked_len()
+                + self.transfers_len(),
             self.pending.len(),
             c + s,
         )

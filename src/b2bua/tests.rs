@@ -1258,3 +1258,4 @@ mod refer_policy;
 mod replaces;
 mod snapshot;
 mod tls_identity;
+mod transfer;
