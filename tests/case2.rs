@@ -27,6 +27,9 @@
 //! - `attended_transfer`: Cindy holds a call with Alice and one with Bob and transfers (REFER
 //!   with Replaces in Refer-To); the Replaces that reaches Alice must name A's own leg (the
 //!   border translates it), and Alice and Bob then talk, tones detected both ways.
+//! - `refer_terminated`: A's policy for B says `refer = "terminate"`; Cindy calls Alice, Alice
+//!   blind-transfers her to Bob, A's border answers the REFER and calls Bob itself; no REFER
+//!   reaches Cindy, Bob is offered the relay port Alice had, Cindy and Bob hear each other.
 
 #[allow(dead_code)] // the two-party run loop of tests/webrtc.rs
 #[path = "webrtc/client.rs"]
@@ -924,6 +927,133 @@ fn attended_transfer() -> R<()> {
     with_lab(&lab::shipped_dir(), "userspace-transfer", transfer)
 }
 
+// ---------------------------------------------------------------- REFER terminated at A
+
+/// A copy of the lab files in which A's policy for B says `refer = "terminate"`.
+fn terminate_dir() -> R<std::path::PathBuf> {
+    let dir = work_dir().join("lab-refer-terminate");
+    let _ = std::fs::remove_dir_all(&dir);
+    let patch = |p: &Path, text: String| {
+        if p.ends_with("operator-a/operator-b.toml") {
+            format!("refer = \"terminate\"\n{text}")
+        } else {
+            text
+        }
+    };
+    common::labfiles::copy_dir(&lab::shipped_dir(), &dir, &patch)?;
+    Ok(dir)
+}
+
+/// Cindy calls Alice; Alice transfers her to Bob with a blind REFER, which A's border (its
+/// policy for B says `refer = "terminate"`) handles itself: 202 and the sipfrag NOTIFYs to
+/// Alice, its own INVITE to Bob offering the relay ports Alice had, Alice's leg released with
+/// BYE. Cindy never sees a REFER, and she and Bob then talk through the same relay ports,
+/// tones detected both ways.
+fn terminated() -> R<()> {
+    let mut c = Conf::new()?;
+    let (alice, bob, cindy) = (&mut c.alice, &mut c.bob, &mut c.cindy);
+    let cindy_rtp = RtpPeer::new("cindy", CINDY_IP)?;
+    let (tx, mut c_a) = cindy.ua.invite(ALICE, &cindy_rtp.sdp(1))?;
+    let inc = alice.ua.wait_request_for("INVITE", None, SIP_WAIT)?;
+    let alice_sdp = ua::sdp(A_CORE_IP, 40000, 1, "sendrecv");
+    let mut a_c = alice
+        .ua
+        .answer_invite(&inc, 200, &alice_sdp)?
+        .ok_or("no dialog")?;
+    let alice_offer = inc.msg.body_str().to_string();
+    let ok = wait_final_long(&cindy.ua, &tx)?;
+    ensure(ok.status() == 200, || {
+        format!("Cindy → Alice: {}", ok.start)
+    })?;
+    cindy.ua.ack_2xx(&mut c_a, &ok)?;
+    alice.ua.wait_ack(&a_c)?;
+    let mut cindy_remote = remote_of(&ok.body_str())?;
+
+    let tx = alice.ua.request_ext(
+        &mut a_c,
+        "REFER",
+        None,
+        &[
+            ("Refer-To", format!("<{BOB}>")),
+            ("Referred-By", format!("<{ALICE}>")),
+        ],
+    )?;
+    let r = wait_final_long(&alice.ua, &tx)?;
+    ensure(r.status() == 202, || {
+        format!("REFER answered {} at Alice", r.start)
+    })?;
+    let frag = |n: &Incoming, status: &str, state: &str| {
+        let body = n.msg.body_str().to_string();
+        let sub = n.msg.header("subscription-state").unwrap_or("").to_string();
+        ensure(
+            body.starts_with(&format!("SIP/2.0 {status}")) && sub.starts_with(state),
+            || format!("refer NOTIFY with {body:?} ({sub}), expected {status} ({state})"),
+        )
+    };
+    let n = alice
+        .ua
+        .wait_request_for("NOTIFY", Some(&a_c.call_id), SIP_WAIT)?;
+    frag(&n, "100", "active")?;
+    alice.ua.respond(&n, 200, "OK", None, None)?;
+
+    let inv = bob.ua.wait_request_for("INVITE", None, SIP_WAIT)?;
+    let bob_remote = remote_of(&inv.msg.body_str())?;
+    let alice_had = remote_of(&alice_offer)?;
+    ensure(bob_remote == alice_had, || {
+        format!("Bob was offered {bob_remote}, not the relay port Alice had ({alice_had})")
+    })?;
+    let bob_rtp = RtpPeer::new("bob", A_CORE_IP)?;
+    let b_c = bob
+        .ua
+        .answer_invite(&inv, 200, &bob_rtp.sdp(1))?
+        .ok_or("no dialog")?;
+    bob.ua.wait_ack(&b_c)?;
+    // Same codec: Cindy's view of the media does not change; a re-INVITE is answered if any.
+    if let Ok(re) = cindy
+        .ua
+        .wait_request_for("INVITE", Some(&c_a.call_id), Duration::from_secs(1))
+    {
+        cindy.ua.respond(
+            &re,
+            200,
+            "OK",
+            Some(&c_a.local_tag),
+            Some(&cindy_rtp.sdp(2)),
+        )?;
+        cindy_remote = remote_of(&re.msg.body_str())?;
+        cindy.ua.wait_ack(&c_a)?;
+    }
+    let n = alice
+        .ua
+        .wait_request_for("NOTIFY", Some(&a_c.call_id), SIP_WAIT)?;
+    frag(&n, "200", "terminated")?;
+    alice.ua.respond(&n, 200, "OK", None, None)?;
+    let bye = alice
+        .ua
+        .wait_request_for("BYE", Some(&a_c.call_id), SIP_WAIT)?;
+    alice.ua.respond(&bye, 200, "OK", None, None)?;
+    ensure(
+        cindy
+            .ua
+            .wait_request_for("REFER", None, Duration::from_millis(300))
+            .is_err(),
+        || "a REFER reached Cindy".to_string(),
+    )?;
+
+    cindy.media = Some(Endpoint::Rtp(cindy_rtp, cindy_remote));
+    bob.media = Some(Endpoint::Rtp(bob_rtp, bob_remote));
+    for l in conference_audio(&mut [bob, cindy])? {
+        println!("    {l}");
+    }
+    flows::bye(&cindy.ua, &mut c_a, &bob.ua, &b_c)?;
+    c.no_leaks()?;
+    c.focus_ok()
+}
+
+fn refer_terminated() -> R<()> {
+    with_lab(&terminate_dir()?, "userspace-refer-terminate", terminated)
+}
+
 // ---------------------------------------------------------------- main
 
 fn units() -> R<()> {
@@ -961,6 +1091,7 @@ fn scenarios() -> Vec<Scenario> {
         ("conf_peer_refer", conf_peer_refer),
         ("conf_refer_dialout_kernel", conf_refer_dialout_kernel),
         ("attended_transfer", attended_transfer),
+        ("refer_terminated", refer_terminated),
     ]
 }
 

@@ -390,12 +390,12 @@ fn example_files_load() {
     let c = config::load(&path).unwrap_or_else(|e| panic!("example does not load:\n{e}"));
     let home = c.home();
     assert_eq!(home.core_sources.len(), 2);
-    assert_eq!(home.headers.allow.len(), 30);
+    assert_eq!(home.headers.allow.len(), 31);
     let c_peer = &c.realm("interconnect").unwrap().peers[0];
     assert_eq!(c_peer.name, "operator-c");
     assert_eq!(c_peer.trust, Trust::Untrusted);
     assert_eq!(c_peer.allowed_methods.len(), 12);
-    assert_eq!(c_peer.headers.allow.len(), 17);
+    assert_eq!(c_peer.headers.allow.len(), 18);
     assert_eq!(c.sip, config::SipSettings::default());
 }
 

@@ -108,7 +108,10 @@ impl Border {
         if let Uri::Sip(u) = &mut out_uri {
             u.params.retain(|(n, _)| !n.eq_ignore_ascii_case("maddr"));
         }
-        if method == Method::Refer && self.refer_refused([in_party, out_party]) {
+        // Out of a dialog there is no call to connect the target to: a partner whose REFERs
+        // are terminated takes none this way either.
+        let terminated = self.refer_terminated(out_party);
+        if method == Method::Refer && (terminated || self.refer_refused([in_party, out_party])) {
             let why = RejectReason::ReferRefused;
             return self.reject(now, stx, &msg, 403, None, why);
         }

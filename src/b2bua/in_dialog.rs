@@ -13,10 +13,13 @@ impl Border {
         flow: Flow,
     ) {
         let call_id = msg.headers.get("Call-ID").unwrap_or_default().to_string();
-        let Some(&(sid, side)) = self.dialogs.get(&(call_id, tag.to_string())) else {
+        let Some(&(sid, side)) = self.dialogs.get(&(call_id.clone(), tag.to_string())) else {
             return self.reply(now, stx, &msg, 481, None);
         };
         let method = msg.method().cloned().unwrap_or(Method::Invite);
+        if self.on_transferor_request(now, sid, &call_id, &msg, stx) {
+            return;
+        }
         let Some(sess) = self.sessions.get_mut(&sid) else {
             return self.reply(now, stx, &msg, 481, None);
         };
@@ -40,6 +43,9 @@ impl Border {
         let parties = [legs[0].party, legs[1].party];
         if method == Method::Refer && self.refer_refused(parties) {
             return self.reject(now, stx, &msg, 403, None, RejectReason::ReferRefused);
+        }
+        if method == Method::Refer && self.refer_terminated(parties[other]) {
+            return self.terminate_refer(now, (sid, side), stx, &msg, seq);
         }
         let sess = self.sessions.get_mut(&sid).expect("looked up above");
         // PRACK names the reliable provisional by its RSeq, which differs per leg.

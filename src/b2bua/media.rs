@@ -89,6 +89,9 @@ struct Slot {
 #[derive(Debug, Clone, Default)]
 pub struct CallMedia {
     slots: Vec<Slot>,
+    /// The last SDP sent on each leg, as anchored there: a transfer the border makes itself
+    /// (`transfer.rs`) offers it to the new far end on the same relay ports.
+    sent: [Option<Vec<u8>>; 2],
 }
 
 impl CallMedia {
@@ -99,6 +102,19 @@ impl CallMedia {
 
     pub fn is_empty(&self) -> bool {
         self.slots.is_empty()
+    }
+
+    /// Records an SDP the border sent on leg `side` that it did not anchor itself (one it
+    /// rewrote, see `transfer.rs`).
+    pub fn note_sent(&mut self, side: usize, sdp: &[u8]) {
+        if let Some(s) = self.sent.get_mut(side) {
+            *s = Some(sdp.to_vec());
+        }
+    }
+
+    /// The last SDP the border sent on leg `side` (see the field).
+    pub fn sent(&self, side: usize) -> Option<&[u8]> {
+        self.sent.get(side)?.as_deref()
     }
 
     /// The call's streams as plain data (flow ids are the engine's own and are not kept).
@@ -250,7 +266,9 @@ impl Anchoring {
                 rtcp_port: (!m.rtcp_mux).then_some(port + 1),
             }));
         }
-        Ok(parsed.rewrite(&anchors, legs[to].addr).to_bytes())
+        let out = parsed.rewrite(&anchors, legs[to].addr).to_bytes();
+        call.sent[to] = Some(out.clone());
+        Ok(out)
     }
 
     /// Opens the gates of every stream once the SDP answer has been seen (or 183 early media).

@@ -41,6 +41,7 @@ pub use snapshot::{
     CallSnapshot, LegSnapshot, PartySnapshot, RestoreError, SnapshotError, SNAPSHOT_VERSION,
 };
 mod timers;
+mod transfer;
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -219,6 +220,8 @@ pub struct Border {
     draining: bool,
     /// Which of the process's engines this is (`shard.rs`).
     shard: Shard,
+    /// REFERs the border handles as the referee, by session (`transfer.rs`).
+    transfers: HashMap<u64, transfer::Transfer>,
 }
 
 fn tag_of(value: Option<&str>) -> Option<String> {
@@ -343,6 +346,7 @@ impl Border {
             stx_origin: HashMap::new(),
             draining: false,
             shard,
+            transfers: HashMap::new(),
         }
     }
 
@@ -426,7 +430,11 @@ impl Border {
         let (c, s) = self.tx.len();
         (
             self.sessions.len(),
-            self.dialogs.len() + self.invites.len() + self.stx_origin.len() + self.parked_len(),
+            self.dialogs.len()
+                + self.invites.len()
+                + self.stx_origin.len()
+                + self.parked_len()
+                + self.transfers_len(),
             self.pending.len(),
             c + s,
         )

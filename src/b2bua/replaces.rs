@@ -8,10 +8,15 @@
 //! the border is stood for by this border, so `to-tag` is our local tag there and `from-tag` the
 //! sender's side's tag; on the other leg the roles turn: `to-tag` becomes that leg's remote tag
 //! and `from-tag` our local tag. The same rule holds whichever side set the dialog up.
+//!
+//! A dialog-info document (RFC 4235) names dialogs the same way, from its notifier's side
+//! (`local-tag` the notifier's, `remote-tag` its peer's): [`Border::dialog_view`] gives the
+//! destination's leg of the same call, with the border as the notifier there.
 
 #[allow(unused_imports)]
 use super::*;
 
+use crate::b2bua::hiding::DialogIds;
 use crate::sip::Replaces;
 
 /// Why a dialog reference cannot cross.
@@ -23,6 +28,9 @@ pub(super) enum RefError {
     /// toward where the request goes (its identifiers would mean nothing there, and would be
     /// another party's).
     Unknown,
+    /// The destination's `headers.allow` does not name it (403): dropping it would turn a
+    /// takeover or a join into a plain new call to a party already in the call.
+    NotAllowed,
 }
 
 /// The dialog-naming headers of an INVITE that are translated (both are never copied, see
@@ -89,9 +97,15 @@ impl Border {
         from: (usize, Party),
         to: (usize, Party),
     ) -> Result<Vec<(&'static str, String)>, RefError> {
+        let allow = &self.party_headers(to.0, to.1).allow;
         Self::dialog_refs(msg)?
             .into_iter()
-            .map(|(name, r)| Ok((name, self.translate_ref(&r, from, to)?.to_string())))
+            .map(|(name, r)| {
+                if !allow.iter().any(|a| a.eq_ignore_ascii_case(name)) {
+                    return Err(RefError::NotAllowed);
+                }
+                Ok((name, self.translate_ref(&r, from, to)?.to_string()))
+            })
             .collect()
     }
 
@@ -146,6 +160,43 @@ impl Border {
 }
 
 impl Border {
+    /// A dialog that a dialog-info body from `from` names (see [`DialogIds`]), as the party `to`
+    /// knows the same call: the dialog is one of this border's legs toward `from` (our tag as
+    /// `remote-tag`, the sender's side's as `local-tag`) whose other leg faces `to`; there the
+    /// border stands for the notifier, so `local-tag` is our tag and `remote-tag` the far
+    /// party's. `current` is a session taken out of the table while its message is built.
+    pub(super) fn dialog_view(
+        &self,
+        current: Option<&Session>,
+        from: (usize, Party),
+        to: (usize, Party),
+        d: &DialogIds,
+    ) -> Option<DialogIds> {
+        let names = |l: &Leg| l.call_id == d.call_id && l.local_tag == d.remote_tag;
+        let legs = match current.filter(|s| s.legs.iter().any(names)) {
+            Some(s) => &s.legs,
+            None => {
+                let key = (d.call_id.clone(), d.remote_tag.clone());
+                let &(sid, _) = self.dialogs.get(&key)?;
+                &self.sessions.get(&sid)?.legs
+            }
+        };
+        let side = legs.iter().position(names)?;
+        let (leg, other) = (&legs[side], &legs[1 - side]);
+        let faces = |l: &Leg, end: (usize, Party)| (l.realm, l.party) == end;
+        if !faces(leg, from) || leg.remote_tag.as_deref() != Some(d.local_tag.as_str()) {
+            return None;
+        }
+        if !faces(other, to) {
+            return None;
+        }
+        Some(DialogIds {
+            call_id: other.call_id.clone(),
+            local_tag: other.local_tag.clone(),
+            remote_tag: other.remote_tag.clone()?,
+        })
+    }
+
     /// Answers a request whose dialog reference cannot cross (`refer`: the reference is a
     /// Refer-To's embedded Replaces, see [`Border::refer_to_for`]).
     pub(super) fn refuse_ref(
@@ -168,7 +219,7 @@ impl RefError {
         match (self, refer) {
             (RefError::Malformed, _) => 400,
             (RefError::Unknown, false) => 481,
-            (RefError::Unknown, true) => 403,
+            (RefError::Unknown, true) | (RefError::NotAllowed, _) => 403,
         }
     }
 }

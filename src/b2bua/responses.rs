@@ -22,6 +22,9 @@ impl Border {
             return;
         };
         let (sid, side, initial) = (p.session, p.side, matches!(p.kind, PendingKind::Initial));
+        if matches!(p.kind, PendingKind::Transfer(_)) {
+            return self.transfer_reack(sid, ctx);
+        }
         let Some(sess) = self.sessions.get(&sid) else {
             return;
         };
@@ -62,6 +65,10 @@ impl Border {
         };
         let (sid, side) = (p.session, p.side);
         let kind = p.kind.clone();
+        if let PendingKind::Transfer(step) = kind {
+            // Its own leg, not the session's: the dialog state is kept in `transfer.rs`.
+            return self.on_transfer_response(now, (sid, side), ctx, step, &msg);
+        }
         let Some(sess) = self.sessions.get_mut(&sid) else {
             return;
         };
@@ -97,7 +104,7 @@ impl Border {
             }
         }
         match kind {
-            PendingKind::Local => {}
+            PendingKind::Local | PendingKind::Transfer(_) => {}
             PendingKind::Initial => self.on_initial_response(now, sid, ctx, status, msg),
             PendingKind::Relay {
                 stx,

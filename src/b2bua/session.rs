@@ -112,6 +112,8 @@ pub(super) enum PendingKind {
     },
     /// A request of the border's own (BYE on teardown, CANCEL): responses end here.
     Local,
+    /// A request of a REFER the border terminates (`transfer.rs`).
+    Transfer(super::transfer::TransferStep),
 }
 
 /// A client transaction started on `side` of `session`.

@@ -1259,3 +1259,4 @@ mod replaces;
 mod sharding;
 mod snapshot;
 mod tls_identity;
+mod transfer;

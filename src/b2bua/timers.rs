@@ -51,7 +51,7 @@ impl Border {
         };
         let leg = &sess.legs[p.side];
         let method = match &p.kind {
-            PendingKind::Local => None,
+            PendingKind::Local | PendingKind::Transfer(_) => None,
             PendingKind::Initial => sess.initial.method().cloned(),
             PendingKind::Relay { request, .. } => request.method().cloned(),
         };
@@ -61,6 +61,7 @@ impl Border {
         }
         match p.kind {
             PendingKind::Local => {}
+            PendingKind::Transfer(step) => self.on_transfer_timeout(now, sid, p.side, step),
             PendingKind::Initial => {
                 if self.try_next_target(now, sid, (status != 408).then_some(status)) {
                     return;
@@ -156,6 +157,7 @@ impl Border {
     /// retransmissions still find it, then is freed.
     pub(super) fn end(&mut self, now: Instant, sid: u64) {
         self.leave_early(sid);
+        self.forget_transfer(sid);
         if let Some(sess) = self.sessions.get_mut(&sid) {
             if !sess.phase.is_ended() {
                 self.active -= 1;

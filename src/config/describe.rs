@@ -202,6 +202,7 @@ pub(super) fn describe(c: &Config) -> String {
             let refer = match p.refer {
                 ReferPolicy::Relay => "relay",
                 ReferPolicy::Refuse => "refuse",
+                ReferPolicy::Terminate => "terminate",
             };
             let _ = writeln!(o, "refer = {}", q(refer));
             let _ = writeln!(o, "ioi = {}", q(&p.ioi));

@@ -61,6 +61,11 @@ pub enum ReferPolicy {
     /// For partners that do not take REFER: the border answers every REFER to or from this
     /// partner with 403 itself, so the transferor learns at once and can fall back.
     Refuse,
+    /// For partners that do not take REFER but should be transferable: a REFER in a dialog
+    /// that would go to this partner is handled by the border as the referee (202, the
+    /// NOTIFYs, the INVITE to the Refer-To target), and the partner's leg is connected to the
+    /// new one (`b2bua::transfer`). Out of a dialog it is refused as with `Refuse`.
+    Terminate,
 }
 
 /// RFC 3325 trust: whether identity and charging headers may cross to/from this party.

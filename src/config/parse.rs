@@ -59,6 +59,7 @@ pub(super) const DEFAULT_ALLOW_HEADERS: &[&str] = &[
     "Refer-To",
     "Referred-By",
     "Replaces",
+    "Join",
     "Expires",
     "Reason",
     "Unsupported",

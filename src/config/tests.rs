@@ -75,7 +75,7 @@ fn minimal_node_gets_defaults() {
         vec!["127.0.10.1".parse::<IpAddr>().unwrap()]
     );
     assert_eq!(home.trust, Trust::Trusted);
-    assert_eq!(home.headers.allow.len(), 37);
+    assert_eq!(home.headers.allow.len(), 38);
     assert!(home.headers.bodies.iter().any(|b| b == "application/sdp"));
     assert_eq!(home.listen[1].transport, Transport::Tcp);
     let ic = c.realm("interconnect").unwrap();
@@ -432,7 +432,11 @@ fn refer_policy_is_read_printed_and_checked() {
     let c = parse_with(NODE, &files(&[("/etc/palisade/peers/b.toml", &refuse)])).unwrap();
     assert_eq!(c.realms[1].peers[0].refer, ReferPolicy::Refuse);
     assert!(c.describe().contains("refer = \"refuse\""));
-    let bad = PEER_B.to_string() + "refer = \"terminate\"\n";
+    let terminate = PEER_B.to_string() + "refer = \"terminate\"\n";
+    let c = parse_with(NODE, &files(&[("/etc/palisade/peers/b.toml", &terminate)])).unwrap();
+    assert_eq!(c.realms[1].peers[0].refer, ReferPolicy::Terminate);
+    assert!(c.describe().contains("refer = \"terminate\""));
+    let bad = PEER_B.to_string() + "refer = \"transfer\"\n";
     let e = parse_with(NODE, &files(&[("/etc/palisade/peers/b.toml", &bad)]))
         .unwrap_err()
         .0;
@@ -441,7 +445,8 @@ fn refer_policy_is_read_printed_and_checked() {
     assert_eq!((e[0].field.as_str(), e[0].line), ("refer", 5));
     assert_eq!(e[0].kind, Kind::BadValue);
     assert!(
-        e[0].message.contains("\"relay\" or \"refuse\""),
+        e[0].message
+            .contains("\"relay\", \"refuse\" or \"terminate\""),
         "{}",
         e[0].message
     );

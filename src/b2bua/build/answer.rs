@@ -5,7 +5,9 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use super::Sealed;
-use crate::b2bua::hiding::{self, copy_body, copy_screened, map_status, reason_phrase, Crossing};
+use crate::b2bua::hiding::{
+    self, copy_body, copy_screened, map_status, reason_phrase, BodyRules, Crossing, DialogIds,
+};
 use crate::b2bua::media::AnchorError;
 use crate::b2bua::session;
 use crate::b2bua::{cseq_of, tag_of, Border, Event};
@@ -44,12 +46,14 @@ impl Border {
         // The body of an error response is the far side's own text; the border's answer is its
         // status alone.
         if status < 300 {
-            resp.body = copy_body(
-                src,
-                &mut resp.headers,
-                &crossing.to_policy.bodies,
-                crossing.public,
-            );
+            let ends = ((src_leg.realm, src_leg.party), (realm, party));
+            let dialogs = |d: &DialogIds| self.dialog_view(None, ends.0, ends.1, d);
+            let rules = BodyRules {
+                allowed: &crossing.to_policy.bodies,
+                public: crossing.public,
+                dialogs: &dialogs,
+            };
+            resp.body = copy_body(src, &mut resp.headers, rules);
         }
         let answered = (101..300).contains(&status);
         self.with_session(sid, |this, sess| {

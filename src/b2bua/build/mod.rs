@@ -6,7 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use rand::Rng;
 
-use super::hiding::{self, copy_body, copy_screened, Crossing};
+use super::hiding::{self, copy_body, copy_screened, BodyRules, Crossing, DialogIds};
 use super::media::AnchorError;
 use super::session::{Leg, Session};
 use super::{cseq_of, request_uri, Border, Party};
@@ -237,7 +237,14 @@ impl Border {
         let body = if method == Method::Bye && src.method() != Some(&Method::Bye) {
             Vec::new()
         } else {
-            copy_body(src, &mut h, &crossing.to_policy.bodies, crossing.public)
+            let ends = ((src_leg.realm, src_leg.party), (realm, party));
+            let dialogs = |d: &DialogIds| self.dialog_view(Some(sess), ends.0, ends.1, d);
+            let rules = BodyRules {
+                allowed: &crossing.to_policy.bodies,
+                public: crossing.public,
+                dialogs: &dialogs,
+            };
+            copy_body(src, &mut h, rules)
         };
         if matches!(method, Method::Invite | Method::Message | Method::Subscribe)
             || method == Method::Refer
@@ -303,8 +310,15 @@ impl Border {
         h.push("Via", via);
         h.push("Max-Forwards", "70");
         leg.push_dialog_headers(&mut h, cseq, &Method::Ack);
-        let bodies = &self.party_headers(leg.realm, leg.party).bodies;
-        let body = copy_body(src, &mut h, bodies, self.public_toward(leg.party));
+        let from = &sess.legs[1 - side];
+        let ends = ((from.realm, from.party), (leg.realm, leg.party));
+        let dialogs = |d: &DialogIds| self.dialog_view(Some(sess), ends.0, ends.1, d);
+        let rules = BodyRules {
+            allowed: &self.party_headers(leg.realm, leg.party).bodies,
+            public: self.public_toward(leg.party),
+            dialogs: &dialogs,
+        };
+        let body = copy_body(src, &mut h, rules);
         Sealed::new(Message {
             start: StartLine::Request {
                 method: Method::Ack,
@@ -485,6 +499,18 @@ impl Border {
     /// translated to this leg's identifiers by `replaces.rs`: the received value never crosses.
     pub(in crate::b2bua) fn set_dialog_ref(req: &mut Sealed, name: &'static str, value: String) {
         req.get_mut().headers.set(name, value);
+    }
+
+    /// A header of the border's own on a request it builds (a NOTIFY of a REFER it handles).
+    pub(in crate::b2bua) fn set_own(req: &mut Sealed, name: &'static str, value: String) {
+        req.get_mut().headers.set(name, value);
+    }
+
+    /// A body of the border's own (a sipfrag it writes, an SDP already anchored).
+    pub(in crate::b2bua) fn set_own_body(req: &mut Sealed, content_type: &str, body: Vec<u8>) {
+        let m = req.get_mut();
+        m.headers.set("Content-Type", content_type.to_string());
+        m.body = body;
     }
 
     /// RFC 3515 §2.4.6: the `id` of a refer NOTIFY's Event names the REFER by its CSeq, which

@@ -2,7 +2,8 @@
 //! with an MSRP stream, From/To parameters, `tel:` phone-context, P-Charging-Vector, Reason
 //! texts, history headers, early media, sipfrag, dialog-info, conference-info, error bodies, a
 //! REFER with Replaces), with the partners trusting each other and not: no home address, host
-//! name, Call-ID or tag of either side is on the interconnect.
+//! name, Call-ID or tag of either side is on the interconnect, and a dialog-info naming a call
+//! that crosses reaches the other core with that core's own identifiers of it.
 
 use super::*;
 use crate::config::Trust;
@@ -98,12 +99,16 @@ fn nothing_of_either_inside_crosses_trusted_or_not() {
 
         // B's side: refer progress, dialog state and conference state naming its inside.
         let frag = "SIP/2.0 200 OK at mgcf7\r\nCall-ID: inner-dialog@127.0.40.1\r\n";
-        let dialog_info = "<?xml version=\"1.0\"?>\n<dialog-info xmlns=\"urn:ietf:params:xml:ns:dialog-info\" version=\"1\" state=\"full\" entity=\"sip:cindy@scscf3.operator-b-core.internal\">\n<dialog id=\"d1\" call-id=\"inner-dialog@127.0.40.1\" local-tag=\"cindytag\" remote-tag=\"alicetag1\" direction=\"recipient\"><state>confirmed</state><local><target uri=\"sip:cindy@127.0.40.1:5060\"/></local></dialog>\n</dialog-info>\n";
+        // Two dialogs: one only B's inside knows, and this call as B's core knows it (its
+        // Call-ID and tags, the id built from them).
+        let b_cid = h(&ack_b, "Call-ID").to_string();
+        let b_tag = tag_of(ack_b.headers.get("From")).expect("B's leg has our tag");
+        let dialog_info = format!("<?xml version=\"1.0\"?>\n<dialog-info xmlns=\"urn:ietf:params:xml:ns:dialog-info\" version=\"1\" state=\"full\" entity=\"sip:cindy@scscf3.operator-b-core.internal\">\n<dialog id=\"d1\" call-id=\"inner-dialog@127.0.40.1\" local-tag=\"cindytag\" remote-tag=\"alicetag1\" direction=\"recipient\"><state>confirmed</state><local><target uri=\"sip:cindy@127.0.40.1:5060\"/></local></dialog>\n<dialog id='{b_cid}-1' call-id='{b_cid}' local-tag='cindytag' remote-tag='{b_tag}' direction='recipient'><state>confirmed</state><replaces call-id=\"inner-dialog@127.0.40.1\" local-tag=\"x\" remote-tag=\"y\"/></dialog>\n</dialog-info>\n");
         let conf = "<conference-info xmlns=\"urn:ietf:params:xml:ns:conference-info\" entity=\"sip:conf@mgcf7.operator-b-core.internal\" state=\"full\" version=\"1\"><users><user entity=\"sip:cindy@127.0.40.1\"/></users></conference-info>\n";
         let sub = "Event: dialog\nSubscription-State: active\n";
         for (i, (ct, body)) in [
             ("message/sipfrag", frag),
-            ("application/dialog-info+xml", dialog_info),
+            ("application/dialog-info+xml", dialog_info.as_str()),
             ("application/conference-info+xml", conf),
         ]
         .into_iter()
@@ -118,6 +123,11 @@ fn nothing_of_either_inside_crosses_trusted_or_not() {
                 let state = "<dialog id=\"d1\" direction=\"recipient\">";
                 let target = "<target uri=\"sip:cindy@operator-b.example\"/>";
                 assert_body_has(&got, &[state, target]);
+                // This call reaches A's core named as A's core knows it; the dialog B's inside
+                // replaced names nothing here and loses its identifiers.
+                let a_tag = tag_of(ok_a.headers.get("To")).expect("A's leg has our tag");
+                let own = format!("<dialog id='matrix@127.0.10.1-1' call-id='matrix@127.0.10.1' local-tag='{a_tag}' remote-tag='alicetag1' direction='recipient'>");
+                assert_body_has(&got, &[&own, "<replaces/>"]);
             }
             sim.send_from_core(0, &answer(&got, 200, "", "", ""));
             assert_eq!(sim.take(1).status(), Some(200));

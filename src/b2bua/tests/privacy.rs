@@ -87,3 +87,60 @@ fn history_entries_cross_with_public_hosts_and_their_own_privacy() {
         "<sip:dave@operator-a.example>;reason=user-busy;privacy=full"
     );
 }
+
+/// A call from A to Cindy at B, whose 180 and 200 carry `extra` header lines, through a border B
+/// whose partner A has `trust`: the 180 and the 200 as A's core got them.
+fn answers_through(trust: Trust, extra: &str) -> [Message; 2] {
+    let mut cfg = (*lab("operator-b.toml")).clone();
+    cfg.realms[1].peers[0].trust = trust;
+    let mut sim = Sim::new();
+    sim.borders[1] = Border::new(Arc::new(cfg), 22);
+    sim.send_from_core(0, &invite_from_a("rsp-privacy@127.0.10.1", "z9hG4bKrspp"));
+    let inv_b = sim.take(1);
+    let contact = "sip:cindy@127.0.40.1:5060";
+    let got = [180, 200].map(|status| {
+        let resp = answer(&inv_b, status, "cindytag", contact, "")
+            .replace("Server:", &format!("{extra}\nServer:"));
+        sim.send_from_core(1, &resp);
+        sim.take(0)
+    });
+    assert_no_leak(&sim, &["127.0.40.", "operator-b-core", "scscf7"]);
+    got
+}
+
+const CALLEE_ID: &str = "Privacy: id\n\
+    P-Asserted-Identity: \"Cindy Desk\" <sip:cindy@scscf7.operator-b-core.internal>, <tel:+15550100>\n\
+    Remote-Party-ID: \"Cindy Desk\" <sip:cindy@operator-b.example>;party=called\n\
+    Subject: desk-4711";
+
+#[test]
+fn the_callees_identity_in_answers_follows_privacy_and_trust_as_in_requests() {
+    // Toward an untrusted partner: no identity header, no display name, no RFC 3323 §5.1
+    // header the callee asked privacy for.
+    for resp in answers_through(Trust::Untrusted, &CALLEE_ID.replace("id\n", "id;header\n")) {
+        for gone in ["P-Asserted-Identity", "Remote-Party-ID", "Subject"] {
+            assert!(resp.headers.get(gone).is_none(), "{gone} withheld");
+        }
+        let text = String::from_utf8_lossy(&resp.to_bytes()).to_string();
+        assert!(!text.contains("Cindy Desk"), "{text}");
+        assert_eq!(h(&resp, "Privacy"), "id;header");
+    }
+    // Untrusted, no privacy asked: P-Asserted-Identity still stays in the trust domain (RFC
+    // 3325 §9.1), the rest crosses.
+    let open = CALLEE_ID.replace("Privacy: id\n", "");
+    for resp in answers_through(Trust::Untrusted, &open) {
+        assert!(resp.headers.get("P-Asserted-Identity").is_none());
+        assert!(
+            h(&resp, "Remote-Party-ID").is_empty(),
+            "not on the allow-list"
+        );
+    }
+    // Trusted: the partner applies the privacy itself, so it gets the asserted identity (its
+    // host public) and the Privacy header that tells it to.
+    for resp in answers_through(Trust::Trusted, CALLEE_ID) {
+        let pai = h(&resp, "P-Asserted-Identity");
+        assert!(pai.contains("cindy@operator-b.example"), "{pai}");
+        assert!(pai.contains("tel:+15550100"), "{pai}");
+        assert_eq!(h(&resp, "Privacy"), "id");
+    }
+}

@@ -210,3 +210,26 @@ fn an_early_dialog_is_named_once_the_far_side_has_tagged_it() {
     assert!(r.early_only);
     assert_no_leak(&sim, &["early@", "alicetag1", "cindyearly"]);
 }
+
+#[test]
+fn join_and_replaces_are_on_the_default_list_and_a_partner_without_them_gets_neither() {
+    let defaults = &lab("operator-a.toml").realms[1].peers[0].headers.allow;
+    for name in ["Replaces", "Join"] {
+        assert!(defaults.iter().any(|a| a == name), "{name} by default");
+    }
+    for header in ["Replaces", "Join"] {
+        let mut cfg = (*lab("operator-a.toml")).clone();
+        cfg.realms[1].peers[0].headers.allow.retain(|a| a != header);
+        let mut sim = Sim::new();
+        sim.borders[0] = Border::new(Arc::new(cfg), 23);
+        let (alice_ok, _) = answered_call(&mut sim, "alice", "cindy1");
+        let crossed = sim.interconnect.len();
+        let value = format!(
+            "alice-call@127.0.10.1;to-tag={};from-tag=alicetag1",
+            tag(&alice_ok, "To")
+        );
+        sim.send_from_core(0, &invite_with("notallowed", header, &value));
+        assert_eq!(sim.take(0).status(), Some(403), "{header}");
+        assert_eq!(sim.interconnect.len(), crossed, "not sent as a plain call");
+    }
+}

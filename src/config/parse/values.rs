@@ -80,11 +80,12 @@ pub(super) fn parse_refer(cx: &mut Ctx, s: Sp<String>) -> Option<ReferPolicy> {
     match s.v.as_str() {
         "relay" => Some(ReferPolicy::Relay),
         "refuse" => Some(ReferPolicy::Refuse),
+        "terminate" => Some(ReferPolicy::Terminate),
         other => {
             cx.err_at(
                 &s,
                 Kind::BadValue,
-                format!("`{other}`: expected \"relay\" or \"refuse\""),
+                format!("`{other}`: expected \"relay\", \"refuse\" or \"terminate\""),
             );
             None
         }
