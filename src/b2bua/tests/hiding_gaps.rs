@@ -274,3 +274,61 @@ fn sdp_outside_offer_answer_is_removed_not_passed_unanchored() {
     assert!(got.body.is_empty() && got.headers.get("Content-Type").is_none());
     assert_no_leak(&sim, HOME);
 }
+
+#[test]
+fn an_options_answer_never_carries_a_core_s_sdp_across() {
+    let mut sim = Sim::new();
+    // Alice's core asks what Cindy supports; the 200 could carry an SDP describing Cindy's
+    // media. Border B answers OPTIONS from the interconnect itself, so B's core never sees it
+    // and nothing of B's addresses comes back; A's core gets a 200 without SDP.
+    let opt = invite_from_a("opt@127.0.10.1", "z9hG4bKopt")
+        .replace("INVITE sip:", "OPTIONS sip:")
+        .replace("CSeq: 1 INVITE", "CSeq: 1 OPTIONS");
+    sim.send_from_core(0, &opt);
+    let ok = sim.take(0);
+    assert_eq!(ok.status(), Some(200));
+    assert!(
+        ok.headers
+            .get("Content-Type")
+            .is_none_or(|t| !t.contains("sdp")),
+        "{ok:?}"
+    );
+    assert!(sim.quiet(1), "B's core was not asked");
+    assert_no_leak(&sim, HOME);
+    for bytes in &sim.interconnect {
+        let text = String::from_utf8_lossy(bytes);
+        assert!(
+            !text.contains("m=audio"),
+            "no SDP on the interconnect: {text}"
+        );
+    }
+}
+
+#[test]
+fn gruu_contact_parameters_never_cross() {
+    let mut sim = Sim::new();
+    // RFC 5627: a GRUU names the device (`gr`) and a public GRUU (`pub-gruu`) may name the
+    // registrar's host; the border's own Contact replaces the device's and keeps neither.
+    let inv = invite_from_a("gruu@127.0.10.1", "z9hG4bKgruu").replace(
+        "Contact: <sip:alice@127.0.10.1:5060>",
+        "Contact: <sip:alice@operator-a.example;gr=urn:uuid:f81d4fae>;+sip.instance=\"<urn:uuid:f81d4fae>\";pub-gruu=\"sip:alice@scscf3.operator-a-core.internal;gr=urn:uuid:f81d4fae\";temp-gruu=\"sip:tgruu.7hs==jd7vnzga5w7fajsc7-ajd6fabz0f8g5@operator-a.example;gr\"",
+    );
+    sim.send_from_core(0, &inv);
+    let inv_b = sim.take(1);
+    let contact = h(&inv_b, "Contact");
+    for gone in ["gr=", "gruu", "uuid", "sip.instance", "scscf3"] {
+        assert!(!contact.contains(gone), "{gone} crossed: {contact}");
+    }
+    // And from the other side: the callee's GRUU Contact in its 200.
+    let ok = answer(&inv_b, 200, "gtag", "", "").replace(
+        "Content-Length: 0",
+        "Contact: <sip:cindy@operator-b.example;gr=urn:uuid:0a1b>;pub-gruu=\"sip:cindy@pcscf.operator-b-core.internal;gr=urn:uuid:0a1b\"\nContent-Length: 0",
+    );
+    sim.send_from_core(1, &ok);
+    let ok_a = sim.take(0);
+    let contact = h(&ok_a, "Contact");
+    for gone in ["gr=", "gruu", "uuid", "pcscf"] {
+        assert!(!contact.contains(gone), "{gone} crossed: {contact}");
+    }
+    assert_no_leak(&sim, HOME);
+}
