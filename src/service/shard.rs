@@ -232,9 +232,8 @@ fn drain_outputs(
             None => batch.transmits.push(t),
         }
     }
-    let cfg = p.border.config_shared();
     while let Some(req) = p.border.poll_lookup() {
-        spawn_lookup(&p.resolver, cfg.clone(), req, lookups.clone());
+        spawn_lookup(&p.resolver, p.border.config_shared(), req, lookups.clone());
     }
     let m = &p.admin.metrics;
     while let Some(ev) = p.border.poll_event() {
