@@ -17,17 +17,9 @@ const TABLE: &str = "palisade_sip_filter_test";
 const ADMIN: &str = "127.0.0.1:9195";
 const UNKNOWN: &str = "127.0.0.99";
 
-fn root_or_skip(test: &str) -> bool {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } == 0 {
-        return true;
-    }
-    if std::env::var("PALISADE_REQUIRE_ROOT_TESTS").as_deref() == Ok("1") {
-        panic!("{test}: needs root and PALISADE_REQUIRE_ROOT_TESTS=1");
-    }
-    eprintln!("skipping {test}: needs root (network namespaces, nftables)");
-    false
-}
+#[path = "support/root.rs"]
+mod root;
+use root::root_or_skip;
 
 /// A namespace deleted on drop (also on panic), with the processes started in it.
 struct Ns {

@@ -17,17 +17,9 @@ use palisade::media::kernel::{KernelFlow, KernelPath};
 use palisade::media::{FlowId, FlowSpec, MediaCommand, SideSpec};
 use palisade::service::media::MediaPlane;
 
-fn root_or_skip(test: &str) -> bool {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } == 0 {
-        return true;
-    }
-    if std::env::var("PALISADE_REQUIRE_ROOT_TESTS").as_deref() == Ok("1") {
-        panic!("{test}: needs root and PALISADE_REQUIRE_ROOT_TESTS=1");
-    }
-    eprintln!("skipping {test}: needs root (network namespaces, nftables)");
-    false
-}
+#[path = "support/root.rs"]
+mod root;
+use root::root_or_skip;
 
 fn sh(args: &[&str]) {
     let out = Command::new(args[0])
