@@ -1,203 +1,295 @@
-//! Setting up a session: both legs built from the initial request, the request sent on leg B.
+//! A call: the INVITE usage of a session (RFC 3261 §13–15), as a state enum whose variants own
+//! what that state needs. Early: the initial INVITE's setup, CANCEL state, Timer C and the
+//! forked early dialogs; confirmed: the ACK awaited and the last ACK sent; terminating: who
+//! ended it; ended: only the ACK kept for late 2xx retransmissions. The transitions are methods
+//! here; `Border` (in `responses.rs`, `cancel.rs`, `in_dialog.rs`, `timers.rs`) carries out the
+//! sends they call for.
 
-#[allow(unused_imports)]
-use super::*;
+use std::time::Instant;
 
-impl Border {
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn start_session(
-        &mut self,
-        now: Instant,
-        kind: Kind,
-        msg: Message,
-        stx: ServerTxId,
-        in_flow: Flow,
-        in_party: Party,
-        (out_flow, out_party): (Flow, Party),
-        alternates: VecDeque<Flow>,
-    ) {
-        let method = msg.method().cloned().unwrap_or(Method::Invite);
-        let sid = self.next_session;
-        self.next_session += 1;
-        let _call = self.call_span(sid);
-        let toward_peer = matches!(out_party, Party::Peer(_));
-        let public = hiding::public_domain(&self.cfg).to_string();
-        let peer_domains = match out_party {
-            Party::Peer(p) => self.partners.get(p).domains.clone(),
-            Party::Core => self.cfg.home_domains.clone(),
-        };
-        let target = request_uri(&msg)
-            .cloned()
-            .unwrap_or(Uri::Other(String::new()));
-        let callee_domain = target
-            .as_sip()
-            .map(|u| u.host_bare())
-            .unwrap_or_else(|| public.clone());
+use super::build::Sealed;
+use super::fork::{Forks, Rseqs};
+use super::media::CallMedia;
+use super::session::Setup;
+use super::EndedBy;
+use crate::transaction::{ClientTxId, Flow, ServerTxId};
 
-        let a_flow = if in_flow.reliable() {
-            in_flow
+/// A 2xx to an INVITE relayed to `from_side`, whose ACK is still to come and be relayed.
+#[derive(Debug, Clone)]
+pub(super) struct AwaitAck {
+    pub from_side: usize,
+    pub stx: ServerTxId,
+    /// The client transaction on the other leg that got the 2xx.
+    pub ctx: ClientTxId,
+    /// CSeq number of that INVITE on the other leg.
+    pub out_cseq: u32,
+}
+
+/// An ACK the border sent for a 2xx on leg B, re-sent when that 2xx is retransmitted.
+#[derive(Debug, Clone)]
+pub(super) struct SentAck {
+    pub ctx: ClientTxId,
+    pub ack: Sealed,
+    pub dest: Flow,
+}
+
+/// CANCEL of the initial INVITE (RFC 3261 §9.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Cancel {
+    /// Not asked for.
+    None,
+    /// The caller cancelled (it has its 487); leg B has sent no provisional yet, so the CANCEL
+    /// waits for one.
+    Waiting,
+    /// The caller cancelled and the CANCEL went out on leg B (or was not needed there).
+    Sent,
+}
+
+/// The initial INVITE is out on leg B and has no final answer yet.
+#[derive(Debug, Clone)]
+pub(super) struct Early {
+    pub setup: Setup,
+    pub cancel: Cancel,
+    /// The Reason the caller's CANCEL gave (RFC 3326, screened), carried on leg B's CANCEL.
+    pub cancel_reason: Option<String>,
+    /// RFC 3261 §16.6 Timer C.
+    pub timer_c_at: Option<Instant>,
+    /// The early dialogs of a forked INVITE besides the one the legs hold.
+    pub forks: Forks,
+}
+
+/// What a provisional response to the initial INVITE calls for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Provisional {
+    /// The caller cancelled before any provisional: the CANCEL goes out now.
+    SendCancel,
+    /// Nothing crosses (100 Trying, or the caller has cancelled).
+    Absorb,
+    /// Relayed to the caller.
+    Relay,
+}
+
+impl Early {
+    pub fn cancelled(&self) -> bool {
+        self.cancel != Cancel::None
+    }
+
+    /// A provisional arrived from the current target: any of them, 100 Trying included, lets a
+    /// CANCEL follow (RFC 3261 §9.1).
+    pub fn provisional(&mut self, status: u16) -> Provisional {
+        self.setup.got_provisional = true;
+        if self.cancel == Cancel::Waiting {
+            Provisional::SendCancel
+        } else if self.cancelled() || status == 100 {
+            Provisional::Absorb
         } else {
-            self.party_flow(in_flow.realm, in_party).unwrap_or(in_flow)
-        };
-        let leg_a = Leg {
-            realm: in_flow.realm,
-            party: in_party,
-            flow: a_flow,
-            call_id: msg.headers.get("Call-ID").unwrap_or_default().to_string(),
-            local_tag: self.token(10),
-            remote_tag: tag_of(msg.headers.get("From")),
-            local_uri: hiding::identity_for_leg(
-                msg.headers.get("To").unwrap_or_default(),
-                false,
-                &[],
-                &public,
-            ),
-            remote_uri: hiding::identity_for_leg(
-                msg.headers.get("From").unwrap_or_default(),
-                false,
-                &[],
-                &public,
-            ),
-            local_cseq: 0,
-            remote_cseq: cseq_of(&msg).map(|c| c.seq),
-            remote_target: contact_uri(&msg),
-            route_set: msg
-                .headers
-                .values("Record-Route")
-                .iter()
-                .map(|s| s.to_string())
-                .collect(),
-        };
-        let (from_domains, from_public) = (self.cfg.home_domains.clone(), public.clone());
-        // RFC 3323: toward an untrusted party the caller's display name goes when it asked for
-        // privacy (see `privacy.rs`).
-        let anonymous = self.party_trust(out_flow.realm, out_party)
-            != crate::config::Trust::Trusted
-            && privacy::Privacy::of(&msg).hides_identity();
-        let caller = hiding::identity_for_leg(
-            msg.headers.get("From").unwrap_or_default(),
-            toward_peer,
-            &from_domains,
-            &from_public,
-        );
-        let caller = if anonymous {
-            privacy::without_display_name(&caller)
-        } else {
-            caller
-        };
-        let leg_b = Leg {
-            realm: out_flow.realm,
-            party: out_party,
-            flow: out_flow,
-            call_id: self.new_call_id(),
-            local_tag: self.token(10),
-            remote_tag: None,
-            local_uri: caller,
-            remote_uri: hiding::identity_for_leg(
-                msg.headers.get("To").unwrap_or_default(),
-                toward_peer,
-                &peer_domains,
-                &callee_domain,
-            ),
-            local_cseq: 0,
-            remote_cseq: None,
-            remote_target: None,
-            route_set: Vec::new(),
-        };
-        let mut out_uri = target.clone();
-        if let Uri::Sip(u) = &mut out_uri {
-            u.params.retain(|(n, _)| !n.eq_ignore_ascii_case("maddr"));
+            Provisional::Relay
         }
-        // Out of a dialog there is no call to connect the target to: a partner whose REFERs
-        // are terminated takes none this way either.
-        let terminated = self.refer_terminated(out_party);
-        if method == Method::Refer && (terminated || self.refer_refused([in_party, out_party])) {
-            let why = RejectReason::ReferRefused;
-            return self.reject(now, stx, &msg, 403, None, why);
+    }
+
+    /// The caller cancelled, giving `reason` (screened). True when the CANCEL may go out on
+    /// leg B now; otherwise it waits for the first provisional (RFC 3261 §9.1).
+    pub fn cancel(&mut self, reason: Option<String>) -> bool {
+        let now = self.setup.got_provisional;
+        self.cancel_reason = reason;
+        self.cancel = if now { Cancel::Sent } else { Cancel::Waiting };
+        now
+    }
+
+    /// The CANCEL to build for leg B: the INVITE as sent, its transaction and the Reason to
+    /// carry. A waiting CANCEL counts as sent from here on.
+    pub fn cancel_to_send(&mut self) -> Option<(&Sealed, ClientTxId, Option<&str>)> {
+        if self.cancel == Cancel::Waiting {
+            self.cancel = Cancel::Sent;
         }
-        let ends = ((in_flow.realm, in_party), (out_flow.realm, out_party));
-        let refs = match kind {
-            Kind::Invite => self.dialog_refs_for(&msg, ends.0, ends.1),
-            _ => Ok(Vec::new()),
+        let (Some(invite), Some(ctx)) = (&self.setup.request, self.setup.ctx) else {
+            return None;
         };
-        let refs = match refs {
-            Ok(refs) => refs,
-            Err(e) => return self.refuse_ref(now, stx, &msg, e, false),
-        };
-        let timer_c_at = (kind == Kind::Invite).then(|| now + self.cfg.sip.timer_c);
-        let mut sess = Session {
-            kind,
+        Some((invite, ctx, self.cancel_reason.as_deref()))
+    }
+}
+
+/// A 2xx made the dialog: what the confirmed call needs.
+#[derive(Debug, Clone)]
+pub(super) struct Answered {
+    pub at: Instant,
+    /// A 2xx to an INVITE relayed to one side, whose ACK is still to come and be relayed.
+    pub awaiting_ack: Option<AwaitAck>,
+    pub last_ack: Option<SentAck>,
+}
+
+impl Answered {
+    /// An ACK arrived on `side`: the 2xx it acknowledges, when one relayed to that side was
+    /// awaiting it (a retransmitted ACK finds none).
+    pub fn take_ack(&mut self, side: usize) -> Option<AwaitAck> {
+        match &self.awaiting_ack {
+            Some(w) if w.from_side == side => self.awaiting_ack.take(),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(super) enum Phase {
+    Early(Box<Early>),
+    Confirmed(Answered),
+    /// A BYE is crossing (or the border hung up): who ended it is known.
+    Terminating {
+        answered: Answered,
+        by: EndedBy,
+    },
+    /// Signalling is over; the state lingers 64·T1 for late retransmissions, then is freed.
+    Ended {
+        last_ack: Option<SentAck>,
+    },
+}
+
+/// What ending a call leaves to report: when it was answered (`None`: it never was) and who
+/// ended it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct CallEnd {
+    pub answered_at: Option<Instant>,
+    pub by: EndedBy,
+}
+
+/// The INVITE usage of a session.
+#[derive(Debug, Clone)]
+pub(super) struct Call {
+    pub phase: Phase,
+    /// Reliable provisional numbering between the legs' dialogs (per early dialog while forked).
+    pub rseq: Rseqs,
+    /// The call's anchored streams.
+    pub media: CallMedia,
+}
+
+impl Call {
+    pub fn new(setup: Setup, timer_c_at: Option<Instant>) -> Call {
+        Call {
             phase: Phase::Early(Box::new(Early {
-                ctx: None,
-                request: None,
-                alternates,
-                got_provisional: false,
+                setup,
                 cancel: Cancel::None,
                 cancel_reason: None,
                 timer_c_at,
-                forks: Default::default(),
+                forks: Forks::default(),
             })),
-            legs: [leg_a, leg_b],
-            rseq: Default::default(),
-            initial: msg,
-            initial_stx: Some(stx),
-            last_activity: now,
-            created: now,
-            icid: self.token(16),
+            rseq: Rseqs::default(),
             media: CallMedia::default(),
-            refers: Vec::new(),
-        };
-        let mut req = self.build_request(&mut sess, 1, method, Some(out_uri), None);
-        for (name, value) in refs {
-            Border::set_dialog_ref(&mut req, name, value);
         }
-        match self.refer_to_for(&sess.initial, &req, ends.0, ends.1) {
-            Ok(Some(refer_to)) => Border::set_dialog_ref(&mut req, "Refer-To", refer_to),
-            Ok(None) => {}
-            Err(e) => return self.refuse_ref(now, stx, &sess.initial, e, true),
-        }
-        if let Err(e) = self.anchor_msg(&mut sess, 0, &mut req) {
-            let initial = sess.initial.clone();
-            let legs = self.leg_realms(&sess);
-            self.anchoring.release(&mut sess.media, legs);
-            return self.reply(now, stx, &initial, anchor_status(&e), None);
-        }
-        let dest = sess.legs[1].flow;
-        self.dialogs.insert(
-            (sess.legs[0].call_id.clone(), sess.legs[0].local_tag.clone()),
-            (sid, 0),
-        );
-        self.dialogs.insert(
-            (sess.legs[1].call_id.clone(), sess.legs[1].local_tag.clone()),
-            (sid, 1),
-        );
-        self.invites.insert(stx, sid);
-        self.send_initial(now, sid, &mut sess, req, dest);
-        if kind == Kind::Invite {
-            self.stats.calls_started += 1;
-            let ev = Event::CallStarted {
-                call_id: sess.legs[0].call_id.clone(),
-                corr: corr_id(self.corr_salt, sid),
-                from: self.origin(sess.legs[0].realm, sess.legs[0].party),
-                to: self.origin(sess.legs[1].realm, sess.legs[1].party),
-            };
-            self.emit(ev);
-        }
-        if let Some(at) = timer_c_at {
-            self.timers.insert((at, sid, SessTimer::TimerC));
-        }
-        self.active += 1;
-        for leg in &sess.legs {
-            if let Party::Peer(p) = leg.party {
-                self.partners.hold(p);
-            }
-        }
-        self.sessions.insert(sid, sess);
-        self.arm_idle(now, sid);
     }
 
-    pub(super) fn arm_idle(&mut self, now: Instant, sid: u64) {
-        let at = now + self.cfg.sip.dialog_idle_timeout;
-        self.timers.insert((at, sid, SessTimer::Idle));
+    /// A call taken over from a snapshot: confirmed since `at`, nothing awaited.
+    pub fn restored(at: Instant, rseq: Rseqs, media: CallMedia) -> Call {
+        Call {
+            phase: Phase::Confirmed(Answered {
+                at,
+                awaiting_ack: None,
+                last_ack: None,
+            }),
+            rseq,
+            media,
+        }
+    }
+
+    pub fn early(&self) -> Option<&Early> {
+        match &self.phase {
+            Phase::Early(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    pub fn early_mut(&mut self) -> Option<&mut Early> {
+        match &mut self.phase {
+            Phase::Early(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    pub fn answered(&self) -> Option<&Answered> {
+        match &self.phase {
+            Phase::Confirmed(a) | Phase::Terminating { answered: a, .. } => Some(a),
+            _ => None,
+        }
+    }
+
+    pub fn answered_mut(&mut self) -> Option<&mut Answered> {
+        match &mut self.phase {
+            Phase::Confirmed(a) | Phase::Terminating { answered: a, .. } => Some(a),
+            _ => None,
+        }
+    }
+
+    /// Confirmed, with no ACK awaited and no BYE crossing: what a snapshot may carry.
+    pub fn settled(&self) -> Option<&Answered> {
+        match &self.phase {
+            Phase::Confirmed(a) if a.awaiting_ack.is_none() => Some(a),
+            _ => None,
+        }
+    }
+
+    pub fn last_ack(&self) -> Option<&SentAck> {
+        match &self.phase {
+            Phase::Confirmed(a) | Phase::Terminating { answered: a, .. } => a.last_ack.as_ref(),
+            Phase::Ended { last_ack } => last_ack.as_ref(),
+            Phase::Early(_) => None,
+        }
+    }
+
+    pub fn is_ended(&self) -> bool {
+        matches!(self.phase, Phase::Ended { .. })
+    }
+
+    /// A 2xx answered the initial INVITE: the caller's ACK is awaited.
+    pub fn answer(&mut self, now: Instant, await_ack: AwaitAck) {
+        self.phase = Phase::Confirmed(Answered {
+            at: now,
+            awaiting_ack: Some(await_ack),
+            last_ack: None,
+        });
+    }
+
+    /// The ACK the border sent for a 2xx, kept for that 2xx's retransmissions (also once the
+    /// call has ended: a 2xx nobody wanted is ACKed then).
+    pub fn keep_ack(&mut self, sent: SentAck) {
+        match &mut self.phase {
+            Phase::Confirmed(a) | Phase::Terminating { answered: a, .. } => a.last_ack = Some(sent),
+            Phase::Ended { last_ack } => *last_ack = Some(sent),
+            Phase::Early(_) => {}
+        }
+    }
+
+    /// A BYE crossed (or the border hangs up): a confirmed call is terminating, and the first
+    /// to end it is remembered. A BYE on an early dialog leaves the call early: its INVITE still
+    /// gets its answer.
+    pub fn ending(&mut self, by: EndedBy) {
+        if let Phase::Confirmed(answered) = &self.phase {
+            self.phase = Phase::Terminating {
+                answered: answered.clone(),
+                by,
+            };
+        }
+    }
+
+    /// Signalling is over; `None` when it already was.
+    pub fn end(&mut self) -> Option<CallEnd> {
+        let end = match &self.phase {
+            Phase::Ended { .. } => return None,
+            Phase::Terminating { answered, by } => CallEnd {
+                answered_at: Some(answered.at),
+                by: *by,
+            },
+            // A BYE that was never seen (both legs gone quiet) is the border's.
+            Phase::Confirmed(a) => CallEnd {
+                answered_at: Some(a.at),
+                by: EndedBy::Border("Dialog ended"),
+            },
+            Phase::Early(_) => CallEnd {
+                answered_at: None,
+                by: EndedBy::Border("Dialog ended"),
+            },
+        };
+        self.phase = Phase::Ended {
+            last_ack: self.last_ack().cloned(),
+        };
+        Some(end)
     }
 }

@@ -25,17 +25,11 @@ impl Border {
             return;
         };
         let pending = self.tx.server_pending(invite_stx);
-        let Some(early) = sess.phase.early_mut().filter(|e| !e.cancelled() && pending) else {
+        let Some(early) = sess.usage.early_mut().filter(|e| !e.cancelled() && pending) else {
             return;
         };
-        // RFC 3261 §9.1: no CANCEL before a provisional response has arrived.
-        let send_now = early.got_provisional;
-        early.cancel_reason = msg.headers.get("Reason").and_then(hiding::screened_reason);
-        early.cancel = if send_now {
-            Cancel::Sent
-        } else {
-            Cancel::Waiting
-        };
+        let reason = msg.headers.get("Reason").and_then(hiding::screened_reason);
+        let send_now = early.cancel(reason);
         let call_id = sess.legs[0].call_id.clone();
         let initial = sess.initial.clone();
         let corr = corr_id(self.corr_salt, sid);
@@ -50,19 +44,14 @@ impl Border {
         let Some(sess) = self.sessions.get_mut(&sid) else {
             return;
         };
-        let Some(early) = sess.phase.early_mut() else {
-            return;
-        };
-        if early.cancel == Cancel::Waiting {
-            early.cancel = Cancel::Sent;
-        }
-        let (Some(invite), Some(ctx)) = (&early.request, early.ctx) else {
+        let Some((invite, ctx, reason)) = sess.usage.early_mut().and_then(|e| e.cancel_to_send())
+        else {
             return;
         };
         if !self.tx.client_pending(ctx) {
             return;
         }
-        let cancel = Border::build_cancel(invite, early.cancel_reason.as_deref());
+        let cancel = Border::build_cancel(invite, reason);
         let dest = sess.legs[1].flow;
         self.send_local(now, sid, 1, &cancel, dest);
     }

@@ -59,7 +59,7 @@ impl Border {
         let mut live: Vec<u64> = self
             .sessions
             .iter()
-            .filter(|(_, s)| !s.phase.is_ended())
+            .filter(|(_, s)| !s.usage.is_ended())
             .map(|(id, _)| *id)
             .collect();
         live.sort_unstable();

@@ -15,18 +15,17 @@ impl Border {
             return false;
         };
         let no_dialog = sess.legs[1].remote_tag.is_none();
-        let Some(early) = sess
-            .phase
-            .early_mut()
-            .filter(|e| !e.cancelled() && no_dialog)
-        else {
+        if sess.usage.cancelled() || !no_dialog {
+            return false;
+        }
+        let Some(setup) = sess.usage.setup_mut() else {
             return false;
         };
-        let (Some(sent), Some(next)) = (early.request.clone(), early.alternates.pop_front()) else {
+        let (Some(sent), Some(next)) = (setup.request.clone(), setup.alternates.pop_front()) else {
             return false;
         };
         // The new target has sent nothing yet: a later CANCEL waits for its first provisional.
-        early.got_provisional = false;
+        setup.got_provisional = false;
         let failed = sess.legs[1].flow.remote;
         let call_id = sess.legs[0].call_id.clone();
         sess.legs[1].flow = next;
@@ -55,9 +54,9 @@ impl Border {
         dest: Flow,
     ) {
         let ctx = self.tx.send_request(now, &req, dest);
-        if let Some(early) = sess.phase.early_mut() {
-            early.ctx = Some(ctx);
-            early.request = Some(req);
+        if let Some(setup) = sess.usage.setup_mut() {
+            setup.ctx = Some(ctx);
+            setup.request = Some(req);
         }
         self.pending.insert(
             ctx,

@@ -8,6 +8,7 @@
 //! in by [`Session::select_for`] when a message names one of them. When a 2xx picks the dialog,
 //! the other early dialogs are dropped.
 
+use super::call::{Call, Phase};
 use super::session::{Leg, Session};
 use super::{tag_of, Border};
 use crate::sip::{Message, Uri};
@@ -40,6 +41,29 @@ impl Rseqs {
                 cseq: m.their_cseq,
                 method: rack.method.clone(),
             })
+    }
+}
+
+impl Rseqs {
+    /// The RSeq the border gives on `side` to the reliable provisional the other leg numbered
+    /// `theirs` (in the INVITE of CSeq `their_cseq`): the same one for its retransmissions.
+    pub fn ours_for(&mut self, side: usize, theirs: u32, their_cseq: u32) -> u32 {
+        let known = self
+            .maps
+            .iter()
+            .find(|m| m.side == side && m.theirs == theirs && m.their_cseq == their_cseq);
+        if let Some(m) = known {
+            return m.ours;
+        }
+        let ours = self.next[side];
+        self.next[side] += 1;
+        self.maps.push(RseqMap {
+            side,
+            ours,
+            theirs,
+            their_cseq,
+        });
+        ours
     }
 }
 
@@ -132,18 +156,33 @@ impl Session {
         let Some(tag) = dialog_tag(side, msg) else {
             return true;
         };
-        self.select(side, &tag)
-    }
-
-    fn select(&mut self, side: usize, tag: &str) -> bool {
         let held = match side {
             0 => self.legs[0].local_tag == tag,
             _ => self.legs[1].remote_tag.as_deref().is_none_or(|t| t == tag),
         };
-        if held {
-            return true;
+        held || self
+            .usage
+            .call_mut()
+            .is_some_and(|c| c.select(&mut self.legs, side, &tag))
+    }
+
+    /// A response to the initial request from a branch with no early dialog yet, while the
+    /// legs hold another's: a new early dialog, known to the caller by `a_tag`. Its target and
+    /// route set are then read from the response like any other's.
+    pub fn add_fork(&mut self, a_tag: String, b_tag: String) {
+        // The caller numbers each early dialog from its INVITE on.
+        let a_cseq = super::cseq_of(&self.initial).map(|c| c.seq);
+        if let Some(c) = self.usage.call_mut() {
+            c.add_fork(&mut self.legs, a_tag, a_cseq, b_tag);
         }
-        let Some(early) = self.phase.early_mut() else {
+    }
+}
+
+impl Call {
+    /// Swaps the waiting early dialog that `tag` names on `side` into the legs.
+    fn select(&mut self, legs: &mut [Leg; 2], side: usize, tag: &str) -> bool {
+        // Fields, not accessors: the early state and the RSeq numbering are borrowed apart.
+        let Phase::Early(early) = &mut self.phase else {
             return false;
         };
         let Some(i) = early
@@ -155,32 +194,27 @@ impl Session {
             return false;
         };
         let next = early.forks.waiting.swap_remove(i);
-        let current = Fork::take(&mut self.legs, &mut self.rseq);
+        let current = Fork::take(legs, &mut self.rseq);
         early.forks.waiting.push(current);
-        next.put(&mut self.legs, &mut self.rseq);
+        next.put(legs, &mut self.rseq);
         true
     }
 
-    /// A response to the initial request from a branch with no early dialog yet, while the
-    /// legs hold another's: a new early dialog, known to the caller by `a_tag`. Its target and
-    /// route set are then read from the response like any other's.
-    pub fn add_fork(&mut self, a_tag: String, b_tag: String) {
-        let Some(early) = self.phase.early_mut() else {
+    fn add_fork(&mut self, legs: &mut [Leg; 2], a_tag: String, a_cseq: Option<u32>, b_tag: String) {
+        let Phase::Early(early) = &mut self.phase else {
             return;
         };
-        let current = Fork::take(&mut self.legs, &mut self.rseq);
-        early.forks.waiting.push(current);
+        early.forks.waiting.push(Fork::take(legs, &mut self.rseq));
         Fork {
             a_tag,
-            // The caller numbers each early dialog from its INVITE on.
-            a_remote_cseq: super::cseq_of(&self.initial).map(|c| c.seq),
+            a_remote_cseq: a_cseq,
             b_tag: Some(b_tag),
             b_target: None,
             b_route_set: Vec::new(),
             b_remote_cseq: None,
             rseq: Rseqs::default(),
         }
-        .put(&mut self.legs, &mut self.rseq);
+        .put(legs, &mut self.rseq);
     }
 }
 
@@ -191,7 +225,7 @@ impl Border {
         let Some(sess) = self.sessions.get_mut(&sid) else {
             return;
         };
-        let Some(early) = sess.phase.early_mut() else {
+        let Some(early) = sess.usage.early_mut() else {
             return;
         };
         let call_id = &sess.legs[0].call_id;

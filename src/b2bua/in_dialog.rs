@@ -23,8 +23,15 @@ impl Border {
         let Some(sess) = self.sessions.get_mut(&sid) else {
             return self.reply(now, stx, &msg, 481, None);
         };
-        if sess.phase.is_ended() || sess.legs[side].realm != flow.realm {
+        if sess.usage.is_ended() || sess.legs[side].realm != flow.realm {
             return self.reply(now, stx, &msg, 481, None);
+        }
+        let offer_answer = matches!(method, Method::Invite | Method::Update | Method::Prack);
+        if offer_answer && sess.usage.call().is_none() {
+            // An INVITE usage inside a subscription's dialog (RFC 5057 §3) is not carried: the
+            // border anchors media per call, and this dialog is none. 403 leaves the
+            // subscription alive (a 481 would end it, RFC 5057 §5.3).
+            return self.reply(now, stx, &msg, 403, None);
         }
         // While forked, the request is about one early dialog: the legs must hold it.
         if !sess.select_for(side, &msg) {
@@ -50,10 +57,8 @@ impl Border {
         let sess = self.sessions.get_mut(&sid).expect("looked up above");
         // PRACK names the reliable provisional by its RSeq, which differs per leg.
         let rack = if method == Method::Prack {
-            let mapped = msg
-                .headers
-                .rack()
-                .and_then(|r| sess.rseq.map_rack(side, &r));
+            let rseq = sess.usage.call().map(|c| &c.rseq);
+            let mapped = msg.headers.rack().and_then(|r| rseq?.map_rack(side, &r));
             match mapped {
                 Some(r) => Some(r),
                 None => return self.reply(now, stx, &msg, 481, None),
@@ -67,7 +72,9 @@ impl Border {
             } else {
                 EndedBy::Callee
             };
-            sess.phase.ending(by);
+            if let Some(call) = sess.usage.call_mut() {
+                call.ending(by);
+            }
         }
         let Some(built) = self.with_session(sid, |this, sess| {
             let mut req = this.build_request(sess, other, method.clone(), None, Some(&msg));
@@ -97,7 +104,11 @@ impl Border {
         let out_cseq = cseq_of(&req).map(|c| c.seq).unwrap_or(0);
         let sess = self.sessions.get_mut(&sid).expect("looked up above");
         match method {
-            Method::Refer => sess.refers.push((other, out_cseq, seq)),
+            Method::Refer => sess.refers.relayed(Refer {
+                sent_on: other,
+                sent: out_cseq,
+                received: seq,
+            }),
             Method::Notify => {
                 // The NOTIFY comes from the leg the REFER was sent on, naming its CSeq there.
                 if let Some(mut ev) = msg
@@ -106,11 +117,7 @@ impl Border {
                     .filter(|e| e.package.eq_ignore_ascii_case("refer"))
                 {
                     let named = ev.id.as_deref().and_then(|i| i.parse::<u32>().ok());
-                    let mapped = sess
-                        .refers
-                        .iter()
-                        .find(|(s, sent, _)| *s == side && Some(*sent) == named)
-                        .map(|(_, _, received)| *received);
+                    let mapped = named.and_then(|id| sess.refers.received_id(side, id));
                     if let Some(id) = mapped {
                         ev.id = Some(id.to_string());
                         Border::set_event(&mut req, &ev);
@@ -156,26 +163,19 @@ impl Border {
             return;
         }
         sess.last_activity = now;
-        let Some(answered) = sess.phase.answered_mut() else {
-            return;
+        let Some(wait) = sess.usage.answered_mut().and_then(|a| a.take_ack(side)) else {
+            return; // a retransmitted ACK (already relayed), or none was awaited from here
         };
-        let Some(wait) = answered.awaiting_ack.clone() else {
-            return; // a retransmitted ACK: already relayed
-        };
-        if wait.from_side != side {
-            return;
-        }
-        answered.awaiting_ack = None;
         self.tx.confirm_2xx(now, wait.stx);
         let out = 1 - side;
         self.with_session(sid, |this, sess| {
             let mut ack = this.build_ack(sess, out, wait.out_cseq, msg);
             this.anchor_or_strip(sess, side, &mut ack);
-            this.anchoring.open_gates(&mut sess.media);
             let dest = this.leg_dest(&sess.legs[out]);
             this.tx.send_stateless(&ack, dest);
-            if let Some(answered) = sess.phase.answered_mut() {
-                answered.last_ack = Some(SentAck {
+            if let Some(call) = sess.usage.call_mut() {
+                this.anchoring.open_gates(&mut call.media);
+                call.keep_ack(SentAck {
                     ctx: wait.ctx,
                     ack,
                     dest,

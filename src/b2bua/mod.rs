@@ -14,6 +14,8 @@ mod call;
 mod cancel;
 mod dispatch;
 mod drain;
+mod setup;
+mod subscription;
 pub use drain::DRAIN_RETRY_AFTER_S;
 mod parking;
 use correlation::corr_id;
@@ -29,6 +31,7 @@ use partners::Partners;
 pub use partners::{PartnerStatus, PeerId};
 pub mod hiding;
 mod in_dialog;
+mod leg;
 pub mod media;
 mod privacy;
 mod replaces;
@@ -38,7 +41,8 @@ mod shard;
 pub use shard::Shard;
 mod snapshot;
 pub use snapshot::{
-    CallSnapshot, LegSnapshot, PartySnapshot, RestoreError, SnapshotError, SNAPSHOT_VERSION,
+    CallSnapshot, LegSnapshot, PartySnapshot, ReferSnapshot, RestoreError, SnapshotError,
+    SNAPSHOT_VERSION,
 };
 mod timers;
 mod transfer;
@@ -62,11 +66,11 @@ use crate::transaction::{
 };
 
 use crate::media::FlowId;
+use call::{AwaitAck, Provisional, SentAck};
 pub use events::{DropReason, EndedBy, Event, Origin, RejectReason};
-use media::{Anchoring, CallMedia, LegRealm, MediaCommand};
-use session::{
-    Answered, AwaitAck, Cancel, Early, Kind, Leg, Pending, PendingKind, Phase, SentAck, Session,
-};
+use media::{Anchoring, LegRealm, MediaCommand};
+use session::{Confirmed, Kind, Leg, Pending, PendingKind, Session, Setup, Usage};
+use subscription::Refer;
 
 /// One message as received by a transport.
 #[derive(Debug, Clone, Copy)]
@@ -457,8 +461,13 @@ impl Border {
         let dead: Vec<u64> = self
             .sessions
             .iter()
-            .filter(|(_, s)| matches!(s.phase, Phase::Confirmed(_)) && !s.media.is_empty())
-            .filter(|(_, s)| s.media.flows().all(|f| idle.contains(&f)))
+            .filter(|(_, s)| {
+                s.usage.call().is_some_and(|c| {
+                    matches!(c.phase, call::Phase::Confirmed(_))
+                        && !c.media.is_empty()
+                        && c.media.flows().all(|f| idle.contains(&f))
+                })
+            })
             .map(|(id, _)| *id)
             .collect();
         for sid in dead {

@@ -43,7 +43,7 @@ impl Border {
         let &(sid, side) = self.dialogs.get(&(r.call_id.clone(), r.to_tag.clone()))?;
         let sess = self.sessions.get(&sid)?;
         let leg = &sess.legs[side];
-        let live = !sess.phase.is_ended();
+        let live = !sess.usage.is_ended();
         let theirs = (leg.realm, leg.party) == from;
         (live && theirs && leg.remote_tag.as_deref() == Some(r.from_tag.as_str()))
             .then_some((sid, side))

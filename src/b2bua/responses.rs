@@ -33,7 +33,7 @@ impl Border {
             // Another branch of a forked INVITE answered too: that dialog is not wanted.
             return self.ack_and_bye_fork(now, sid, side, msg);
         }
-        if let Some(sent) = sess.phase.last_ack().filter(|s| s.ctx == ctx) {
+        if let Some(sent) = sess.usage.last_ack().filter(|s| s.ctx == ctx) {
             let (ack, dest) = (sent.ack.clone(), sent.dest);
             self.tx.send_stateless(&ack, dest);
         }
@@ -123,22 +123,32 @@ impl Border {
         msg: Message,
     ) {
         let sess = self.sessions.get_mut(&sid).expect("caller checked");
-        let Some(early) = sess.phase.early_mut() else {
+        let usage = &mut sess.usage;
+        if usage.setup().is_none() {
             // Already decided (a final answer, a timeout): a late 2xx is a forked answer or
             // a retransmission the transaction layer passed on.
             return;
-        };
+        }
         if status < 200 {
-            // Any provisional, 100 Trying included, lets a CANCEL follow (RFC 3261 §9.1).
-            early.got_provisional = true;
-            if early.cancel == Cancel::Waiting {
-                return self.send_cancel(now, sid);
-            }
-            if early.cancelled() || status == 100 {
-                return;
+            let step = match usage.early_mut() {
+                Some(early) => early.provisional(status),
+                None => {
+                    // A subscription or standalone request cannot be cancelled: only the
+                    // provisional's crossing is decided here.
+                    usage.setup_mut().expect("checked above").got_provisional = true;
+                    match status {
+                        100 => Provisional::Absorb,
+                        _ => Provisional::Relay,
+                    }
+                }
+            };
+            match step {
+                Provisional::SendCancel => return self.send_cancel(now, sid),
+                Provisional::Absorb => return,
+                Provisional::Relay => {}
             }
         }
-        let cancelled = early.cancelled();
+        let cancelled = usage.cancelled();
         if status == 503 && self.try_next_target(now, sid, Some(503)) {
             return;
         }
@@ -149,7 +159,7 @@ impl Border {
         if cancelled || !self.tx.server_pending(stx) {
             // Leg A is already answered (CANCEL, timeout): a late 2xx on leg B is ACKed and
             // hung up so the far side is not left with a half call.
-            let hang_up = (200..300).contains(&status) && sess.kind == Kind::Invite;
+            let hang_up = (200..300).contains(&status) && sess.kind() == Kind::Invite;
             if status >= 200 {
                 self.end(now, sid);
             }
@@ -168,32 +178,31 @@ impl Border {
         let sess = self.sessions.get_mut(&sid).expect("caller checked");
         match status {
             200..=299 => {
-                let awaiting_ack = (sess.kind == Kind::Invite).then(|| AwaitAck {
+                let await_ack = AwaitAck {
                     from_side: 0,
                     stx,
                     ctx,
                     out_cseq: cseq_of(&msg).map(|c| c.seq).unwrap_or(1),
-                });
-                sess.phase = Phase::Confirmed(Answered {
-                    at: now,
-                    awaiting_ack,
-                    last_ack: None,
-                });
-                self.anchoring.open_gates(&mut sess.media);
-                if sess.kind == Kind::Invite {
-                    self.stats.calls_answered += 1;
-                    let ev = Event::CallAnswered {
-                        call_id: sess.legs[0].call_id.clone(),
-                        corr: corr_id(self.corr_salt, sid),
-                        setup: now.saturating_duration_since(sess.created),
-                    };
-                    self.emit(ev);
-                } else if sess.kind == Kind::Standalone {
-                    self.end(now, sid);
+                };
+                match sess.usage.confirm(now, await_ack) {
+                    Confirmed::Call => {
+                        if let Some(media) = sess.media_mut() {
+                            self.anchoring.open_gates(media);
+                        }
+                        self.stats.calls_answered += 1;
+                        let ev = Event::CallAnswered {
+                            call_id: sess.legs[0].call_id.clone(),
+                            corr: corr_id(self.corr_salt, sid),
+                            setup: now.saturating_duration_since(sess.created),
+                        };
+                        self.emit(ev);
+                    }
+                    Confirmed::Subscription => {}
+                    Confirmed::Done => self.end(now, sid),
                 }
             }
             300..=699 => {
-                if sess.kind == Kind::Invite {
+                if sess.kind() == Kind::Invite {
                     self.stats.calls_failed += 1;
                     let call_id = sess.legs[0].call_id.clone();
                     let corr = corr_id(self.corr_salt, sid);
@@ -235,7 +244,7 @@ impl Border {
         let sess = self.sessions.get_mut(&sid).expect("caller checked");
         match method {
             Method::Invite if (200..300).contains(&status) => {
-                if let Some(answered) = sess.phase.answered_mut() {
+                if let Some(answered) = sess.usage.answered_mut() {
                     answered.awaiting_ack = Some(AwaitAck {
                         from_side: back,
                         stx,
@@ -245,14 +254,16 @@ impl Border {
                 }
             }
             Method::Bye => self.end(now, sid),
-            Method::Notify
-                if request
+            Method::Notify => {
+                let terminated = request
                     .headers
                     .subscription_state()
-                    .is_some_and(|s| s.is_terminated())
-                    && sess.kind == Kind::Subscribe =>
-            {
-                self.end(now, sid)
+                    .is_some_and(|s| s.is_terminated());
+                if let Usage::Subscription(sub) = &sess.usage {
+                    if sub.notified(terminated) {
+                        self.end(now, sid);
+                    }
+                }
             }
             _ => {}
         }
@@ -267,8 +278,8 @@ impl Border {
             let dest = this.leg_dest(&sess.legs[1]);
             this.tx.send_stateless(&ack, dest);
             let bye = this.build_request(sess, 1, Method::Bye, None, None);
-            if let Phase::Ended { last_ack } = &mut sess.phase {
-                *last_ack = Some(SentAck { ctx, ack, dest });
+            if let Some(call) = sess.usage.call_mut().filter(|c| c.is_ended()) {
+                call.keep_ack(SentAck { ctx, ack, dest });
             }
             (bye, dest)
         }) else {

@@ -1,20 +1,23 @@
-//! One session: the two legs (dialogs) of a call, subscription or standalone transaction, the
-//! phase it is in, and what is pending between them.
-//!
-//! The phase is an enum whose variants own what only that phase needs, so states that cannot
-//! happen (a cancelled call that is also confirmed, an ACK awaited before any answer) cannot be
-//! written down either.
+//! One session: the two legs (dialogs) the border's UAs hold for one exchange, and what the
+//! exchange is ([`Usage`], after RFC 5057's dialog usages): a call ([`super::call`]), a
+//! subscription ([`super::subscription`]) or a standalone transaction. Each usage is a type of
+//! its own whose state enum owns what only that state needs, so states that cannot happen (a
+//! cancelled call that is also confirmed, an ACK awaited on a subscription, media on a MESSAGE)
+//! cannot be written down either. What the legs share (Call-ID, tags, CSeq, route sets, the
+//! initial request, the REFER id map) is here; the transitions live on the usage types, and
+//! `Border` dispatches to them and carries out what they decide.
 
 use std::collections::VecDeque;
 use std::time::Instant;
 
 use super::build::Sealed;
-use super::{EndedBy, Party};
-use crate::sip::{Headers, Message, Method, Uri};
+use super::call::{Answered, AwaitAck, Call, Early, SentAck};
+pub(super) use super::leg::Leg;
+use super::subscription::{Refers, Standalone, Subscription};
+use crate::sip::Message;
 use crate::transaction::{ClientTxId, Flow, ServerTxId};
 
-pub(super) use super::fork::{Forks, RseqMap, Rseqs};
-
+/// What a new request creates, known before the session exists (while its route is looked up).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Kind {
     Invite,
@@ -22,82 +25,6 @@ pub(super) enum Kind {
     Subscribe,
     /// MESSAGE, OPTIONS, NOTIFY, PUBLISH outside a dialog: one transaction relayed.
     Standalone,
-}
-
-/// One dialog, as this border's UA sees it.
-#[derive(Debug, Clone)]
-pub(super) struct Leg {
-    pub realm: usize,
-    pub party: Party,
-    /// Where requests on this leg go when the remote target does not say otherwise.
-    pub flow: Flow,
-    pub call_id: String,
-    pub local_tag: String,
-    pub remote_tag: Option<String>,
-    /// Our identity on this leg (name-addr without tag).
-    pub local_uri: String,
-    pub remote_uri: String,
-    pub local_cseq: u32,
-    pub remote_cseq: Option<u32>,
-    pub remote_target: Option<Uri>,
-    pub route_set: Vec<String>,
-}
-
-/// A request on a dialog whose CSeq is not above the last one (RFC 3261 §12.2.2: 500).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct OutOfOrder;
-
-impl Leg {
-    /// A request the remote party sent on this dialog (RFC 3261 §12.2.2): its CSeq must rise;
-    /// a target refresh (INVITE, UPDATE, SUBSCRIBE, NOTIFY, REFER) moves the remote target to its
-    /// Contact; a dialog whose remote tag is not known yet (a NOTIFY before the SUBSCRIBE's 2xx)
-    /// learns it. Returns the CSeq number.
-    pub fn accept_request(&mut self, msg: &Message, method: &Method) -> Result<u32, OutOfOrder> {
-        let seq = super::cseq_of(msg).map(|c| c.seq).unwrap_or(0);
-        if self.remote_cseq.is_some_and(|prev| seq <= prev) {
-            return Err(OutOfOrder);
-        }
-        self.remote_cseq = Some(seq);
-        let refresh = matches!(
-            method,
-            Method::Invite | Method::Update | Method::Subscribe | Method::Notify | Method::Refer
-        );
-        if refresh {
-            if let Some(c) = super::contact_uri(msg) {
-                self.remote_target = Some(c);
-            }
-        }
-        if self.remote_tag.is_none() {
-            self.remote_tag = super::tag_of(msg.headers.get("From"));
-        }
-        Ok(seq)
-    }
-
-    /// From, To, Call-ID, CSeq and Route of a request this border sends on the leg
-    /// (RFC 3261 §12.2.1.1).
-    pub fn push_dialog_headers(&self, h: &mut Headers, seq: u32, method: &Method) {
-        h.push("From", format!("{};tag={}", self.local_uri, self.local_tag));
-        match &self.remote_tag {
-            Some(t) => h.push("To", format!("{};tag={t}", self.remote_uri)),
-            None => h.push("To", self.remote_uri.clone()),
-        }
-        h.push("Call-ID", self.call_id.clone());
-        h.push("CSeq", format!("{seq} {method}"));
-        for r in &self.route_set {
-            h.push("Route", r.clone());
-        }
-    }
-}
-
-/// A 2xx to an INVITE relayed to `from_side`, whose ACK is still to come and be relayed.
-#[derive(Debug, Clone)]
-pub(super) struct AwaitAck {
-    pub from_side: usize,
-    pub stx: ServerTxId,
-    /// The client transaction on the other leg that got the 2xx.
-    pub ctx: ClientTxId,
-    /// CSeq number of that INVITE on the other leg.
-    pub out_cseq: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -124,139 +51,156 @@ pub(super) struct Pending {
     pub kind: PendingKind,
 }
 
-/// An ACK the border sent for a 2xx on leg B, re-sent when that 2xx is retransmitted.
-#[derive(Debug, Clone)]
-pub(super) struct SentAck {
-    pub ctx: ClientTxId,
-    pub ack: Sealed,
-    pub dest: Flow,
-}
-
-/// CANCEL of the initial INVITE (RFC 3261 §9.1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Cancel {
-    /// Not asked for.
-    None,
-    /// The caller cancelled (it has its 487); leg B has sent no provisional yet, so the CANCEL
-    /// waits for one.
-    Waiting,
-    /// The caller cancelled and the CANCEL went out on leg B (or was not needed there).
-    Sent,
-}
-
-/// The initial request is out on leg B and has no final answer yet.
-#[derive(Debug, Clone)]
-pub(super) struct Early {
+/// The initial request is out on leg B and has no final answer yet: what every usage needs
+/// while it is being set up (and to move to the next target, RFC 3263 §4.3).
+#[derive(Debug, Clone, Default)]
+pub(super) struct Setup {
     /// The client transaction of the request on leg B (`None` only while it is being built).
     pub ctx: Option<ClientTxId>,
     /// The request as sent on leg B: CANCEL and the next target's retry are built from it.
     pub request: Option<Sealed>,
-    /// Further targets of the route, tried in order when the current one fails (RFC 3263 §4.3).
+    /// Further targets of the route, tried in order when the current one fails.
     pub alternates: VecDeque<Flow>,
     /// Any provisional arrived from the current target: a CANCEL may follow.
     pub got_provisional: bool,
-    pub cancel: Cancel,
-    /// The Reason the caller's CANCEL gave (RFC 3326, screened), carried on leg B's CANCEL.
-    pub cancel_reason: Option<String>,
-    /// RFC 3261 §16.6 Timer C (INVITE only).
-    pub timer_c_at: Option<Instant>,
-    /// The early dialogs of a forked INVITE besides the one the legs hold.
-    pub forks: Forks,
 }
 
-impl Early {
-    pub fn cancelled(&self) -> bool {
-        self.cancel != Cancel::None
+impl Setup {
+    pub fn new(alternates: VecDeque<Flow>) -> Setup {
+        Setup {
+            alternates,
+            ..Setup::default()
+        }
     }
 }
 
-/// A 2xx made the dialog: what the confirmed call needs.
+/// What the session's dialogs are used for.
 #[derive(Debug, Clone)]
-pub(super) struct Answered {
-    pub at: Instant,
-    /// A 2xx to an INVITE relayed to one side, whose ACK is still to come and be relayed.
-    pub awaiting_ack: Option<AwaitAck>,
-    pub last_ack: Option<SentAck>,
+pub(super) enum Usage {
+    Call(Box<Call>),
+    Subscription(Subscription),
+    Standalone(Standalone),
 }
 
-#[derive(Debug, Clone)]
-pub(super) enum Phase {
-    Early(Box<Early>),
-    Confirmed(Answered),
-    /// A BYE is crossing (or the border hung up): who ended it is known.
-    Terminating {
-        answered: Answered,
-        by: EndedBy,
-    },
-    /// Signalling is over; the state lingers 64·T1 for late retransmissions, then is freed.
-    Ended {
-        last_ack: Option<SentAck>,
-    },
+/// What a final 2xx to the initial request did to the usage (see [`Usage::confirm`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Confirmed {
+    /// A call is answered: its ACK is awaited, its media gates open.
+    Call,
+    /// A subscription is active until a NOTIFY ends it.
+    Subscription,
+    /// A standalone transaction is answered: the session is to be ended.
+    Done,
 }
 
-impl Phase {
-    pub fn early(&self) -> Option<&Early> {
+impl Usage {
+    pub fn new(kind: Kind, setup: Setup, timer_c_at: Option<Instant>) -> Usage {
+        match kind {
+            Kind::Invite => Usage::Call(Box::new(Call::new(setup, timer_c_at))),
+            Kind::Subscribe => Usage::Subscription(Subscription::new(setup)),
+            Kind::Standalone => Usage::Standalone(Standalone::new(setup)),
+        }
+    }
+
+    pub fn kind(&self) -> Kind {
         match self {
-            Phase::Early(e) => Some(e),
+            Usage::Call(_) => Kind::Invite,
+            Usage::Subscription(_) => Kind::Subscribe,
+            Usage::Standalone(_) => Kind::Standalone,
+        }
+    }
+
+    pub fn call(&self) -> Option<&Call> {
+        match self {
+            Usage::Call(c) => Some(c),
             _ => None,
         }
+    }
+
+    pub fn call_mut(&mut self) -> Option<&mut Call> {
+        match self {
+            Usage::Call(c) => Some(c),
+            _ => None,
+        }
+    }
+
+    /// The initial request's state on leg B, while no final answer has decided the session.
+    pub fn setup(&self) -> Option<&Setup> {
+        match self {
+            Usage::Call(c) => c.early().map(|e| &e.setup),
+            Usage::Subscription(s) => s.setup(),
+            Usage::Standalone(s) => s.setup(),
+        }
+    }
+
+    pub fn setup_mut(&mut self) -> Option<&mut Setup> {
+        match self {
+            Usage::Call(c) => c.early_mut().map(|e| &mut e.setup),
+            Usage::Subscription(s) => s.setup_mut(),
+            Usage::Standalone(s) => s.setup_mut(),
+        }
+    }
+
+    /// The early state of a call (CANCEL, Timer C, forks); `None` for other usages.
+    pub fn early(&self) -> Option<&Early> {
+        self.call().and_then(Call::early)
     }
 
     pub fn early_mut(&mut self) -> Option<&mut Early> {
-        match self {
-            Phase::Early(e) => Some(e),
-            _ => None,
-        }
+        self.call_mut().and_then(Call::early_mut)
     }
 
+    /// The answered state of a call (awaited ACK, last ACK sent).
     pub fn answered(&self) -> Option<&Answered> {
-        match self {
-            Phase::Confirmed(a) | Phase::Terminating { answered: a, .. } => Some(a),
-            _ => None,
-        }
+        self.call().and_then(Call::answered)
     }
 
     pub fn answered_mut(&mut self) -> Option<&mut Answered> {
-        match self {
-            Phase::Confirmed(a) | Phase::Terminating { answered: a, .. } => Some(a),
-            _ => None,
-        }
+        self.call_mut().and_then(Call::answered_mut)
     }
 
     pub fn last_ack(&self) -> Option<&SentAck> {
-        match self {
-            Phase::Confirmed(a) | Phase::Terminating { answered: a, .. } => a.last_ack.as_ref(),
-            Phase::Ended { last_ack } => last_ack.as_ref(),
-            Phase::Early(_) => None,
-        }
+        self.call().and_then(Call::last_ack)
+    }
+
+    /// The caller cancelled the initial INVITE.
+    pub fn cancelled(&self) -> bool {
+        self.early().is_some_and(Early::cancelled)
     }
 
     pub fn is_ended(&self) -> bool {
-        matches!(self, Phase::Ended { .. })
+        match self {
+            Usage::Call(c) => c.is_ended(),
+            Usage::Subscription(s) => s.is_ended(),
+            Usage::Standalone(s) => s.is_ended(),
+        }
     }
 
-    /// A BYE crossed (or the border hangs up): a confirmed call is terminating, and the first
-    /// to end it is remembered. A BYE on an early dialog leaves the call early: its INVITE still
-    /// gets its answer.
-    pub fn ending(&mut self, by: EndedBy) {
-        if let Phase::Confirmed(answered) = self {
-            *self = Phase::Terminating {
-                answered: answered.clone(),
-                by,
-            };
+    /// A 2xx answered the initial request (see [`Confirmed`]). `await_ack` is what a call
+    /// waits for from the caller.
+    pub fn confirm(&mut self, now: Instant, await_ack: AwaitAck) -> Confirmed {
+        match self {
+            Usage::Call(c) => {
+                c.answer(now, await_ack);
+                Confirmed::Call
+            }
+            Usage::Subscription(s) => {
+                s.activate(now);
+                Confirmed::Subscription
+            }
+            // Ended by the caller of this (`Border::end`), which frees what it held.
+            Usage::Standalone(_) => Confirmed::Done,
         }
     }
 }
 
+/// One exchange across the border: its two legs and what they are used for.
 #[derive(Debug, Clone)]
 pub(super) struct Session {
-    pub kind: Kind,
-    pub phase: Phase,
     /// Leg 0 faces the party that sent the initial request, leg 1 the one it was routed to.
-    /// During a forked INVITE they hold the early dialog selected last (see [`Forks`]).
+    /// During a forked INVITE they hold the early dialog selected last (see `fork.rs`).
     pub legs: [Leg; 2],
-    /// Reliable provisional numbering between the legs' dialogs (per early dialog while forked).
-    pub rseq: Rseqs,
+    pub usage: Usage,
     /// The initial request as received on leg 0, and its server transaction (`None` for a call
     /// restored from a snapshot: that transaction lived in another engine).
     pub initial: Message,
@@ -266,10 +210,21 @@ pub(super) struct Session {
     pub created: Instant,
     /// Charging identifier used when the originating side sent none we may keep.
     pub icid: String,
-    /// The call's anchored streams.
-    pub media: super::media::CallMedia,
-    /// REFERs relayed in this session: (the leg it was sent on, its CSeq there, its CSeq on the
-    /// leg it came from). The implicit subscription's NOTIFYs name the REFER by that CSeq
-    /// (`Event: refer;id=N`, RFC 3515 §2.4.6), which differs per leg.
-    pub refers: Vec<(usize, u32, u32)>,
+    /// REFERs relayed in this session, each one's CSeq per leg (`Event: refer;id=`).
+    pub refers: Refers,
+}
+
+impl Session {
+    pub fn kind(&self) -> Kind {
+        self.usage.kind()
+    }
+
+    /// The call's anchored streams; `None` for usages that carry no media.
+    pub fn media(&self) -> Option<&super::media::CallMedia> {
+        self.usage.call().map(|c| &c.media)
+    }
+
+    pub fn media_mut(&mut self) -> Option<&mut super::media::CallMedia> {
+        self.usage.call_mut().map(|c| &mut c.media)
+    }
 }

@@ -14,15 +14,19 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use super::call::Call;
+use super::fork::Rseqs;
 use super::media::{LegRealm, SlotSnapshot};
-use super::session::{Answered, Kind, Leg, Phase, Session};
+use super::session::{Leg, Session, Usage};
+use super::subscription::{Refer, Refers, Subscription};
 use super::{Border, Party, SessTimer};
 use crate::config::Transport;
 use crate::sip::{parse_message, Uri};
 use crate::transaction::Flow;
 
-/// The snapshot format this engine writes and reads.
-pub const SNAPSHOT_VERSION: u32 = 1;
+/// The snapshot format this engine writes. Version 2 added `refers`; version 1 snapshots are
+/// still read (as calls with no REFER in flight).
+pub const SNAPSHOT_VERSION: u32 = 2;
 
 /// One established call (or subscription dialog), both legs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -42,6 +46,18 @@ pub struct CallSnapshot {
     /// The next RSeq the border uses on each leg (RFC 3262, re-INVITEs).
     pub next_rseq: [u32; 2],
     pub media: Vec<SlotSnapshot>,
+    /// REFERs relayed in the dialogs whose NOTIFYs may still come (their ids differ per leg).
+    #[serde(default)]
+    pub refers: Vec<ReferSnapshot>,
+}
+
+/// A REFER relayed across: the leg (0 or 1) it was sent on, its CSeq there and its CSeq on the
+/// leg it came from (RFC 3515 §2.4.6 `Event: refer;id=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReferSnapshot {
+    pub sent_on: usize,
+    pub sent_cseq: u32,
+    pub received_cseq: u32,
 }
 
 /// Who a leg faces, by name (indices of a configuration mean nothing to another engine).
@@ -82,7 +98,7 @@ pub enum SnapshotError {
 /// Why a snapshot cannot be taken in.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RestoreError {
-    #[error("snapshot version {0}, this engine reads version {SNAPSHOT_VERSION}")]
+    #[error("snapshot version {0}, this engine reads versions 1 to {SNAPSHOT_VERSION}")]
     Version(u32),
     #[error("unknown call kind {0:?}")]
     Kind(String),
@@ -92,6 +108,8 @@ pub enum RestoreError {
     UnknownPartner { realm: String, partner: String },
     #[error("the initial request does not parse")]
     BadInitial,
+    #[error("a REFER names a leg other than 0 or 1")]
+    BadRefer,
     #[error("a dialog with Call-ID {0:?} and this tag already exists")]
     DialogExists(String),
     #[error("relay port {0} is not free here")]
@@ -104,7 +122,7 @@ impl Border {
         let sess = self
             .sessions
             .values()
-            .filter(|s| !s.phase.is_ended())
+            .filter(|s| !s.usage.is_ended())
             .find(|s| s.legs.iter().any(|l| l.call_id == call_id))
             .ok_or_else(|| SnapshotError::NoSuchCall(call_id.to_string()))?;
         self.snapshot_of(now, sess)
@@ -121,14 +139,13 @@ impl Border {
 
     /// A session as a snapshot, `None` when it is not a settled call.
     fn snapshot_of(&self, now: Instant, sess: &Session) -> Option<CallSnapshot> {
-        let answered = match &sess.phase {
-            Phase::Confirmed(a) if a.awaiting_ack.is_none() => a,
-            _ => return None,
-        };
-        let kind = match sess.kind {
-            Kind::Invite => "invite",
-            Kind::Subscribe => "subscribe",
-            Kind::Standalone => return None,
+        let (kind, since, next_rseq, media) = match &sess.usage {
+            Usage::Call(call) => {
+                let answered = call.settled()?;
+                ("invite", answered.at, call.rseq.next, call.media.snapshot())
+            }
+            Usage::Subscription(sub) => ("subscribe", sub.active_since()?, [1, 1], Vec::new()),
+            Usage::Standalone(_) => return None,
         };
         Some(CallSnapshot {
             version: SNAPSHOT_VERSION,
@@ -136,10 +153,19 @@ impl Border {
             legs: [0, 1].map(|i| self.leg_snapshot(&sess.legs[i])),
             initial: String::from_utf8_lossy(&sess.initial.to_bytes()).into_owned(),
             icid: sess.icid.clone(),
-            answered_ago: now.saturating_duration_since(answered.at),
+            answered_ago: now.saturating_duration_since(since),
             idle_for: now.saturating_duration_since(sess.last_activity),
-            next_rseq: sess.rseq.next,
-            media: sess.media.snapshot(),
+            next_rseq,
+            media,
+            refers: sess
+                .refers
+                .iter()
+                .map(|r| ReferSnapshot {
+                    sent_on: r.sent_on,
+                    sent_cseq: r.sent,
+                    received_cseq: r.received,
+                })
+                .collect(),
         })
     }
 
@@ -213,14 +239,17 @@ impl Border {
     /// re-opened (see [`Border::poll_media`]), its idle timer runs on. Nothing is changed when
     /// it fails.
     pub fn restore(&mut self, now: Instant, snap: &CallSnapshot) -> Result<(), RestoreError> {
-        if snap.version != SNAPSHOT_VERSION {
+        if !(1..=SNAPSHOT_VERSION).contains(&snap.version) {
             return Err(RestoreError::Version(snap.version));
         }
-        let kind = match snap.kind.as_str() {
-            "invite" => Kind::Invite,
-            "subscribe" => Kind::Subscribe,
+        let call = match snap.kind.as_str() {
+            "invite" => true,
+            "subscribe" => false,
             other => return Err(RestoreError::Kind(other.to_string())),
         };
+        if snap.refers.iter().any(|r| r.sent_on > 1) {
+            return Err(RestoreError::BadRefer);
+        }
         let legs = [
             self.leg_restore(&snap.legs[0])?,
             self.leg_restore(&snap.legs[1])?,
@@ -231,11 +260,20 @@ impl Border {
             realm: legs[i].realm,
             addr: self.cfg.realms[legs[i].realm].media_address,
         });
-        let media = self
-            .anchoring
-            .restore(&snap.media, realms)
-            .map_err(RestoreError::PortTaken)?;
         let at = now.checked_sub(snap.answered_ago).unwrap_or(now);
+        let usage = if call {
+            let media = self
+                .anchoring
+                .restore(&snap.media, realms)
+                .map_err(RestoreError::PortTaken)?;
+            let rseq = Rseqs {
+                maps: Vec::new(),
+                next: snap.next_rseq,
+            };
+            Usage::Call(Box::new(Call::restored(at, rseq, media)))
+        } else {
+            Usage::Subscription(Subscription::restored(at))
+        };
         let last_activity = now.checked_sub(snap.idle_for).unwrap_or(now);
         let sid = self.next_session;
         self.next_session += 1;
@@ -246,25 +284,20 @@ impl Border {
                 self.partners.hold(p);
             }
         }
+        let refers = snap.refers.iter().map(|r| Refer {
+            sent_on: r.sent_on,
+            sent: r.sent_cseq,
+            received: r.received_cseq,
+        });
         let sess = Session {
-            kind,
-            phase: Phase::Confirmed(Answered {
-                at,
-                awaiting_ack: None,
-                last_ack: None,
-            }),
             legs,
-            rseq: super::fork::Rseqs {
-                maps: Vec::new(),
-                next: snap.next_rseq,
-            },
+            usage,
             initial,
             initial_stx: None,
             last_activity,
             created: at,
             icid: snap.icid.clone(),
-            media,
-            refers: Vec::new(),
+            refers: Refers::from_vec(refers.collect()),
         };
         self.sessions.insert(sid, sess);
         self.active += 1;

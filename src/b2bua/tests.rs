@@ -1260,3 +1260,4 @@ mod sharding;
 mod snapshot;
 mod tls_identity;
 mod transfer;
+mod usages;

@@ -28,7 +28,7 @@ impl Border {
                         .sessions
                         .iter()
                         .find(|(_, s)| {
-                            s.phase
+                            s.usage
                                 .answered()
                                 .and_then(|a| a.awaiting_ack.as_ref())
                                 .is_some_and(|w| w.stx == stx)
@@ -69,8 +69,8 @@ impl Border {
                 let Some(sess) = self.sessions.get(&sid) else {
                     return;
                 };
-                let kind = sess.kind;
-                if let Some(stx) = sess.initial_stx.filter(|_| sess.phase.early().is_some()) {
+                let kind = sess.kind();
+                if let Some(stx) = sess.initial_stx.filter(|_| sess.usage.setup().is_some()) {
                     let initial = sess.initial.clone();
                     self.reply_in_session(now, sid, stx, &initial, status);
                 }
@@ -98,7 +98,7 @@ impl Border {
         };
         match which {
             SessTimer::TimerC => {
-                if sess.phase.early().and_then(|e| e.timer_c_at) != Some(at) {
+                if sess.usage.early().and_then(|e| e.timer_c_at) != Some(at) {
                     return;
                 }
                 if let Some(stx) = sess.initial_stx {
@@ -111,7 +111,7 @@ impl Border {
                 self.end(now, sid);
             }
             SessTimer::Idle => {
-                if sess.phase.is_ended() {
+                if sess.usage.is_ended() {
                     return;
                 }
                 let idle_until = sess.last_activity + self.cfg.sip.dialog_idle_timeout;
@@ -123,7 +123,7 @@ impl Border {
             }
             SessTimer::Lookup => {} // handled above: its id is a lookup's, not a session's
             SessTimer::Reap => {
-                if !sess.phase.is_ended() {
+                if !sess.usage.is_ended() {
                     return;
                 }
                 let sess = self.sessions.remove(&sid).expect("looked up above");
@@ -159,25 +159,20 @@ impl Border {
         self.leave_early(sid);
         self.forget_transfer(sid);
         if let Some(sess) = self.sessions.get_mut(&sid) {
-            if !sess.phase.is_ended() {
-                self.active -= 1;
-                let by = match &sess.phase {
-                    Phase::Terminating { by, .. } => *by,
-                    // A BYE that was never seen (both legs gone quiet) is the border's.
-                    _ => EndedBy::Border("Dialog ended"),
-                };
-                let ended = match (sess.kind, sess.phase.answered()) {
-                    (Kind::Invite, Some(a)) => Some(Event::CallEnded {
+            let ended = match &mut sess.usage {
+                Usage::Call(call) => call.end().map(|end| {
+                    end.answered_at.map(|at| Event::CallEnded {
                         call_id: sess.legs[0].call_id.clone(),
                         corr: corr_id(self.corr_salt, sid),
-                        duration: now.saturating_duration_since(a.at),
-                        by,
-                    }),
-                    _ => None,
-                };
-                sess.phase = Phase::Ended {
-                    last_ack: sess.phase.last_ack().cloned(),
-                };
+                        duration: now.saturating_duration_since(at),
+                        by: end.by,
+                    })
+                }),
+                Usage::Subscription(sub) => sub.end().then_some(None),
+                Usage::Standalone(s) => s.end().then_some(None),
+            };
+            if let Some(ended) = ended {
+                self.active -= 1;
                 for leg in &sess.legs {
                     if let Party::Peer(p) = leg.party {
                         self.partners.ended(p);
@@ -187,7 +182,9 @@ impl Border {
                     realm: sess.legs[i].realm,
                     addr: self.cfg.realms[sess.legs[i].realm].media_address,
                 });
-                self.anchoring.release(&mut sess.media, legs);
+                if let Some(media) = sess.media_mut() {
+                    self.anchoring.release(media, legs);
+                }
                 let at = now + self.cfg.sip.t1 * 64;
                 self.timers.insert((at, sid, SessTimer::Reap));
                 if let Some(ev) = ended {
@@ -202,7 +199,7 @@ impl Border {
         let Some(sess) = self.sessions.get(&sid) else {
             return;
         };
-        if sess.phase.is_ended() {
+        if sess.usage.is_ended() {
             return;
         }
         let _call = self.call_span(sid);
@@ -211,11 +208,11 @@ impl Border {
             "border hangs up the call: {}",
             why.text()
         );
-        let kind = sess.kind;
-        let answered = sess.phase.answered().is_some();
-        let invite_stx = sess.initial_stx.filter(|_| sess.phase.early().is_some());
-        if let Some(sess) = self.sessions.get_mut(&sid) {
-            sess.phase.ending(EndedBy::Border(why.text()));
+        let kind = sess.kind();
+        let answered = sess.usage.answered().is_some();
+        let invite_stx = sess.initial_stx.filter(|_| sess.usage.setup().is_some());
+        if let Some(call) = self.sessions.get_mut(&sid).and_then(|s| s.usage.call_mut()) {
+            call.ending(EndedBy::Border(why.text()));
         }
         if answered && kind == Kind::Invite {
             for side in 0..2 {

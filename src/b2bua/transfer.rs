@@ -81,8 +81,8 @@ impl Border {
             return self.reply(now, stx, msg, 400, None);
         };
         let sess = &self.sessions[&sid];
-        let offer = sess.media.sent(side).map(<[u8]>::to_vec);
-        let (Some(offer), true) = (offer, sess.phase.answered().is_some()) else {
+        let offer = sess.media().and_then(|m| m.sent(side)).map(<[u8]>::to_vec);
+        let (Some(offer), true) = (offer, sess.usage.answered().is_some()) else {
             // Nothing to offer the target on the transferor's relay side (a call without SDP,
             // or not answered yet).
             return self.reject(now, stx, msg, 403, None, why);
@@ -286,7 +286,9 @@ impl Border {
                     if let Some(body) = Some(&msg.body).filter(|b| !b.is_empty()) {
                         // The partner's answer moves its side's far end if it changed.
                         let legs = this.leg_realms(sess);
-                        let _ = this.anchoring.anchor(&mut sess.media, legs, side, body);
+                        if let Some(media) = sess.media_mut() {
+                            let _ = this.anchoring.anchor(media, legs, side, body);
+                        }
                     }
                     let ack = this.build_ack(sess, side, seq, &empty);
                     (ack, this.leg_dest(&sess.legs[side]))
@@ -341,13 +343,13 @@ impl Border {
         let Some(sess) = self.sessions.get(&sid) else {
             return;
         };
-        let before = sess.media.sent(other).map(<[u8]>::to_vec);
+        let before = sess.media().and_then(|m| m.sent(other)).map(<[u8]>::to_vec);
         let legs = self.leg_realms(sess);
         let sess = self.sessions.get_mut(&sid).expect("looked up above");
-        let answered = self
-            .anchoring
-            .anchor(&mut sess.media, legs, side, &msg.body)
-            .ok();
+        let anchoring = &mut self.anchoring;
+        let answered = sess
+            .media_mut()
+            .and_then(|media| anchoring.anchor(media, legs, side, &msg.body).ok());
         let Some(after) = answered else {
             // An answer the relay cannot stand for: the target is hung up, the call goes on.
             self.transfers.remove(&sid);
@@ -398,8 +400,8 @@ impl Border {
         }) else {
             return;
         };
-        if let Some(sess) = self.sessions.get_mut(&sid) {
-            sess.media.note_sent(side, &body);
+        if let Some(media) = self.sessions.get_mut(&sid).and_then(Session::media_mut) {
+            media.note_sent(side, &body);
         }
         Border::set_own_body(&mut req, "application/sdp", body);
         let ctx = self.tx.send_request(now, &req, dest);

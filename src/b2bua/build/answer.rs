@@ -9,7 +9,6 @@ use crate::b2bua::hiding::{
     self, copy_body, copy_screened, map_status, reason_phrase, BodyRules, Crossing, DialogIds,
 };
 use crate::b2bua::media::AnchorError;
-use crate::b2bua::session;
 use crate::b2bua::{cseq_of, tag_of, Border, Event};
 use crate::config::Transport;
 use crate::sip::{Headers, Message, Method, ParseError, StartLine, Via};
@@ -62,7 +61,9 @@ impl Border {
                 resp.body.clear();
                 resp.headers.remove("Content-Type");
             } else if answered && !resp.body.is_empty() {
-                this.anchoring.open_gates(&mut sess.media);
+                if let Some(media) = sess.media_mut() {
+                    this.anchoring.open_gates(media);
+                }
             }
         });
         let sess = self.sessions.get(&sid).expect("caller checked");
@@ -70,29 +71,14 @@ impl Border {
             let pcv = self.charging_for(sess, src, side, false);
             resp.headers.push("P-Charging-Vector", pcv);
         }
-        // Reliable provisionals (RFC 3262) carry an RSeq per leg.
+        // Reliable provisionals (RFC 3262, INVITE only) carry an RSeq per leg.
         if (101..200).contains(&status) && src.headers.has_option_tag("Require", "100rel") {
-            if let (Some(theirs), Some(c)) = (src.headers.rseq().map(|r| r.0), cseq_of(src)) {
-                let sess = self.sessions.get_mut(&sid).expect("caller checked");
-                let ours = match sess
-                    .rseq
-                    .maps
-                    .iter()
-                    .find(|m| m.side == side && m.theirs == theirs && m.their_cseq == c.seq)
-                {
-                    Some(m) => m.ours,
-                    None => {
-                        let ours = sess.rseq.next[side];
-                        sess.rseq.next[side] += 1;
-                        sess.rseq.maps.push(session::RseqMap {
-                            side,
-                            ours,
-                            theirs,
-                            their_cseq: c.seq,
-                        });
-                        ours
-                    }
-                };
+            let sess = self.sessions.get_mut(&sid).expect("caller checked");
+            let rseq = sess.usage.call_mut().map(|c| &mut c.rseq);
+            if let (Some(rseq), Some(theirs), Some(c)) =
+                (rseq, src.headers.rseq().map(|r| r.0), cseq_of(src))
+            {
+                let ours = rseq.ours_for(side, theirs, c.seq);
                 if !resp.headers.has_option_tag("Require", "100rel") {
                     resp.headers.push("Require", "100rel");
                 }

@@ -370,14 +370,13 @@ impl Border {
         if !is_sdp {
             return Ok(());
         }
-        if !offer_answer {
-            strip_body(msg);
-            return Ok(());
-        }
         let legs = self.leg_realms(sess);
-        msg.body = self
-            .anchoring
-            .anchor(&mut sess.media, legs, from, &msg.body)?;
+        // Only a call negotiates media: SDP in anything else (or in a subscription's dialog)
+        // is removed, never passed on with its addresses.
+        match sess.media_mut().filter(|_| offer_answer) {
+            Some(media) => msg.body = self.anchoring.anchor(media, legs, from, &msg.body)?,
+            None => strip_body(msg),
+        }
         Ok(())
     }
 
@@ -396,14 +395,14 @@ impl Border {
             return Ok(());
         };
         let is_sdp = |p: &Part| p.content_type().is_some_and(|c| c.is_sdp());
-        if !offer_answer {
-            parts.retain(|p| !is_sdp(p));
-        }
         let legs = self.leg_realms(sess);
-        for p in parts.iter_mut().filter(|p| is_sdp(p)) {
-            p.body = self
-                .anchoring
-                .anchor(&mut sess.media, legs, from, &p.body)?;
+        match sess.media_mut().filter(|_| offer_answer) {
+            Some(media) => {
+                for p in parts.iter_mut().filter(|p| is_sdp(p)) {
+                    p.body = self.anchoring.anchor(media, legs, from, &p.body)?;
+                }
+            }
+            None => parts.retain(|p| !is_sdp(p)),
         }
         if parts.is_empty() {
             strip_body(msg);

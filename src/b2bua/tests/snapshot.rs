@@ -153,3 +153,62 @@ fn only_settled_calls_are_written_out() {
     ));
     assert!(sim.borders[0].snapshot_all(now).is_empty());
 }
+
+#[test]
+fn a_refer_in_flight_moves_with_the_call() {
+    let mut sim = Sim::new();
+    let (ok, ack) = established(&mut sim, "snap3@127.0.10.1");
+    // CSeq 5 at A's core, 2 on the legs the borders number: the NOTIFY must be mapped.
+    let refer = in_dialog("REFER", 5, true, &ok, "z9hG4bKsnapref").replace(
+        "Content-Length: 0",
+        "Contact: <sip:alice@127.0.10.1:5060>\nRefer-To: <sip:bob@operator-b.example>\nContent-Length: 0",
+    );
+    sim.send_from_core(0, &refer);
+    let refer_b = sim.take(1);
+    assert_eq!(method(&refer_b), "REFER");
+    sim.send_from_core(1, &answer(&refer_b, 202, "", "", ""));
+    assert_eq!(sim.take(0).status(), Some(202));
+    let now = sim.now;
+    let snap = sim.borders[0].snapshot(now, "snap3@127.0.10.1").unwrap();
+    assert_eq!(snap.refers.len(), 1, "{snap:?}");
+    // Both borders are replaced: the NOTIFY's id is translated by the REFER maps they took in.
+    let peer_call_id = snap.legs[1].call_id.clone();
+    move_call(&mut sim, 0, "snap3@127.0.10.1");
+    move_call(&mut sim, 1, &peer_call_id);
+
+    let b_seq = h(&refer_b, "CSeq").split(' ').next().unwrap().to_string();
+    let notify = in_dialog("NOTIFY", 1, false, &ack, "z9hG4bKsnapnot").replace(
+        "Content-Length: 0\n\n",
+        &format!(
+            "Event: refer;id={b_seq}\nSubscription-State: terminated\nContact: <sip:c@127.0.40.1:5060>\nContent-Type: message/sipfrag\nContent-Length: 16\n\nSIP/2.0 200 OK\r\n"
+        ),
+    );
+    sim.send_from_core(1, &notify);
+    let notify_a = sim.take(0);
+    assert_eq!(method(&notify_a), "NOTIFY");
+    assert_eq!(h(&notify_a, "Event"), "refer;id=5");
+    sim.send_from_core(0, &answer(&notify_a, 200, "", "", ""));
+    assert_eq!(sim.take(1).status(), Some(200));
+    bye(&mut sim, 6, true, &ok);
+    assert_no_leak(&sim, SECRETS);
+}
+
+#[test]
+fn a_version_1_snapshot_is_still_taken_in() {
+    let mut sim = Sim::new();
+    established(&mut sim, "snap4@127.0.10.1");
+    let now = sim.now;
+    let snap = sim.borders[0].snapshot(now, "snap4@127.0.10.1").unwrap();
+    let mut old = serde_json::to_value(&snap).unwrap();
+    old["version"] = 1.into();
+    old.as_object_mut().unwrap().remove("refers");
+    let old: CallSnapshot = serde_json::from_value(old).expect("a v1 snapshot parses");
+    let mut fresh = Border::new(lab("operator-a.toml"), 98);
+    fresh.restore(now, &old).expect("a v1 snapshot restores");
+    let mut future = old.clone();
+    future.version = crate::b2bua::SNAPSHOT_VERSION + 1;
+    assert_eq!(
+        Border::new(lab("operator-a.toml"), 97).restore(now, &future),
+        Err(RestoreError::Version(future.version))
+    );
+}
