@@ -18,14 +18,20 @@ pub(super) enum ClientState {
     Accepted,
 }
 
+/// What a client transaction keeps is what it may still have to send: the request bytes until
+/// its final response (Timers A/E), then only the ACK of an INVITE's non-2xx final, re-sent for
+/// the final's retransmissions. Parsed messages are never kept past the call that needs them.
 pub(super) struct ClientTx {
     pub(super) key: String,
     pub(super) invite: bool,
     pub(super) state: ClientState,
     pub(super) flow: Flow,
+    /// The request as sent, for Timers A/E; emptied once a final response arrived.
     pub(super) request: Vec<u8>,
-    /// The request, kept to build the ACK of a non-2xx final.
-    pub(super) ack_base: Option<Message>,
+    /// INVITE, no final response yet: what of the request builds the ACK of a non-2xx final.
+    pub(super) ack_base: Option<Box<Message>>,
+    /// INVITE, non-2xx final: that ACK, re-sent for each retransmission of the final.
+    pub(super) ack: Option<Vec<u8>>,
     pub(super) interval: Duration,
     /// Armed deadlines; a schedule entry fires only if it still matches (lazy cancellation).
     pub(super) retransmit_at: Option<Instant>,
@@ -67,7 +73,8 @@ impl TransactionLayer {
                 state: ClientState::Trying,
                 flow,
                 request: bytes,
-                ack_base: invite.then(|| msg.clone()),
+                ack_base: invite.then(|| Box::new(ack_skeleton(msg))),
+                ack: None,
                 interval: t1,
                 retransmit_at: None,
                 timeout_at: None,
@@ -118,6 +125,9 @@ impl TransactionLayer {
                 tx.state = ClientState::Accepted;
                 tx.retransmit_at = None;
                 tx.timeout_at = None;
+                // The call logic ACKs a 2xx itself: nothing is sent from here any more.
+                tx.request = Vec::new();
+                tx.ack_base = None;
                 self.arm(now + t1 * 64, Due::ClientLinger(id));
                 ResponseDisposition::Deliver(id)
             }
@@ -126,11 +136,14 @@ impl TransactionLayer {
                 tx.retransmit_at = None;
                 tx.timeout_at = None;
                 let reliable = tx.flow.reliable();
-                if let Some(ack) = tx.ack_base.as_ref().map(|req| ack_for(req, msg)) {
+                tx.request = Vec::new();
+                if let Some(req) = tx.ack_base.take() {
+                    let ack = ack_for(&req, msg).to_bytes();
                     self.transmits.push_back(Transmit {
                         flow: tx.flow,
-                        bytes: ack.to_bytes(),
+                        bytes: ack.clone(),
                     });
+                    tx.ack = Some(ack);
                 }
                 let linger = match (tx.invite, reliable) {
                     (_, true) => Duration::ZERO,
@@ -142,10 +155,10 @@ impl TransactionLayer {
             }
             (ClientState::Accepted, 200..=299) => ResponseDisposition::Retransmitted2xx(id),
             (ClientState::Completed, 300..=699) => {
-                if let Some(ack) = tx.ack_base.as_ref().map(|req| ack_for(req, msg)) {
+                if let Some(ack) = &tx.ack {
                     self.transmits.push_back(Transmit {
                         flow: tx.flow,
-                        bytes: ack.to_bytes(),
+                        bytes: ack.clone(),
                     });
                 }
                 ResponseDisposition::Absorbed
@@ -180,6 +193,28 @@ impl TransactionLayer {
                 self.events.push_back(TxEvent::ClientTransportError(id));
             }
         }
+    }
+}
+
+/// What [`ack_for`] reads of an INVITE, and nothing else (no body, no other header): kept
+/// while the INVITE waits for its final response.
+fn ack_skeleton(request: &Message) -> Message {
+    let mut headers = crate::sip::Headers::default();
+    if let Some(v) = request.headers.values("Via").first() {
+        headers.push("Via", *v);
+    }
+    for name in ["Max-Forwards", "From", "Call-ID", "CSeq"] {
+        if let Some(v) = request.headers.get(name) {
+            headers.push(name, v);
+        }
+    }
+    for r in request.headers.lines("Route") {
+        headers.push("Route", r);
+    }
+    Message {
+        start: request.start.clone(),
+        headers,
+        body: Vec::new(),
     }
 }
 

@@ -127,6 +127,20 @@ impl TransactionLayer {
         (self.clients.len(), self.servers.len())
     }
 
+    /// Bytes of messages and keys the live transactions hold (parsed skeletons aside): what a
+    /// completed transaction kept for retransmissions costs, for tests and memory sizing.
+    pub fn held_bytes(&self) -> usize {
+        let clients = self
+            .clients
+            .values()
+            .map(|t| t.key.len() + t.request.len() + t.ack.as_ref().map_or(0, Vec::len));
+        let servers = self
+            .servers
+            .values()
+            .map(|t| t.key.len() + t.last_response.as_ref().map_or(0, Vec::len));
+        clients.sum::<usize>() + servers.sum::<usize>()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.clients.is_empty() && self.servers.is_empty()
     }

@@ -17,6 +17,8 @@ pub(super) enum ServerState {
     Confirmed,
 }
 
+/// A server transaction keeps the bytes of its last response only while a retransmission of
+/// the request may still be answered with them.
 pub(super) struct ServerTx {
     pub(super) key: String,
     pub(super) invite: bool,
@@ -79,6 +81,8 @@ impl TransactionLayer {
                         tx.state = ServerState::Confirmed;
                         tx.retransmit_at = None;
                         tx.timeout_at = None;
+                        // Confirmed absorbs retransmissions without answering them.
+                        tx.last_response = None;
                         let linger = if tx.flow.reliable() {
                             Duration::ZERO
                         } else {
@@ -92,6 +96,7 @@ impl TransactionLayer {
                         tx.state = ServerState::Confirmed;
                         tx.retransmit_at = None;
                         tx.timeout_at = None;
+                        tx.last_response = None;
                         self.arm(now, Due::ServerLinger(id));
                         RequestDisposition::AckFor2xx(Some(id))
                     }
@@ -144,6 +149,7 @@ impl TransactionLayer {
                 tx.state = ServerState::Confirmed;
                 tx.retransmit_at = None;
                 tx.timeout_at = None;
+                tx.last_response = None;
                 // Keep absorbing INVITE retransmissions for a while (RFC 6026 Timer L).
                 let linger = self.timers.t1 * 64;
                 self.arm(now + linger, Due::ServerLinger(id));

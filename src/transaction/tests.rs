@@ -117,6 +117,49 @@ fn nothing_is_retransmitted_over_tcp() {
     l.poll_transmit();
     assert!(run(&mut l, t0, Duration::from_secs(40)).is_empty());
 }
+#[test]
+fn a_completed_transaction_keeps_only_what_it_may_still_send() {
+    let t0 = Instant::now();
+    let mut l = TransactionLayer::new(Timers::default());
+    // An INVITE with a body: none of it is kept past the final response.
+    let text = request("INVITE", "z9hG4bK4").to_bytes();
+    let text = String::from_utf8(text).expect("ascii");
+    let body = "v=0\r\n".repeat(200);
+    let text = text.replace(
+        "Content-Length: 0\r\n\r\n",
+        &format!("Content-Length: {}\r\n\r\n{body}", body.len()),
+    );
+    let invite = parse_message(text.as_bytes(), &Default::default()).expect("INVITE parses");
+    let id = l.send_request(t0, &invite, flow(Transport::Udp));
+    let sent = l.poll_transmit().expect("INVITE sent").bytes;
+    assert!(
+        l.held_bytes() >= sent.len(),
+        "the request is kept for Timer A"
+    );
+    let r = response(486, "INVITE", "z9hG4bK4");
+    assert_eq!(l.on_response(t0, &r), ResponseDisposition::Deliver(id));
+    let ack = l.poll_transmit().expect("ACK sent").bytes;
+    assert_eq!(
+        ack,
+        ack_for(&invite, &r).to_bytes(),
+        "the skeleton builds the full ACK"
+    );
+    assert_eq!(l.held_bytes(), "z9hG4bK4|INVITE".len() + ack.len());
+    assert_eq!(l.on_response(t0, &r), ResponseDisposition::Absorbed);
+    assert_eq!(l.poll_transmit().expect("ACK re-sent").bytes, ack);
+
+    // A server transaction drops its last response once the ACK confirmed it.
+    let mut l = TransactionLayer::new(Timers::default());
+    let req = request("INVITE", "z9hG4bK5");
+    let RequestDisposition::New(sid) = l.on_request(t0, &req, flow(Transport::Udp)) else {
+        panic!("new request expected");
+    };
+    l.respond(t0, sid, &response(486, "INVITE", "z9hG4bK5"));
+    l.poll_transmit();
+    let key = l.held_bytes() - response(486, "INVITE", "z9hG4bK5").to_bytes().len();
+    l.on_request(t0, &request("ACK", "z9hG4bK5"), flow(Transport::Udp));
+    assert_eq!(l.held_bytes(), key, "Confirmed keeps only its key");
+}
 
 #[test]
 fn server_absorbs_retransmissions_and_resends_the_last_response() {
