@@ -214,6 +214,16 @@ fn invite_from_a(call_id: &str, branch: &str) -> String {
     )
 }
 
+/// An out-of-dialog request from A's core: the INVITE template's headers (no body), with
+/// `extra` header lines before Content-Length.
+fn request_from_a(call_id: &str, branch: &str, method: &str, seq: u32, extra: &str) -> String {
+    let full = invite_from_a(call_id, branch);
+    let head = &full[..full.find("Content-Type").expect("template has a body")];
+    format!("{head}{extra}Content-Length: 0\n\n")
+        .replace("INVITE sip:", &format!("{method} sip:"))
+        .replace("CSeq: 1 INVITE", &format!("CSeq: {seq} {method}"))
+}
+
 /// A response from a core UA to a request it received.
 fn answer(req: &Message, status: u16, to_tag: &str, contact: &str, body: &str) -> String {
     let mut s = format!("SIP/2.0 {status} Whatever internal reason\n");
@@ -893,14 +903,8 @@ fn prack_update_message_and_notify_cross_within_dialogs() {
 #[test]
 fn subscribe_and_out_of_dialog_message_cross() {
     let mut sim = Sim::new();
-    let full = invite_from_a("sub@127.0.10.1", "z9hG4bKsub");
-    let head = &full[..full.find("Content-Type").expect("template has a body")];
-    let sub = format!("{head}Content-Length: 0\n\n")
-        .replace("INVITE sip:", "SUBSCRIBE sip:")
-        .replace(
-            "CSeq: 1 INVITE",
-            "CSeq: 1 SUBSCRIBE\nEvent: conference\nExpires: 600",
-        );
+    let extra = "Event: conference\nExpires: 600\n";
+    let sub = request_from_a("sub@127.0.10.1", "z9hG4bKsub", "SUBSCRIBE", 1, extra);
     sim.send_from_core(0, &sub);
     let sub_b = sim.take(1);
     assert_eq!(sub_b.method().map(|m| m.as_str()), Some("SUBSCRIBE"));

@@ -37,11 +37,14 @@ fn a_refusing_partner_gets_no_refer_and_its_own_are_answered_403() {
     assert!(sim.quiet(0), "nothing reached A's core");
 
     // Outside a dialog too.
-    let full = invite_from_a("ood-refer@127.0.10.1", "z9hG4bKoodrefer");
-    let head = &full[..full.find("Content-Type").expect("template has a body")];
-    let refer = format!("{head}Refer-To: <sip:bob@operator-a.example>\nContent-Length: 0\n\n")
-        .replace("INVITE sip:", "REFER sip:")
-        .replace("CSeq: 1 INVITE", "CSeq: 1 REFER");
+    let refer_to = "Refer-To: <sip:bob@operator-a.example>\n";
+    let refer = request_from_a(
+        "ood-refer@127.0.10.1",
+        "z9hG4bKoodrefer",
+        "REFER",
+        1,
+        refer_to,
+    );
     let before = sim.interconnect.len();
     sim.send_from_core(0, &refer);
     assert_eq!(sim.take(0).status(), Some(403));

@@ -328,11 +328,8 @@ fn refer_from_the_partner_is_relayed_and_out_of_dialog_refer_toward_it_refused()
         "its own REFERs still cross"
     );
 
-    let full = invite_from_a("ood@127.0.10.1", "z9hG4bKood");
-    let head = &full[..full.find("Content-Type").expect("template has a body")];
-    let ood = format!("{head}Refer-To: <sip:bob@operator-a.example>\nContent-Length: 0\n\n")
-        .replace("INVITE sip:", "REFER sip:")
-        .replace("CSeq: 1 INVITE", "CSeq: 1 REFER");
+    let refer_to = "Refer-To: <sip:bob@operator-a.example>\n";
+    let ood = request_from_a("ood@127.0.10.1", "z9hG4bKood", "REFER", 1, refer_to);
     sim.send_from_core(0, &ood);
     assert_eq!(sim.take(0).status(), Some(403));
 }

@@ -8,13 +8,14 @@ fn method(m: &Message) -> &str {
     m.method().map(|m| m.as_str()).unwrap_or("")
 }
 
-/// An out-of-dialog request from A's core built from the INVITE template without its body.
 fn from_a(call_id: &str, method: &str, seq: u32, extra: &str) -> String {
-    let full = invite_from_a(call_id, &format!("z9hG4bK{method}{seq}"));
-    let head = &full[..full.find("Content-Type").expect("template has a body")];
-    format!("{head}{extra}Content-Length: 0\n\n")
-        .replace("INVITE sip:", &format!("{method} sip:"))
-        .replace("CSeq: 1 INVITE", &format!("CSeq: {seq} {method}"))
+    request_from_a(
+        call_id,
+        &format!("z9hG4bK{method}{seq}"),
+        method,
+        seq,
+        extra,
+    )
 }
 
 /// A request from B's core in the dialog that `req` (received at B's core) created, with the
