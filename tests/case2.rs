@@ -27,8 +27,9 @@
 //! - `attended_transfer`: Cindy holds a call with Alice and one with Bob and transfers (REFER
 //!   with Replaces in Refer-To); the Replaces that reaches Alice must name A's own leg (the
 //!   border translates it), and Alice and Bob then talk, tones detected both ways.
-//! - `refer_terminated`: A's policy for B says `refer = "terminate"`; Cindy calls Alice, Alice
-//!   blind-transfers her to Bob, A's border answers the REFER and calls Bob itself; no REFER
+//! - `refer_terminated`, `refer_terminated_from_caller`: A's policy for B says
+//!   `refer = "terminate"`; Cindy calls Alice (or Alice calls Cindy), Alice blind-transfers
+//!   her to Bob, A's border answers the REFER and calls Bob itself; no REFER
 //!   reaches Cindy, Bob is offered the relay port Alice had, Cindy and Bob hear each other.
 
 #[allow(dead_code)] // the two-party run loop of tests/webrtc.rs
@@ -46,11 +47,13 @@ mod support;
 mod tone;
 
 use client::Report;
+use common::capture::{self, Capture, Interconnect};
 use common::flows;
 use common::harness::{self, ensure, skip, Tally};
 use common::instance;
 use common::msg::{self, Msg};
 use common::pcap;
+use common::registry;
 use common::ua::{self, Dialog, Incoming, Ua, UaConfig};
 use lab::Lab;
 use std::net::IpAddr;
@@ -90,6 +93,8 @@ const ENOUGH_SAMPLES: usize = 24000;
 const ANALYSED: usize = 12000;
 const DOMINANCE: f64 = 10.0;
 const GLOBAL_TIMEOUT: Duration = Duration::from_secs(8 * 60);
+/// The relay port range of both lab borders (policies/lab).
+const LAB_RELAY_PORTS: (u16, u16) = (20_000, 29_999);
 
 // ---------------------------------------------------------------- participants
 
@@ -592,14 +597,65 @@ fn lists(users: &[String], who: &[&str]) -> R<()> {
 
 // ---------------------------------------------------------------- scenarios
 
-fn with_lab(dir: &Path, tag: &str, f: impl FnOnce() -> R<()>) -> R<()> {
+/// What a scenario's interconnect capture must show: the requests that crossed between the
+/// borders (so the leak search read them), and those that must not have.
+struct Wire {
+    crosses: &'static [&'static str],
+    never: &'static [&'static str],
+}
+
+/// Runs `f` against a fresh lab whose interconnect is captured (tcpdump, decrypted with the
+/// instances' TLS key log), then checks the capture: the requests `wire` names crossed (or did
+/// not), and nothing of either home network (addresses, core host names, any Call-ID, tag or
+/// branch a test user agent or the focus made) is in any header or body that crossed, every
+/// SDP naming only the borders' relays. Without root, tcpdump or tshark the flow still runs,
+/// and the scenario is then reported skipped (a failure when root tests are required).
+fn with_lab(dir: &Path, tag: &str, wire: Wire, f: impl FnOnce() -> R<()>) -> R<()> {
     instance::wait_lab_free(Duration::from_secs(60))?;
-    let mut lab =
-        Lab::start_logs(dir, tag, &work_dir()).map_err(|e| format!("lab did not start: {e}"))?;
+    let keylog = work_dir().join(format!("{tag}-tls-keys.log"));
+    let _ = std::fs::remove_file(&keylog);
+    let unavailable = capture::unavailable();
+    let mut cap = match unavailable {
+        None => Some(Capture::start(work_dir().join(format!("{tag}.pcap")))?),
+        Some(_) => None,
+    };
+    let mut lab = Lab::start_keylog(dir, tag, &work_dir(), Some(&keylog))
+        .map_err(|e| format!("lab did not start: {e}"))?;
     let res = f();
     let alive = lab.alive();
     drop(lab);
-    res.and(alive)
+    res.and(alive)?;
+    match (cap.as_mut(), unavailable) {
+        (Some(cap), _) => interconnect_clean(&cap.finish(&keylog)?, &wire),
+        (None, why) => skip(&format!("the flow passed; {}", why.unwrap_or_default())),
+    }
+}
+
+/// The checks of [`with_lab`] on a scenario's interconnect.
+fn interconnect_clean(ic: &Interconnect, wire: &Wire) -> R<()> {
+    // Each request named crossed, and (but for ACK) its answer did.
+    ic.holds_sip(2 * wire.crosses.len())?;
+    let methods = ic.methods();
+    for m in wire.crosses {
+        ensure(methods.contains(*m), || {
+            format!("no {m} crossed the interconnect (saw {methods:?})")
+        })?;
+    }
+    for m in wire.never {
+        ensure(!methods.contains(*m), || {
+            format!("a {m} crossed the interconnect")
+        })?;
+    }
+    let mut hits = ic.leaks(&capture::needles(registry::all()), LAB_RELAY_PORTS);
+    let n = hits.len();
+    hits.truncate(20);
+    ensure(hits.is_empty(), || {
+        format!(
+            "{n} leak(s) on the interconnect ({} SIP messages):\n    {}",
+            ic.sip,
+            hits.join("\n    ")
+        )
+    })
 }
 
 fn work_dir() -> std::path::PathBuf {
@@ -735,18 +791,38 @@ fn peer_refer() -> R<()> {
     c.focus_ok()
 }
 
+/// The dial-out flow's interconnect: the focus's INVITE to Cindy, her SUBSCRIBE and the
+/// NOTIFYs; Alice's REFER stays inside A.
+const DIALOUT: Wire = Wire {
+    crosses: &["INVITE", "ACK", "SUBSCRIBE", "NOTIFY", "BYE"],
+    never: &["REFER"],
+};
+
 fn conf_refer_dialout() -> R<()> {
-    with_lab(&lab::shipped_dir(), "userspace-dialout", || {
+    with_lab(&lab::shipped_dir(), "userspace-dialout", DIALOUT, || {
         refer_dialout(false)
     })
 }
 
 fn conf_dial_in() -> R<()> {
-    with_lab(&lab::shipped_dir(), "userspace-dialin", dial_in_flow)
+    let wire = Wire {
+        crosses: &["INVITE", "ACK", "BYE"],
+        never: &["REFER"],
+    };
+    with_lab(&lab::shipped_dir(), "userspace-dialin", wire, dial_in_flow)
 }
 
 fn conf_peer_refer() -> R<()> {
-    with_lab(&lab::shipped_dir(), "userspace-peer-refer", peer_refer)
+    let wire = Wire {
+        crosses: &["INVITE", "REFER", "NOTIFY", "SUBSCRIBE", "BYE"],
+        never: &[],
+    };
+    with_lab(
+        &lab::shipped_dir(),
+        "userspace-peer-refer",
+        wire,
+        peer_refer,
+    )
 }
 
 fn conf_refer_dialout_kernel() -> R<()> {
@@ -754,7 +830,7 @@ fn conf_refer_dialout_kernel() -> R<()> {
         return skip("kernel media mode needs root (nftables)");
     }
     let dir = lab::kernel_dir_in(&work_dir())?;
-    with_lab(&dir, "kernel-dialout", || refer_dialout(true))
+    with_lab(&dir, "kernel-dialout", DIALOUT, || refer_dialout(true))
 }
 
 // ---------------------------------------------------------------- attended transfer
@@ -924,7 +1000,11 @@ fn refer_frag(p: &Party, dlg: &mut Dialog, status: &str, state: &str) -> R<()> {
 }
 
 fn attended_transfer() -> R<()> {
-    with_lab(&lab::shipped_dir(), "userspace-transfer", transfer)
+    let wire = Wire {
+        crosses: &["INVITE", "REFER", "NOTIFY", "BYE"],
+        never: &[],
+    };
+    with_lab(&lab::shipped_dir(), "userspace-transfer", wire, transfer)
 }
 
 // ---------------------------------------------------------------- REFER terminated at A
@@ -944,30 +1024,55 @@ fn terminate_dir() -> R<std::path::PathBuf> {
     Ok(dir)
 }
 
-/// Cindy calls Alice; Alice transfers her to Bob with a blind REFER, which A's border (its
-/// policy for B says `refer = "terminate"`) handles itself: 202 and the sipfrag NOTIFYs to
-/// Alice, its own INVITE to Bob offering the relay ports Alice had, Alice's leg released with
-/// BYE. Cindy never sees a REFER, and she and Bob then talk through the same relay ports,
-/// tones detected both ways.
-fn terminated() -> R<()> {
+/// Alice and Cindy talk (Cindy called when `alice_calls` is false, Alice called otherwise);
+/// Alice transfers Cindy to Bob with a blind REFER, which A's border (its policy for B says
+/// `refer = "terminate"`) handles itself: 202 and the sipfrag NOTIFYs to Alice, its own INVITE
+/// to Bob offering the relay ports Alice had, Alice's leg released with BYE. Cindy never sees a
+/// REFER, and she and Bob then talk through the same relay ports, tones detected both ways.
+/// Both directions matter: the REFER then arrives on the session's caller leg or its callee
+/// leg, and the target's leg takes that place.
+fn terminated(alice_calls: bool) -> R<()> {
     let mut c = Conf::new()?;
     let (alice, bob, cindy) = (&mut c.alice, &mut c.bob, &mut c.cindy);
     let cindy_rtp = RtpPeer::new("cindy", CINDY_IP)?;
-    let (tx, mut c_a) = cindy.ua.invite(ALICE, &cindy_rtp.sdp(1))?;
-    let inc = alice.ua.wait_request_for("INVITE", None, SIP_WAIT)?;
     let alice_sdp = ua::sdp(A_CORE_IP, 40000, 1, "sendrecv");
-    let mut a_c = alice
-        .ua
-        .answer_invite(&inc, 200, &alice_sdp)?
-        .ok_or("no dialog")?;
-    let alice_offer = inc.msg.body_str().to_string();
-    let ok = wait_final_long(&cindy.ua, &tx)?;
-    ensure(ok.status() == 200, || {
-        format!("Cindy → Alice: {}", ok.start)
-    })?;
-    cindy.ua.ack_2xx(&mut c_a, &ok)?;
-    alice.ua.wait_ack(&a_c)?;
-    let mut cindy_remote = remote_of(&ok.body_str())?;
+    // (Alice's dialog, Cindy's, the SDP A's border gave Alice, the media address Cindy got)
+    let (mut a_c, mut c_a, alice_offer, mut cindy_remote) = if alice_calls {
+        // Alice's user agent sends straight to her border (the focus plays A's core only for
+        // requests toward A's users).
+        let (tx, mut a_c) =
+            alice
+                .ua
+                .invite_to(CINDY, &alice_sdp, &[], focus::BORDER.parse().unwrap())?;
+        let inc = cindy.ua.wait_request_for("INVITE", None, SIP_WAIT)?;
+        let cindy_remote = remote_of(&inc.msg.body_str())?;
+        let c_a = cindy
+            .ua
+            .answer_invite(&inc, 200, &cindy_rtp.sdp(1))?
+            .ok_or("no dialog")?;
+        let ok = wait_final_long(&alice.ua, &tx)?;
+        ensure(ok.status() == 200, || {
+            format!("Alice → Cindy: {}", ok.start)
+        })?;
+        alice.ua.ack_2xx(&mut a_c, &ok)?;
+        cindy.ua.wait_ack(&c_a)?;
+        (a_c, c_a, ok.body_str().to_string(), cindy_remote)
+    } else {
+        let (tx, mut c_a) = cindy.ua.invite(ALICE, &cindy_rtp.sdp(1))?;
+        let inc = alice.ua.wait_request_for("INVITE", None, SIP_WAIT)?;
+        let a_c = alice
+            .ua
+            .answer_invite(&inc, 200, &alice_sdp)?
+            .ok_or("no dialog")?;
+        let ok = wait_final_long(&cindy.ua, &tx)?;
+        ensure(ok.status() == 200, || {
+            format!("Cindy → Alice: {}", ok.start)
+        })?;
+        cindy.ua.ack_2xx(&mut c_a, &ok)?;
+        alice.ua.wait_ack(&a_c)?;
+        let remote = remote_of(&ok.body_str())?;
+        (a_c, c_a, inc.msg.body_str().to_string(), remote)
+    };
 
     let tx = alice.ua.request_ext(
         &mut a_c,
@@ -1050,8 +1155,28 @@ fn terminated() -> R<()> {
     c.focus_ok()
 }
 
+/// A terminated REFER never crosses: Cindy's border sees only INVITE/ACK/BYE (and a re-INVITE).
+const TERMINATED: Wire = Wire {
+    crosses: &["INVITE", "ACK", "BYE"],
+    never: &["REFER", "NOTIFY"],
+};
+
 fn refer_terminated() -> R<()> {
-    with_lab(&terminate_dir()?, "userspace-refer-terminate", terminated)
+    with_lab(
+        &terminate_dir()?,
+        "userspace-refer-terminate",
+        TERMINATED,
+        || terminated(false),
+    )
+}
+
+fn refer_terminated_from_caller() -> R<()> {
+    with_lab(
+        &terminate_dir()?,
+        "userspace-refer-terminate-caller",
+        TERMINATED,
+        || terminated(true),
+    )
 }
 
 // ---------------------------------------------------------------- main
@@ -1059,6 +1184,7 @@ fn refer_terminated() -> R<()> {
 fn units() -> R<()> {
     tone::self_test()?;
     mixer::self_test()?;
+    leak_search_self_test()?;
     rtp::self_test()?;
     confinfo::self_test()?;
     let (t, r) =
@@ -1081,6 +1207,40 @@ fn units() -> R<()> {
     )
 }
 
+/// The interconnect checks of [`with_lab`] catch what they are for: an injected home Via, a
+/// core host name in a sipfrag, a UA's Call-ID in a Replaces, an unanchored SDP address and a
+/// REFER where none may cross, each in a capture that otherwise passes.
+fn leak_search_self_test() -> R<()> {
+    let cid = registry::fresh("selftest");
+    let clean = "NOTIFY sip:x@127.0.30.2:5061 SIP/2.0\r\nVia: SIP/2.0/TLS 127.0.20.2:5061;branch=z9hG4bKb1\r\n\r\n\
+                 INVITE sip:y@127.0.20.2:5061 SIP/2.0\r\nContent-Type: application/sdp\r\n\r\n\
+                 v=0\r\no=- 1 1 IN IP4 127.0.30.2\r\nc=IN IP4 127.0.30.2\r\nm=audio 20002 RTP/AVP 0\r\n\
+                 ACK sip:y@127.0.20.2:5061 SIP/2.0\r\n\r\nBYE sip:y@127.0.20.2:5061 SIP/2.0\r\n\r\n";
+    let wire = Wire {
+        crosses: &["INVITE", "ACK", "BYE"],
+        never: &["REFER"],
+    };
+    let ic = |extra: &str| Interconnect {
+        packets: 12,
+        sip: 12,
+        streams: vec![("probe".into(), format!("{clean}{extra}").into_bytes())],
+    };
+    interconnect_clean(&ic(""), &wire).map_err(|e| format!("a clean capture failed: {e}"))?;
+    let injected = [
+        "Via: SIP/2.0/UDP 127.0.10.1:5060;branch=z9hG4bKx\r\n".to_string(),
+        "SIP/2.0 200 OK\r\nContact: <sip:scscf@operator-a-core.internal>\r\n".to_string(),
+        format!("Replaces: {cid};to-tag=a;from-tag=b\r\n"),
+        "c=IN IP4 127.0.41.9\r\n".to_string(),
+        "REFER sip:y@127.0.20.2:5061 SIP/2.0\r\n\r\n".to_string(),
+    ];
+    for leak in injected {
+        ensure(interconnect_clean(&ic(&leak), &wire).is_err(), || {
+            format!("the interconnect check missed an injected {leak:?}")
+        })?;
+    }
+    Ok(())
+}
+
 type Scenario = (&'static str, fn() -> R<()>);
 
 fn scenarios() -> Vec<Scenario> {
@@ -1092,6 +1252,7 @@ fn scenarios() -> Vec<Scenario> {
         ("conf_refer_dialout_kernel", conf_refer_dialout_kernel),
         ("attended_transfer", attended_transfer),
         ("refer_terminated", refer_terminated),
+        ("refer_terminated_from_caller", refer_terminated_from_caller),
     ]
 }
 

@@ -12,19 +12,18 @@ mod common;
 #[path = "sipp/runner.rs"]
 mod sipp_runner;
 
+use common::capture::{self, Capture};
 use common::flows;
 use common::harness::{self, ensure, skip, Tally};
-use common::instance::{self, forget_child, is_root, register_child, signal, wait_child, Instance};
+use common::instance::{self, Instance};
 use common::labfiles;
 use common::lossy::{DropPolicy, Lossy};
 use common::msg::{self, Msg};
-use common::pcap;
 use common::registry;
 use common::ua::{sdp, tcp_connect_from, Transport, Ua, UaConfig, R};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const A_HOME: &str = "127.0.10.2:5060";
@@ -51,81 +50,6 @@ fn start_instance(name: &str, config: &Path) -> R<Instance> {
         work_dir().join(format!("{name}.log")),
         &[("SSLKEYLOGFILE", keys)],
     )
-}
-
-// ---------------------------------------------------------------- capture
-
-struct Capture {
-    child: Option<Child>,
-    file: PathBuf,
-}
-
-fn have(cmd: &str, arg: &str) -> bool {
-    Command::new(cmd)
-        .arg(arg)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok()
-}
-
-impl Capture {
-    fn start() -> R<Capture> {
-        let file = work_dir().join("interconnect.pcap");
-        let _ = std::fs::remove_file(&file);
-        let mut child = Command::new("tcpdump")
-            .args(["-i", "lo", "-U", "-s", "0", "-w"])
-            .arg(&file)
-            .arg("host 127.0.20.2 or host 127.0.30.2")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| format!("spawn tcpdump: {e}"))?;
-        register_child(child.id());
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel::<String>();
-        std::thread::spawn(move || {
-            for l in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = tx.send(l);
-            }
-        });
-        let end = Instant::now() + Duration::from_secs(5);
-        loop {
-            match rx.recv_timeout(Duration::from_millis(100)) {
-                Ok(l) if l.contains("listening on") => break,
-                _ => {}
-            }
-            if let Ok(Some(st)) = child.try_wait() {
-                return Err(format!("tcpdump exited: {st}"));
-            }
-            if Instant::now() > end {
-                break; // proceed anyway; the packet count check guards against an empty capture
-            }
-        }
-        Ok(Capture {
-            child: Some(child),
-            file,
-        })
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            std::thread::sleep(Duration::from_millis(300));
-            signal(c.id(), "INT");
-            if !wait_child(&mut c, Duration::from_secs(5)) {
-                let _ = c.kill();
-                let _ = c.wait();
-            }
-            forget_child(c.id());
-        }
-    }
-}
-
-impl Drop for Capture {
-    fn drop(&mut self) {
-        self.stop();
-    }
 }
 
 // ---------------------------------------------------------------- lab
@@ -606,45 +530,6 @@ fn sipp_load() -> R<()> {
     sipp_runner::run(&r).map(|_| ())
 }
 
-/// SDP lines on the interconnect that name anything but a border relay endpoint: every `m=` and
-/// `a=rtcp` port must be a relay port (20000-29999 in the lab) or 0, every `c=`, `o=` and
-/// `a=candidate` address an interconnect address of a border.
-fn sdp_not_anchored(streams: &[(String, Vec<u8>)]) -> Vec<String> {
-    let relay_port = |p: &str| {
-        p.parse::<u16>()
-            .is_ok_and(|p| p == 0 || (20_000..=29_999).contains(&p))
-    };
-    let border_ip = |a: &str| a == "127.0.20.2" || a == "127.0.30.2";
-    let mut bad = Vec::new();
-    for (name, data) in streams {
-        let text = String::from_utf8_lossy(data);
-        for line in text.lines() {
-            let f: Vec<&str> = line.split_whitespace().collect();
-            let ok = if let Some(rest) = line.strip_prefix("m=") {
-                rest.split_whitespace()
-                    .nth(1)
-                    .is_some_and(|p| relay_port(p.split('/').next().unwrap_or("")))
-            } else if let Some(rest) = line.strip_prefix("a=rtcp:") {
-                let parts: Vec<&str> = rest.split_whitespace().collect();
-                parts.first().is_some_and(|p| relay_port(p))
-                    && parts.get(2).is_none_or(|a| border_ip(a))
-            } else if line.starts_with("c=") || line.starts_with("o=") {
-                f.last().is_some_and(|a| border_ip(a))
-            } else if line.starts_with("a=candidate:") {
-                f.get(4).is_some_and(|a| border_ip(a)) && f.get(5).is_some_and(|p| relay_port(p))
-            } else {
-                true
-            };
-            if !ok {
-                bad.push(format!(
-                    "{name}: SDP line not anchored on the border: {line}"
-                ));
-            }
-        }
-    }
-    bad
-}
-
 /// UDP ports in the relay ranges that a process holds sockets on (read from /proc: the inodes of
 /// its socket descriptors, matched against /proc/net/udp of the shared network namespace).
 fn relay_ports_held(pid: u32) -> R<Vec<u16>> {
@@ -834,47 +719,18 @@ fn leak_check(lab: &mut Lab) -> R<()> {
     let Some(cap) = lab.capture.as_mut() else {
         return skip("no capture");
     };
-    cap.stop();
-    let data = std::fs::read(&cap.file).map_err(|e| format!("read pcap: {e}"))?;
-    let pkts = pcap::read_pcap(&data)?;
     // The interconnect is TLS: its SIP is read from the capture decrypted with the key log.
-    if !have("tshark", "--version") {
-        return Err("tshark not installed: cannot decrypt the TLS interconnect".into());
-    }
-    let decrypted = pcap::tls_streams(&cap.file, &keylog(), 5061)?;
-    let sip = pcap::sip_packet_count(&pkts) + pcap::sip_messages_in(&decrypted);
-    ensure(sip > 50, || {
-        format!(
-            "capture holds only {sip} SIP messages ({} packets, {} decrypted TLS streams); the check would be vacuous",
-            pkts.len(),
-            decrypted.len()
-        )
-    })?;
-    let mut needles: Vec<String> = [
-        "127.0.10.",
-        "127.0.40.",
-        "operator-a-core",
-        "operator-b-core",
-        "127.0.10.1:5070",
-        "SIPpTag",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    needles.extend(registry::all());
+    let ic = cap.finish(&keylog())?;
+    ic.holds_sip(50)?;
+    let mut ids = registry::all();
+    ids.extend(["127.0.10.1:5070".to_string(), "SIPpTag".to_string()]);
     // The whole of every message, SDP included: the TrGW anchors every stream on the border.
-    let mut streams = pcap::streams(&pkts);
-    // The TLS connections' ciphertext is searched in its decrypted form only: random bytes can
-    // hold a line that looks like `m=...` (a false "unanchored SDP").
-    streams.retain(|(name, _)| !(name.ends_with(" tcp") && name.contains(":5061")));
-    streams.extend(decrypted);
-    let mut hits = pcap::find_leaks(&streams, &needles);
-    hits.extend(sdp_not_anchored(&streams));
+    let hits = ic.leaks(&capture::needles(ids), (20_000, 29_999));
     ensure(hits.is_empty(), || {
         format!(
-            "{} leak(s) on the interconnect ({} SIP packets):\n    {}",
+            "{} leak(s) on the interconnect ({} SIP messages):\n    {}",
             hits.len(),
-            sip,
+            ic.sip,
             hits.join("\n    ")
         )
     })
@@ -1021,12 +877,10 @@ fn run() -> i32 {
     let mut capture = None;
     let mut capture_skip = None;
     if want_capture {
-        if !is_root() {
-            capture_skip = Some("leak check needs root (tcpdump on lo)".to_string());
-        } else if !have("tcpdump", "--version") {
-            capture_skip = Some("tcpdump not installed".to_string());
+        if let Some(why) = capture::unavailable() {
+            capture_skip = Some(why);
         } else {
-            match Capture::start() {
+            match Capture::start(work_dir().join("interconnect.pcap")) {
                 Ok(c) => capture = Some(c),
                 Err(e) => capture_skip = Some(format!("capture failed: {e}")),
             }

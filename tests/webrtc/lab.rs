@@ -26,9 +26,19 @@ impl Lab {
 
     /// [`Lab::start`] with the logs in `logs` (`TAG-operator-a.log`...).
     pub fn start_logs(dir: &Path, tag: &str, logs: &Path) -> R<Lab> {
+        Lab::start_keylog(dir, tag, logs, None)
+    }
+
+    /// [`Lab::start_logs`], both instances writing their TLS session keys to `keylog`
+    /// (`SSLKEYLOGFILE`), so a capture of the interconnect can be decrypted.
+    pub fn start_keylog(dir: &Path, tag: &str, logs: &Path, keylog: Option<&Path>) -> R<Lab> {
+        let env: Vec<(&str, String)> = keylog
+            .map(|k| ("SSLKEYLOGFILE", k.display().to_string()))
+            .into_iter()
+            .collect();
         let start = |name: &str| {
             let log = logs.join(format!("{tag}-{name}.log"));
-            Instance::start(name, &dir.join(format!("{name}.toml")), log)
+            Instance::start_env(name, &dir.join(format!("{name}.toml")), log, &env)
         };
         let a = start("operator-a")?;
         let b = start("operator-b")?;
