@@ -12,10 +12,14 @@
 //! BYE is answered). On failure the NOTIFY carries the target's status and the call is as it
 //! was: the transferor can take it back (RFC 5589 §6, the transferor's "recover" case).
 //!
-//! The target must be reached in the transferor's realm (the relay side the transferor used); a
-//! Refer-To naming anything else, or one whose route needs a lookup, is refused with 403, one
-//! with no route 404. An embedded `?Replaces=` goes on the INVITE as written: it names a dialog
-//! of that realm, where its identifiers mean what they say.
+//! The INVITE is routed as a request of the partner's side would be, and the border carries no
+//! transit (`routing::StaticRouter`: from a peer, only the home domains have a route, and never
+//! through a lookup): so the target is always reached in the transferor's realm, on the relay
+//! side the transferor used, and a Refer-To naming a user of the partner's or a third network
+//! (or a `tel:` number) gets 404 as a call from the partner to it would. The 403 for a target in
+//! another realm guards that invariant, should routing ever allow transit. An embedded
+//! `?Replaces=` goes on the INVITE as written: it names a dialog of that realm, where its
+//! identifiers mean what they say.
 
 #[allow(unused_imports)]
 use super::*;

@@ -333,3 +333,38 @@ fn refer_from_the_partner_is_relayed_and_out_of_dialog_refer_toward_it_refused()
     sim.send_from_core(0, &ood);
     assert_eq!(sim.take(0).status(), Some(403));
 }
+
+/// The border's INVITE is routed as a request of the partner's side, and the border carries no
+/// transit: a Refer-To naming anyone but a user of A's own network (a colleague of Cindy's at B,
+/// a third operator, a `tel:` number) has no route from there and the REFER is answered 404 at
+/// once. Nothing is sent to B or to A's core, and the call goes on; the transferor may try
+/// another way.
+#[test]
+fn a_target_outside_the_home_network_is_not_reached_through_the_border() {
+    let mut sim = terminating_sim();
+    let (ok_a, _) = call_a_to_b(&mut sim);
+    let crossed = sim.interconnect.len();
+    for (i, target) in [
+        "sip:dave@operator-b.example",
+        "sip:erin@operator-c.example",
+        "tel:+15550100",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let seq = 2 + i as u32;
+        let refer = in_dialog("REFER", seq, true, &ok_a, &format!("z9hG4bKfar{i}")).replace(
+            "Content-Length: 0",
+            &format!(
+                "Contact: <sip:alice@127.0.10.1:5060>\nRefer-To: <{target}>\nContent-Length: 0"
+            ),
+        );
+        sim.send_from_core(0, &refer);
+        let got = all_at_a(&mut sim);
+        assert_eq!(got.len(), 1, "{target}: only the REFER's answer: {got:?}");
+        assert_eq!(got[0].status(), Some(404), "{target}");
+    }
+    assert_eq!(sim.interconnect.len(), crossed, "nothing crossed");
+    sim.send_from_core(0, &in_dialog("INFO", 9, true, &ok_a, "z9hG4bKstill2"));
+    assert!(method_is(&sim.take(1), "INFO"), "the call goes on");
+}
