@@ -21,6 +21,8 @@ mod parking;
 use correlation::corr_id;
 use parking::Parked;
 mod correlation;
+mod dialog_index;
+pub use dialog_index::DialogIndex;
 pub mod events;
 mod failover;
 mod outbox;
@@ -191,6 +193,9 @@ pub struct Border {
     corr_salt: u32,
     /// (Call-ID, our tag) → (session, side). Our tags are unique, so this finds every dialog.
     dialogs: HashMap<(String, String), (u64, usize)>,
+    /// The answered calls of every shard, for dialog references to another shard's dialog
+    /// (`dialog_index`); none with one shard.
+    dialog_index: Option<Arc<DialogIndex>>,
     /// Initial INVITE server transactions, for CANCEL.
     invites: HashMap<ServerTxId, u64>,
     pending: HashMap<ClientTxId, Pending>,
@@ -332,6 +337,7 @@ impl Border {
             next_session: 0,
             corr_salt: correlation::salt(seed),
             dialogs: HashMap::new(),
+            dialog_index: None,
             invites: HashMap::new(),
             pending: HashMap::new(),
             timers: BTreeSet::new(),

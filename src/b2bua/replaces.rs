@@ -16,6 +16,7 @@
 #[allow(unused_imports)]
 use super::*;
 
+use super::dialog_index::{Facing, Named, NamedLeg};
 use crate::b2bua::hiding::DialogIds;
 use crate::sip::Replaces;
 
@@ -38,15 +39,64 @@ pub(super) enum RefError {
 pub(super) const DIALOG_REFS: [&str; 2] = ["Replaces", "Join"];
 
 impl Border {
+    /// Who `party` is, by name: what another shard can compare ([`Facing`]).
+    fn facing(&self, party: Party) -> Facing {
+        match party {
+            Party::Core => Facing::Core,
+            Party::Peer(id) => Facing::Peer(self.partners.name(id)),
+        }
+    }
+
+    fn named_of(&self, leg: &Leg) -> NamedLeg {
+        NamedLeg {
+            realm: leg.realm,
+            faces: self.facing(leg.party),
+            call_id: leg.call_id.clone(),
+            local_tag: leg.local_tag.clone(),
+            remote_tag: leg.remote_tag.clone(),
+        }
+    }
+
+    fn faces(&self, leg: &NamedLeg, end: (usize, Party)) -> bool {
+        leg.realm == end.0 && leg.faces == self.facing(end.1)
+    }
+
+    /// Tells the other shards of an answered call's dialogs (see [`DialogIndex`]).
+    pub(super) fn publish_dialogs(&self, sess: &Session) {
+        if let Some(index) = &self.dialog_index {
+            index.publish([self.named_of(&sess.legs[0]), self.named_of(&sess.legs[1])]);
+        }
+    }
+
+    /// Withdraws a session's dialogs from the shared index when it ends.
+    pub(super) fn withdraw_dialogs(&self, legs: &[Leg]) {
+        if let Some(index) = &self.dialog_index {
+            for l in legs {
+                index.withdraw(&l.call_id, &l.local_tag);
+            }
+        }
+    }
+
+    /// The leg whose dialog on the border's side is (`call_id`, `local_tag`), with its
+    /// session's other leg: from this engine's table (`live`: only while the session has not
+    /// ended), else from the shards' shared index (answered calls until they end).
+    fn named(&self, call_id: &str, local_tag: &str, live: bool) -> Option<Named> {
+        let key = (call_id.to_string(), local_tag.to_string());
+        if let Some(&(sid, side)) = self.dialogs.get(&key) {
+            let sess = self.sessions.get(&sid)?;
+            return (!live || !sess.usage.is_ended()).then(|| Named {
+                leg: self.named_of(&sess.legs[side]),
+                other: self.named_of(&sess.legs[1 - side]),
+            });
+        }
+        self.dialog_index.as_ref()?.get(call_id, local_tag)
+    }
+
     /// The leg of a live session that `r` names as the party `from` (realm, party) knows it.
-    fn named_leg(&self, r: &Replaces, from: (usize, Party)) -> Option<(u64, usize)> {
-        let &(sid, side) = self.dialogs.get(&(r.call_id.clone(), r.to_tag.clone()))?;
-        let sess = self.sessions.get(&sid)?;
-        let leg = &sess.legs[side];
-        let live = !sess.usage.is_ended();
-        let theirs = (leg.realm, leg.party) == from;
-        (live && theirs && leg.remote_tag.as_deref() == Some(r.from_tag.as_str()))
-            .then_some((sid, side))
+    fn named_leg(&self, r: &Replaces, from: (usize, Party)) -> Option<Named> {
+        let n = self.named(&r.call_id, &r.to_tag, true)?;
+        let theirs = self.faces(&n.leg, from);
+        (theirs && n.leg.remote_tag.as_deref() == Some(r.from_tag.as_str())).then_some(n)
     }
 
     /// `r` as received from `from`, written with the identifiers of the same session's other leg,
@@ -58,17 +108,16 @@ impl Border {
         from: (usize, Party),
         to: (usize, Party),
     ) -> Result<Replaces, RefError> {
-        let (sid, side) = self.named_leg(r, from).ok_or(RefError::Unknown)?;
-        let other = &self.sessions[&sid].legs[1 - side];
-        if (other.realm, other.party) != to {
+        let Named { other, .. } = self.named_leg(r, from).ok_or(RefError::Unknown)?;
+        if !self.faces(&other, to) {
             return Err(RefError::Unknown);
         }
         // An early dialog whose far leg has no tag yet has no name there.
-        let remote = other.remote_tag.clone().ok_or(RefError::Unknown)?;
+        let remote = other.remote_tag.ok_or(RefError::Unknown)?;
         Ok(Replaces {
-            call_id: other.call_id.clone(),
+            call_id: other.call_id,
             to_tag: remote,
-            from_tag: other.local_tag.clone(),
+            from_tag: other.local_tag,
             early_only: r.early_only,
             params: Default::default(),
         })
@@ -173,27 +222,25 @@ impl Border {
         d: &DialogIds,
     ) -> Option<DialogIds> {
         let names = |l: &Leg| l.call_id == d.call_id && l.local_tag == d.remote_tag;
-        let legs = match current.filter(|s| s.legs.iter().any(names)) {
-            Some(s) => &s.legs,
-            None => {
-                let key = (d.call_id.clone(), d.remote_tag.clone());
-                let &(sid, _) = self.dialogs.get(&key)?;
-                &self.sessions.get(&sid)?.legs
-            }
+        let n = match current.and_then(|s| s.legs.iter().position(names).map(|i| (s, i))) {
+            Some((s, side)) => Named {
+                leg: self.named_of(&s.legs[side]),
+                other: self.named_of(&s.legs[1 - side]),
+            },
+            // A dialog-info document also reports dialogs that just ended.
+            None => self.named(&d.call_id, &d.remote_tag, false)?,
         };
-        let side = legs.iter().position(names)?;
-        let (leg, other) = (&legs[side], &legs[1 - side]);
-        let faces = |l: &Leg, end: (usize, Party)| (l.realm, l.party) == end;
-        if !faces(leg, from) || leg.remote_tag.as_deref() != Some(d.local_tag.as_str()) {
+        let (leg, other) = (n.leg, n.other);
+        if !self.faces(&leg, from) || leg.remote_tag.as_deref() != Some(d.local_tag.as_str()) {
             return None;
         }
-        if !faces(other, to) {
+        if !self.faces(&other, to) {
             return None;
         }
         Some(DialogIds {
-            call_id: other.call_id.clone(),
-            local_tag: other.local_tag.clone(),
-            remote_tag: other.remote_tag.clone()?,
+            call_id: other.call_id,
+            local_tag: other.local_tag,
+            remote_tag: other.remote_tag?,
         })
     }
 

@@ -196,6 +196,9 @@ impl Border {
                             setup: now.saturating_duration_since(sess.created),
                         };
                         self.emit(ev);
+                        if let Some(sess) = self.sessions.get(&sid) {
+                            self.publish_dialogs(sess);
+                        }
                     }
                     Confirmed::Subscription => {}
                     Confirmed::Done => self.end(now, sid),

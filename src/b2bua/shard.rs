@@ -4,7 +4,9 @@
 //! the shared media plane must not collide with another shard's. Relay ports and per-partner
 //! limits are split before the engine sees its configuration ([`crate::config::Config::shard`]).
 
-use super::Border;
+use std::sync::Arc;
+
+use super::{Border, DialogIndex};
 use crate::sip::steer;
 
 /// This engine's place among the process's shards: `index` in `0..count`.
@@ -34,6 +36,13 @@ impl Border {
                 id
             }
         }
+    }
+
+    /// Shares the index of answered dialogs with the process's other shards, so a `Replaces`,
+    /// `Join` or embedded Replaces naming a dialog of another shard is translated here (see
+    /// [`DialogIndex`]). Every engine of a process gets the same index.
+    pub fn share_dialogs(&mut self, index: Arc<DialogIndex>) {
+        self.dialog_index = Some(index);
     }
 
     /// The shard this engine is (its index and the number of shards).

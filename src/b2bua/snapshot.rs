@@ -299,6 +299,9 @@ impl Border {
             icid: snap.icid.clone(),
             refers: Refers::from_vec(refers.collect()),
         };
+        if matches!(sess.usage, Usage::Call(_)) {
+            self.publish_dialogs(&sess);
+        }
         self.sessions.insert(sid, sess);
         self.active += 1;
         let idle_at = last_activity + self.cfg.sip.dialog_idle_timeout;

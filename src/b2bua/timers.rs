@@ -156,6 +156,9 @@ impl Border {
     /// Ends a session whose signalling is finished; its state lingers 64·T1 so that late
     /// retransmissions still find it, then is freed.
     pub(super) fn end(&mut self, now: Instant, sid: u64) {
+        if let Some(sess) = self.sessions.get(&sid) {
+            self.withdraw_dialogs(&sess.legs);
+        }
         self.leave_early(sid);
         self.forget_transfer(sid);
         if let Some(sess) = self.sessions.get_mut(&sid) {

@@ -376,6 +376,11 @@ impl Border {
             sess.legs[side].local_tag.clone(),
         );
         self.dialogs.insert(new_key, (sid, side));
+        // Other shards now find the target's dialog, and no longer the transferor's.
+        self.withdraw_dialogs(std::slice::from_ref(&old));
+        if let Some(sess) = self.sessions.get(&sid) {
+            self.publish_dialogs(sess);
+        }
         let t = self.transfers.get_mut(&sid).expect("looked up above");
         t.leg = old;
         t.connected = true;

@@ -301,10 +301,10 @@ pub struct ServiceSettings {
     /// After SIGTERM, how long calls in progress may go on (new ones get 503) before the
     /// border hangs up the rest on both legs.
     pub drain_timeout: Duration,
-    /// How many B2BUA engines (shards) share the calls, each on its own core; 0: one per core
-    /// available to the process. Default 1: a Replaces or Join (attended transfer, joining)
-    /// names a dialog that may live on another shard, and shards share no dialog table yet.
-    /// A restart changes it, a reload does not.
+    /// How many B2BUA engines (shards) share the calls, each on its own core; 0 (the default):
+    /// one per core available to the process. A dialog reference (Replaces, Join) naming
+    /// another shard's call is translated through the shards' shared dialog index
+    /// (`b2bua::DialogIndex`). A restart changes it, a reload does not.
     pub shards: usize,
 }
 
@@ -312,7 +312,7 @@ impl Default for ServiceSettings {
     fn default() -> Self {
         ServiceSettings {
             drain_timeout: Duration::from_secs(30),
-            shards: 1,
+            shards: 0,
         }
     }
 }

@@ -156,12 +156,19 @@ pub async fn run(cfg: Config, source: ConfigSource) -> anyhow::Result<()> {
         .map(|r| transports.udp_socket(r))
         .collect::<Vec<_>>();
     let mut shards = Vec::with_capacity(count);
+    // Dialog references (Replaces, Join) may name another shard's call: the shards share the
+    // index of answered dialogs. One shard needs none.
+    let dialogs = (count > 1).then(crate::b2bua::DialogIndex::new);
     for (index, input) in input_rx.into_iter().enumerate() {
         let (control, control_rx) = mpsc::unbounded_channel();
         let gauges = Arc::new(shard::Gauges::default());
+        let mut border = shard::engine(&cfg, index, count, slices);
+        if let Some(d) = &dialogs {
+            border.share_dialogs(d.clone());
+        }
         tokio::spawn(shard::run(shard::Parts {
             index,
-            border: shard::engine(&cfg, index, count, slices),
+            border,
             input,
             control: control_rx,
             out: out_tx.clone(),

@@ -27,7 +27,13 @@ struct ShardedSim {
 
 impl ShardedSim {
     fn new() -> ShardedSim {
+        ShardedSim::sharing(true)
+    }
+
+    /// `share`: the engines of each border share one [`DialogIndex`], as the service's do.
+    fn sharing(sharing: bool) -> ShardedSim {
         let engines = |name: &str, seed: u64| -> Vec<Border> {
+            let dialogs = crate::b2bua::DialogIndex::new();
             let cfg = lab(name);
             (0..SHARDS)
                 .map(|index| {
@@ -37,7 +43,11 @@ impl ShardedSim {
                         count: SHARDS,
                     };
                     let router = Box::new(crate::routing::StaticRouter);
-                    Border::sharded(share, seed * 10 + index as u64, router, shard)
+                    let mut b = Border::sharded(share, seed * 10 + index as u64, router, shard);
+                    if sharing {
+                        b.share_dialogs(dialogs.clone());
+                    }
+                    b
                 })
                 .collect()
         };
@@ -368,5 +378,68 @@ fn every_message_of_a_call_reaches_the_shard_that_owns_it() {
                 "border {bi} shard {si} carried calls"
             );
         }
+    }
+}
+
+/// A `Replaces` naming a call another shard owns (the new INVITE steers by its own Call-ID):
+/// translated through the shards' shared dialog index on both borders, as on one engine. Alice
+/// at A is in a call with Cindy; Bob at A takes it over with a Replaces naming Alice's dialog,
+/// his INVITE's Call-ID chosen to steer elsewhere; Cindy's core gets Bob's INVITE with a
+/// Replaces naming her own dialog. Without the index each border answers 481.
+#[test]
+fn a_replaces_naming_another_shards_call_is_translated() {
+    for sharing in [true, false] {
+        let mut sim = ShardedSim::sharing(sharing);
+        sim.send_from_core(0, &call_invite(0));
+        let inv_b = sim.drain(1).into_iter().find(|m| is(m, "INVITE")).unwrap();
+        let sdp = "v=0\no=c 1 1 IN IP4 127.0.40.1\ns=-\nc=IN IP4 127.0.40.1\nt=0 0\nm=audio 5000 RTP/AVP 0\n";
+        let ok = answer(&inv_b, 200, "cindy0", "sip:cindy@127.0.40.1:5060", sdp);
+        sim.send_from_core(1, &ok);
+        let ok_a = sim
+            .drain(0)
+            .into_iter()
+            .find(|m| m.status() == Some(200))
+            .unwrap();
+        sim.send_from_core(0, &in_dialog("ACK", 1, true, &ok_a, "z9hG4bKrack"));
+        sim.drain(1);
+        let owner = steer::shard_of_call_id(b"shard-0@127.0.10.1", SHARDS);
+        let cid = (0..)
+            .map(|i| format!("bob{i}@127.0.10.1"))
+            .find(|c| steer::shard_of_call_id(c.as_bytes(), SHARDS) != owner)
+            .unwrap();
+        let a_tag = tag_of(ok_a.headers.get("To")).unwrap();
+        let replaces = format!("shard-0@127.0.10.1;to-tag={a_tag};from-tag=alice0");
+        let bob = invite_from_a(&cid, "z9hG4bKbobx")
+            .replace("tag=alicetag1", "tag=bobtag")
+            .replace(
+                "Supported: timer",
+                &format!("Supported: timer\nReplaces: {replaces}"),
+            );
+        sim.send_from_core(0, &bob);
+        let at_a = sim.drain(0);
+        let at_b = sim.drain(1);
+        if !sharing {
+            assert!(at_a.iter().any(|m| m.status() == Some(481)), "{at_a:?}");
+            assert!(at_b.is_empty());
+            continue;
+        }
+        assert!(
+            !at_a.iter().any(|m| m.status().is_some_and(|s| s >= 300)),
+            "{at_a:?}"
+        );
+        let got = at_b
+            .iter()
+            .find(|m| is(m, "INVITE"))
+            .expect("Bob's INVITE reached B's core");
+        let r = crate::sip::Replaces::parse(h(got, "Replaces")).expect("translated");
+        assert_eq!(
+            (r.call_id.as_str(), r.to_tag.as_str(), r.from_tag.as_str()),
+            (
+                h(&inv_b, "Call-ID"),
+                "cindy0",
+                tag_of(inv_b.headers.get("From")).unwrap().as_str()
+            ),
+            "the Replaces names Cindy's own dialog"
+        );
     }
 }
