@@ -15,7 +15,7 @@
 //! A leg's party is stored by name (`Facing`): `PeerId`s are numbered per engine.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::sync::{Arc, Mutex};
 
 /// Locks of the index, chosen by Call-ID: enough that engines on many cores rarely meet.
@@ -69,9 +69,7 @@ impl DialogIndex {
     }
 
     fn bucket(&self, call_id: &str) -> std::sync::MutexGuard<'_, HashMap<Key, Named>> {
-        let mut h = self.hasher.build_hasher();
-        call_id.hash(&mut h);
-        let i = (h.finish() % BUCKETS as u64) as usize;
+        let i = (self.hasher.hash_one(call_id) % BUCKETS as u64) as usize;
         // A poisoned lock only means another engine panicked mid-insert: the map is intact.
         self.buckets[i].lock().unwrap_or_else(|p| p.into_inner())
     }
