@@ -32,6 +32,8 @@ pub use partners::{PartnerStatus, PeerId};
 pub mod hiding;
 mod in_dialog;
 mod leg;
+mod memory;
+pub use memory::HeldBytes;
 pub mod media;
 mod privacy;
 mod replaces;

@@ -256,6 +256,8 @@ impl Border {
         ];
         let initial = parse_message(snap.initial.as_bytes(), &self.limits)
             .map_err(|_| RestoreError::BadInitial)?;
+        // A restored call is settled: it keeps what a settled one keeps.
+        let initial = super::memory::trimmed(&initial);
         let realms = [0, 1].map(|i| LegRealm {
             realm: legs[i].realm,
             addr: self.cfg.realms[legs[i].realm].media_address,
