@@ -381,7 +381,7 @@ impl Anchoring {
     pub fn release(&mut self, call: &mut CallMedia, legs: [LegRealm; 2]) {
         // Nothing offers these again once the streams are gone (an ended call lingers 64·T1).
         call.sent = [None, None];
-        for s in call.slots.drain(..) {
+        for s in std::mem::take(&mut call.slots) {
             self.commands.push_back(MediaCommand::Close(s.rtp));
             self.commands.push_back(MediaCommand::Close(s.rtcp));
             for (side, leg) in legs.iter().enumerate() {

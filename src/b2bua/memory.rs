@@ -12,7 +12,6 @@
 //! sent on leg B for the 2xx is dropped when that INVITE's client transaction ends, since a
 //! retransmitted 2xx can no longer reach the session after that (`timers.rs`).
 
-use std::collections::HashMap;
 use std::mem::size_of;
 
 use super::call::{Call, Phase, SentAck};
@@ -44,13 +43,13 @@ impl HeldBytes {
 /// Max-Forwards (the border's own BYE counts down from it), the dialog's identifiers (so a
 /// snapshot's `initial` still names its dialog) and the top Via. The start line is kept too:
 /// its Request-URI is the target of last resort (`build_request`).
-const KEPT_HEADERS: [&str; 6] = ["Via", "Max-Forwards", "From", "To", "Call-ID", "CSeq"];
+pub(super) const KEPT_HEADERS: [&str; 6] = ["Via", "Max-Forwards", "From", "To", "Call-ID", "CSeq"];
 
 /// The initial request cut to what a decided session still reads (see [`KEPT_HEADERS`]): no
 /// body, no other header, allocations at their length.
-pub(super) fn trimmed(initial: &Message) -> Message {
+pub(super) fn trimmed(initial: &Message, kept: &[&str]) -> Message {
     let mut headers = Headers::default();
-    for name in KEPT_HEADERS {
+    for &name in kept {
         // One Via: the top one, which is the caller's (a clone is allocated at its length).
         let value = match name {
             "Via" => initial.headers.values(name).first().copied(),
@@ -125,24 +124,30 @@ impl Session {
             + self.refers.iter().count() * size_of::<Refer>()
     }
 
-    /// A final answer decided the session (or it ended): the initial request is cut to what
-    /// is still read of it (see [`trimmed`]).
+    /// A final answer decided the session: the initial request is cut to what is still read
+    /// of it (see [`trimmed`]).
     pub fn settle(&mut self) {
-        self.initial = trimmed(&self.initial);
+        self.initial = trimmed(&self.initial, &KEPT_HEADERS);
+    }
+
+    /// The session ended: it is never written to a snapshot again, and what it may still send
+    /// (the BYE for a late 2xx) reads only Max-Forwards of the initial request.
+    pub fn ended(&mut self) {
+        self.initial = trimmed(&self.initial, &["Max-Forwards"]);
     }
 }
 
-/// Bytes of a table's slots: hashbrown keeps one control byte per bucket, and about 8 buckets
-/// per 7 usable slots.
-fn table<K, V>(m: &HashMap<K, V>) -> usize {
-    m.capacity() * 8 / 7 * (size_of::<(K, V)>() + 1)
-}
+use crate::transaction::{shrink_sparse, table_bytes as table};
 
 impl Border {
     /// What this engine holds, by part (see [`HeldBytes`]); `total()` is what
     /// `palisade_engine_held_bytes` reports. A few hundred bytes of empty tables when idle.
     pub fn held_bytes(&self) -> HeldBytes {
-        let sessions = self.sessions.values().map(Session::held_bytes).sum();
+        let sessions = self
+            .sessions
+            .values()
+            .map(|s| size_of::<Session>() + s.held_bytes())
+            .sum();
         let dialogs_keys: usize = self
             .dialogs
             .keys()
@@ -173,7 +178,20 @@ impl Border {
         HeldBytes {
             sessions,
             index,
-            transactions: self.tx.held_bytes(),
+            transactions: self.tx.held_bytes() + self.tx.table_bytes(),
         }
+    }
+
+    /// Gives back what the engine's tables grew to under a peak once they are mostly empty
+    /// (`transaction::shrink_sparse`); run after timers, when sessions are reaped.
+    pub(super) fn shrink_tables(&mut self) {
+        shrink_sparse(&mut self.sessions);
+        shrink_sparse(&mut self.dialogs);
+        shrink_sparse(&mut self.invites);
+        shrink_sparse(&mut self.pending);
+        shrink_sparse(&mut self.stx_origin);
+        shrink_sparse(&mut self.parked);
+        shrink_sparse(&mut self.parked_by_stx);
+        shrink_sparse(&mut self.transfers);
     }
 }

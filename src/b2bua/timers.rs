@@ -178,7 +178,7 @@ impl Border {
                 Usage::Standalone(s) => s.end().then_some(None),
             };
             if let Some(ended) = ended {
-                sess.settle();
+                sess.ended();
                 self.active -= 1;
                 for leg in &sess.legs {
                     if let Party::Peer(p) = leg.party {

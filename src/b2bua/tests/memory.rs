@@ -69,7 +69,7 @@ fn an_answered_call_holds_less_than_a_ringing_one_and_drops_leg_b_ack_with_its_t
     for (b, idle) in sim.borders.iter().zip(idle) {
         assert_eq!(b.held_state(), (0, 0, 0, 0));
         assert_eq!(b.held_bytes().sessions, 0);
-        assert_eq!(b.held_bytes().transactions, 0);
+        assert_eq!(b.tx.held_bytes(), 0, "no message kept");
         assert!(
             b.held_bytes().total() >= idle,
             "tables keep what they grew to (see the soak test)"
