@@ -90,3 +90,69 @@ fn the_border_own_bye_of_a_settled_call_counts_down_the_caller_max_forwards() {
     assert_eq!(bye.method().map(|m| m.as_str()), Some("BYE"));
     assert_eq!(h(&bye, "Max-Forwards"), "68", "the INVITE's 69, less one");
 }
+
+/// Many calls at once, then all ended and lingered out: the engines hold no session, dialog or
+/// transaction, and their tables are back to a small capacity (they were grown well past
+/// `SHRINK_MIN_CAPACITY` on the way), not the peak's.
+#[test]
+fn after_a_burst_of_calls_the_engines_return_to_their_idle_size() {
+    use crate::transaction::SHRINK_MIN_CAPACITY;
+    // No policy limit in the way: the test is about state, not admission.
+    let unlimited = |name: &str| {
+        let mut cfg = (*lab(name)).clone();
+        cfg.sip.max_calls = usize::MAX;
+        for p in cfg.realms.iter_mut().flat_map(|r| r.peers.iter_mut()) {
+            (p.max_cps, p.max_rps, p.max_bytes_per_second) = (0, 0, 0);
+            (p.max_calls, p.max_transactions) = (usize::MAX, usize::MAX);
+        }
+        Arc::new(cfg)
+    };
+    let mut sim = Sim::new();
+    sim.borders = [
+        Border::new(unlimited("operator-a.toml"), 41),
+        Border::new(unlimited("operator-b.toml"), 42),
+    ];
+    let idle = [0, 1].map(|i| sim.borders[i].held_bytes().total());
+    let calls = SHRINK_MIN_CAPACITY * 2;
+    let mut up = Vec::new();
+    for n in 0..calls {
+        let user = format!("soak{n}");
+        up.push(answered_call(&mut sim, &user, &format!("cindy{n}")));
+    }
+    let peak = [0, 1].map(|i| sim.borders[i].held_bytes());
+    assert!(sim.borders[0].sessions.capacity() >= calls);
+    for (n, (_ok_a, ack_b)) in up.iter().enumerate() {
+        let bye = in_dialog("BYE", 1, false, ack_b, &format!("z9hG4bKsoakbye{n}"));
+        sim.send_from_core(1, &bye);
+        let bye_a = sim.take(0);
+        sim.send_from_core(0, &answer(&bye_a, 200, "", "", ""));
+        assert_eq!(sim.take(1).status(), Some(200), "call {n} hung up");
+    }
+    sim.advance(Duration::from_secs(64));
+    for (i, b) in sim.borders.iter().enumerate() {
+        assert_eq!(b.held_state(), (0, 0, 0, 0), "border {i}");
+        let held = b.held_bytes();
+        assert_eq!(held.sessions, 0);
+        assert_eq!(b.tx.held_bytes(), 0);
+        // Tables under the shrink threshold are left as they are; nothing is at its peak.
+        assert!(
+            b.sessions.capacity() < SHRINK_MIN_CAPACITY,
+            "border {i} sessions"
+        );
+        assert!(
+            b.dialogs.capacity() < SHRINK_MIN_CAPACITY,
+            "border {i} dialogs"
+        );
+        assert!(
+            b.pending.capacity() < SHRINK_MIN_CAPACITY,
+            "border {i} pending"
+        );
+        assert!(
+            held.total() * 10 < peak[i].index + peak[i].transactions,
+            "border {i} holds {} B idle after a peak of {} B in tables (idle at start {} B)",
+            held.total(),
+            peak[i].index + peak[i].transactions,
+            idle[i]
+        );
+    }
+}
