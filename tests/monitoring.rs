@@ -101,6 +101,37 @@ fn rules_and_dashboard_name_only_exported_metrics() {
     }
 }
 
+/// `palisade_*`/`process_*` names in the first cell of the README's metric table rows.
+fn catalogue() -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for line in read("README.md").lines() {
+        if !(line.starts_with("| `palisade_") || line.starts_with("| `process_")) {
+            continue;
+        }
+        let cell = line.split('|').nth(1).unwrap_or("");
+        out.extend(metric_names(cell));
+    }
+    out
+}
+
+#[test]
+fn readme_catalogue_lists_every_exported_metric_and_no_other() {
+    // A bare prefix in the code (`process_*` in a comment) names no metric.
+    let exported: BTreeSet<String> = exported()
+        .into_iter()
+        .filter(|n| !n.ends_with('_'))
+        .collect();
+    let listed = catalogue();
+    assert!(listed.contains("palisade_engine_held_bytes"), "{listed:?}");
+    let missing: Vec<_> = exported.difference(&listed).collect();
+    assert!(
+        missing.is_empty(),
+        "exported but not in README: {missing:?}"
+    );
+    let stale: Vec<_> = listed.difference(&exported).collect();
+    assert!(stale.is_empty(), "in README but not exported: {stale:?}");
+}
+
 #[test]
 fn rules_page_on_what_the_noc_needs() {
     let rules = read("systemd/prometheus/palisade.rules.yml");

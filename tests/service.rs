@@ -383,6 +383,19 @@ fn lab_call_metrics_and_drain() -> R<()> {
         sample(&page, "palisade_sessions_active") == Some(1.0),
         || format!("one call active:\n{page}"),
     )?;
+    // What the engine holds for the call, refreshed every second by the shard.
+    let held = "palisade_engine_held_bytes{shard=\"0\"}";
+    let end = Instant::now() + WAIT;
+    let page = loop {
+        let (_, page) = http_get(A_ADMIN, "/metrics")?;
+        if sample(&page, held).is_some_and(|v| v > 0.0) || Instant::now() > end {
+            break page;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    ensure(sample(&page, held).is_some_and(|v| v > 0.0), || {
+        format!("{held} missing or 0 with a call up:\n{page}")
+    })?;
     ensure(
         sample(
             &page,

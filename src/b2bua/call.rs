@@ -257,6 +257,18 @@ impl Call {
         }
     }
 
+    /// The client transaction `ctx` ended: the ACK kept for its 2xx is not needed any more.
+    pub fn forget_ack(&mut self, ctx: ClientTxId) {
+        let kept = match &mut self.phase {
+            Phase::Confirmed(a) | Phase::Terminating { answered: a, .. } => &mut a.last_ack,
+            Phase::Ended { last_ack } => last_ack,
+            Phase::Early(_) => return,
+        };
+        if kept.as_ref().is_some_and(|a| a.ctx == ctx) {
+            *kept = None;
+        }
+    }
+
     /// A BYE crossed (or the border hangs up): a confirmed call is terminating, and the first
     /// to end it is remembered. A BYE on an early dialog leaves the call early: its INVITE still
     /// gets its answer.

@@ -30,6 +30,10 @@ pub(super) struct Rseqs {
 }
 
 impl Rseqs {
+    pub fn heap_bytes(&self) -> usize {
+        self.maps.capacity() * std::mem::size_of::<RseqMap>()
+    }
+
     /// RFC 3262: a PRACK received on `side` names the reliable provisional by the RSeq the
     /// border gave it on that leg; the PRACK relayed names the one the far side gave.
     pub fn map_rack(&self, side: usize, rack: &crate::sip::RAck) -> Option<crate::sip::RAck> {
@@ -128,6 +132,24 @@ pub(super) struct Forks {
 }
 
 impl Forks {
+    /// Heap bytes of the waiting early dialogs (`Border::held_bytes`).
+    pub fn heap_bytes(&self) -> usize {
+        let strings = |v: &[String]| v.iter().map(String::capacity).sum::<usize>();
+        self.waiting.capacity() * std::mem::size_of::<Fork>()
+            + self
+                .waiting
+                .iter()
+                .map(|f| {
+                    f.a_tag.capacity()
+                        + f.b_tag.as_ref().map_or(0, String::capacity)
+                        + f.b_target.as_ref().map_or(0, Uri::heap_bytes)
+                        + f.b_route_set.capacity() * std::mem::size_of::<String>()
+                        + strings(&f.b_route_set)
+                        + f.rseq.heap_bytes()
+                })
+                .sum::<usize>()
+    }
+
     /// Drops the waiting early dialogs (a final answer decided the call), returning the leg A
     /// tags that named them, for the dialog index.
     pub fn drop_all(&mut self) -> Vec<String> {

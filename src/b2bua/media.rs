@@ -112,6 +112,16 @@ impl CallMedia {
         }
     }
 
+    /// Heap bytes the call's media state holds (`Border::held_bytes`).
+    pub fn heap_bytes(&self) -> usize {
+        self.slots.capacity() * std::mem::size_of::<Slot>()
+            + self
+                .sent
+                .iter()
+                .map(|s| s.as_ref().map_or(0, Vec::capacity))
+                .sum::<usize>()
+    }
+
     /// The last SDP the border sent on leg `side` (see the field).
     pub fn sent(&self, side: usize) -> Option<&[u8]> {
         self.sent.get(side)?.as_deref()
@@ -369,7 +379,9 @@ impl Anchoring {
 
     /// Closes every flow of a call and returns its ports to the pools.
     pub fn release(&mut self, call: &mut CallMedia, legs: [LegRealm; 2]) {
-        for s in call.slots.drain(..) {
+        // Nothing offers these again once the streams are gone (an ended call lingers 64·T1).
+        call.sent = [None, None];
+        for s in std::mem::take(&mut call.slots) {
             self.commands.push_back(MediaCommand::Close(s.rtp));
             self.commands.push_back(MediaCommand::Close(s.rtcp));
             for (side, leg) in legs.iter().enumerate() {

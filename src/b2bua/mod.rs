@@ -34,6 +34,8 @@ pub use partners::{PartnerStatus, PeerId};
 pub mod hiding;
 mod in_dialog;
 mod leg;
+mod memory;
+pub use memory::HeldBytes;
 pub mod media;
 mod privacy;
 mod replaces;
@@ -187,7 +189,9 @@ pub struct Border {
     tx: Outbox,
     limits: Limits,
     rng: StdRng,
-    sessions: HashMap<u64, Session>,
+    /// Boxed: a session is about a kilobyte inline, and a table keeps up to twice its length
+    /// in slots; a box per session costs a pointer per slot instead.
+    sessions: HashMap<u64, Box<Session>>,
     next_session: u64,
     /// Makes the sessions' correlation ids (`correlation`).
     corr_salt: u32,
@@ -514,6 +518,7 @@ impl Border {
             self.timers.pop_first();
             self.fire(now, at, sid, which);
         }
+        self.shrink_tables();
     }
 
     fn leg_realms(&self, sess: &Session) -> [LegRealm; 2] {

@@ -184,7 +184,11 @@ impl Border {
                     ctx,
                     out_cseq: cseq_of(&msg).map(|c| c.seq).unwrap_or(1),
                 };
-                match sess.usage.confirm(now, await_ack) {
+                let confirmed = sess.usage.confirm(now, await_ack);
+                if confirmed != Confirmed::Done {
+                    sess.settle();
+                }
+                match confirmed {
                     Confirmed::Call => {
                         if let Some(media) = sess.media_mut() {
                             self.anchoring.open_gates(media);

@@ -194,7 +194,7 @@ impl Border {
                 self.partners.hold(p);
             }
         }
-        self.sessions.insert(sid, sess);
+        self.sessions.insert(sid, Box::new(sess));
         self.arm_idle(now, sid);
     }
 

@@ -256,6 +256,8 @@ impl Border {
         ];
         let initial = parse_message(snap.initial.as_bytes(), &self.limits)
             .map_err(|_| RestoreError::BadInitial)?;
+        // A restored call is settled: it keeps what a settled one keeps.
+        let initial = super::memory::trimmed(&initial, &super::memory::KEPT_HEADERS);
         let realms = [0, 1].map(|i| LegRealm {
             realm: legs[i].realm,
             addr: self.cfg.realms[legs[i].realm].media_address,
@@ -302,7 +304,7 @@ impl Border {
         if matches!(sess.usage, Usage::Call(_)) {
             self.publish_dialogs(&sess);
         }
-        self.sessions.insert(sid, sess);
+        self.sessions.insert(sid, Box::new(sess));
         self.active += 1;
         let idle_at = last_activity + self.cfg.sip.dialog_idle_timeout;
         self.timers.insert((idle_at.max(now), sid, SessTimer::Idle));

@@ -1253,6 +1253,7 @@ mod failover;
 mod fork;
 mod hiding_gaps;
 mod leak_matrix;
+mod memory;
 mod multipart;
 mod overload;
 mod parking;

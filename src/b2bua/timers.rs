@@ -21,7 +21,13 @@ impl Border {
                     }
                 }
                 TxEvent::ClientTerminated(ctx) => {
-                    self.pending.remove(&ctx);
+                    // A 2xx retransmitted after this finds no transaction: the ACK kept for
+                    // it is never sent again.
+                    let sid = self.pending.remove(&ctx).map(|p| p.session);
+                    let call = sid.and_then(|sid| self.sessions.get_mut(&sid));
+                    if let Some(call) = call.and_then(|s| s.usage.call_mut()) {
+                        call.forget_ack(ctx);
+                    }
                 }
                 TxEvent::AckTimeout(stx) => {
                     let found = self
@@ -175,6 +181,7 @@ impl Border {
                 Usage::Standalone(s) => s.end().then_some(None),
             };
             if let Some(ended) = ended {
+                sess.ended();
                 self.active -= 1;
                 for leg in &sess.legs {
                     if let Party::Peer(p) = leg.party {

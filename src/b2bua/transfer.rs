@@ -409,7 +409,7 @@ impl Border {
         }) else {
             return;
         };
-        if let Some(media) = self.sessions.get_mut(&sid).and_then(Session::media_mut) {
+        if let Some(media) = self.sessions.get_mut(&sid).and_then(|s| s.media_mut()) {
             media.note_sent(side, &body);
         }
         Border::set_own_body(&mut req, "application/sdp", body);

@@ -30,6 +30,8 @@ pub struct Metrics {
     pub tls_refused: IntCounterVec,
     pub tls_connections: IntCounterVec,
     pub sessions_active: IntGauge,
+    /// `Border::held_bytes` of each engine, by shard index (refreshed every second).
+    pub engine_held_bytes: IntGaugeVec,
     pub draining: IntGauge,
     pub media_flows: IntGaugeVec,
     /// DNS queries (`type`: naptr, srv, a, aaaa; `result`: records, none, error) and cache
@@ -223,6 +225,15 @@ impl Metrics {
         )
         .expect("valid");
         reg(Box::new(sessions_active.clone()));
+        let engine_held_bytes = IntGaugeVec::new(
+            Opts::new(
+                "palisade_engine_held_bytes",
+                "Bytes of call, dialog and transaction state an engine holds, by shard (estimate from capacities, refreshed every second)",
+            ),
+            &["shard"],
+        )
+        .expect("valid");
+        reg(Box::new(engine_held_bytes.clone()));
         let draining = IntGauge::new(
             "palisade_draining",
             "1 while the border drains before a stop",
@@ -308,6 +319,7 @@ impl Metrics {
             tls_refused,
             tls_connections,
             sessions_active,
+            engine_held_bytes,
             draining,
             media_flows,
             dns_lookups,

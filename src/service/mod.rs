@@ -199,6 +199,10 @@ pub async fn run(cfg: Config, source: ConfigSource) -> anyhow::Result<()> {
         |f: fn(&shard::Gauges) -> usize| -> usize { shards.iter().map(|s| f(&s.gauges)).sum() };
     let active = |g: &shard::Gauges| g.active.load(Ordering::Relaxed);
     let hangups = |g: &shard::Gauges| g.hangups_outstanding.load(Ordering::Relaxed);
+    // One series per shard, looked up once.
+    let held_gauges: Vec<_> = (0..shards.len())
+        .map(|i| m.engine_held_bytes.with_label_values(&[&i.to_string()]))
+        .collect();
     loop {
         let mut stop_signal = false;
         tokio::select! {
@@ -360,6 +364,10 @@ pub async fn run(cfg: Config, source: ConfigSource) -> anyhow::Result<()> {
             }
         }
         m.sessions_active.set(sum(active) as i64);
+        for (s, g) in shards.iter().zip(&held_gauges) {
+            let held = s.gauges.held_bytes.load(Ordering::Relaxed);
+            g.set(i64::try_from(held).unwrap_or(i64::MAX));
+        }
         m.set_events_lost(
             shards
                 .iter()

@@ -74,6 +74,9 @@ pub struct Gauges {
     pub active: AtomicUsize,
     pub hangups_outstanding: AtomicUsize,
     pub events_lost: AtomicU64,
+    /// `Border::held_bytes().total()`, refreshed once a second with the partners: it walks
+    /// every session, which is too much to do after each message.
+    pub held_bytes: AtomicUsize,
     /// Batches sent to the coordinator and not yet performed.
     pub in_flight: AtomicUsize,
     /// The shard's partners, refreshed once a second.
@@ -189,6 +192,7 @@ pub async fn run(mut p: Parts) {
                 if let Ok(mut g) = p.gauges.partners.lock() {
                     *g = partners;
                 }
+                p.gauges.held_bytes.store(p.border.held_bytes().total(), Ordering::Relaxed);
             }
         }
         drain_outputs(&mut p, expect, &lookup_tx);

@@ -219,6 +219,16 @@ pub struct Header {
 pub struct Headers(pub Vec<Header>);
 
 impl Headers {
+    /// Heap bytes of the header list: the vector and every name and value.
+    pub fn heap_bytes(&self) -> usize {
+        self.0.capacity() * std::mem::size_of::<Header>()
+            + self
+                .0
+                .iter()
+                .map(|h| h.name.capacity() + h.value.capacity())
+                .sum::<usize>()
+    }
+
     /// First value of the named header (case-insensitive name match, compact forms accepted).
     pub fn get(&self, name: &str) -> Option<&str> {
         self.0

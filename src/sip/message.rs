@@ -133,6 +133,16 @@ impl Message {
         }
     }
 
+    /// Heap bytes the message holds (string and vector capacities; allocator overhead aside):
+    /// what keeping it costs, for the engine's memory accounting (`Border::held_bytes`).
+    pub fn heap_bytes(&self) -> usize {
+        let start = match &self.start {
+            StartLine::Request { uri, .. } => uri.heap_bytes(),
+            StartLine::Response { reason, .. } => reason.capacity(),
+        };
+        start + self.headers.heap_bytes() + self.body.capacity()
+    }
+
     /// Prints the message; Content-Length is always written last among the headers and always
     /// matches the body, whatever the header list says.
     pub fn to_bytes(&self) -> Vec<u8> {

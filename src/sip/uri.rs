@@ -116,6 +116,25 @@ impl SipUri {
 }
 
 impl Uri {
+    /// Heap bytes the URI holds (for memory accounting, see [`super::Message::heap_bytes`]).
+    pub fn heap_bytes(&self) -> usize {
+        let cap = |s: &Option<String>| s.as_ref().map_or(0, String::capacity);
+        match self {
+            Uri::Sip(u) => {
+                cap(&u.user)
+                    + cap(&u.password)
+                    + u.host.capacity()
+                    + cap(&u.headers)
+                    + u.params.capacity() * std::mem::size_of::<(String, Option<String>)>()
+                    + u.params
+                        .iter()
+                        .map(|(n, v)| n.capacity() + cap(v))
+                        .sum::<usize>()
+            }
+            Uri::Other(s) => s.capacity(),
+        }
+    }
+
     /// Parses an absolute URI: `sip:`/`sips:` into parts, any other `scheme:` opaque. `None` when
     /// there is no scheme or the text contains whitespace or `<>`.
     pub fn parse(s: &str) -> Option<Uri> {

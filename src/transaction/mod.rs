@@ -141,6 +141,29 @@ impl TransactionLayer {
         clients.sum::<usize>() + servers.sum::<usize>()
     }
 
+    /// Bytes of the layer's tables (transactions are stored in them inline, and each key a
+    /// second time in its index), by capacity: what [`TransactionLayer::held_bytes`] leaves out.
+    pub fn table_bytes(&self) -> usize {
+        table_bytes(&self.clients)
+            + table_bytes(&self.client_keys)
+            + key_bytes(&self.client_keys)
+            + table_bytes(&self.servers)
+            + table_bytes(&self.server_keys)
+            + key_bytes(&self.server_keys)
+            + self.schedule.len() * std::mem::size_of::<(Instant, Due)>()
+            + self.transmits.capacity() * std::mem::size_of::<Transmit>()
+            + self.events.capacity() * std::mem::size_of::<TxEvent>()
+    }
+
+    /// Gives back what the tables grew to under a peak once they are mostly empty (see
+    /// [`shrink_sparse`]).
+    fn shrink_tables(&mut self) {
+        shrink_sparse(&mut self.clients);
+        shrink_sparse(&mut self.client_keys);
+        shrink_sparse(&mut self.servers);
+        shrink_sparse(&mut self.server_keys);
+    }
+
     pub fn is_empty(&self) -> bool {
         self.clients.is_empty() && self.servers.is_empty()
     }
@@ -151,6 +174,30 @@ impl TransactionLayer {
 
     pub fn poll_event(&mut self) -> Option<TxEvent> {
         self.events.pop_front()
+    }
+}
+
+/// Bytes of a hash table's slots by capacity: hashbrown has about 8 buckets per 7 usable
+/// slots and one control byte per bucket.
+pub fn table_bytes<K, V>(m: &HashMap<K, V>) -> usize {
+    m.capacity() * 8 / 7 * (std::mem::size_of::<(K, V)>() + 1)
+}
+
+fn key_bytes<V>(m: &HashMap<String, V>) -> usize {
+    m.keys().map(String::capacity).sum()
+}
+
+/// A table smaller than this many slots is left alone: shrinking it saves nothing worth the
+/// rehash.
+pub const SHRINK_MIN_CAPACITY: usize = 1024;
+
+/// Hash tables keep the capacity of their peak; after a burst of calls that would be held for
+/// good. A table filled to under a quarter of its capacity is shrunk to twice its length, so
+/// the next shrink needs the length to halve again (amortised O(1) per removal), and a table
+/// at a steady size is never rehashed back and forth.
+pub fn shrink_sparse<K: Eq + std::hash::Hash, V>(m: &mut HashMap<K, V>) {
+    if m.capacity() >= SHRINK_MIN_CAPACITY && m.len() * 4 < m.capacity() {
+        m.shrink_to(m.len() * 2);
     }
 }
 

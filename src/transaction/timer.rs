@@ -87,6 +87,7 @@ impl TransactionLayer {
                 self.fire(now, due);
             }
         }
+        self.shrink_tables();
     }
 
     pub(super) fn fire(&mut self, now: Instant, due: Due) {
