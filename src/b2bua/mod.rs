@@ -35,6 +35,8 @@ mod leg;
 pub mod media;
 mod privacy;
 mod replaces;
+#[doc(hidden)]
+pub mod replay;
 mod responses;
 mod session;
 mod shard;
