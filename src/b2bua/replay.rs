@@ -122,7 +122,7 @@ impl Wire {
     fn settle(&mut self) {
         for _ in 0..64 {
             let mut moved = false;
-            for b in 0..2 {
+            for (b, ic) in BORDER_IC.iter().enumerate() {
                 while self.borders[b].poll_media().is_some() {}
                 while self.borders[b].poll_event().is_some() {}
                 while self.borders[b].poll_lookup().is_some() {}
@@ -147,7 +147,7 @@ impl Wire {
                             });
                         }
                     }
-                    let from = addr(BORDER_IC[b]);
+                    let from = addr(ic);
                     self.input(1 - b, 1, from, &t.bytes);
                     moved = true;
                 }
