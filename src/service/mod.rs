@@ -126,7 +126,9 @@ pub async fn run(cfg: Config, source: ConfigSource) -> anyhow::Result<()> {
     let (ctl_tx, mut ctl_rx) = mpsc::channel::<Received>(4096);
     let (inputs, input_rx): (Vec<_>, Vec<_>) =
         (0..count).map(|_| mpsc::channel::<Received>(4096)).unzip();
-    let mut transports = Transports::bind(&cfg, Inbox::new(ctl_tx, inputs)).await?;
+    let inbox = Inbox::new(ctl_tx, inputs);
+    let admission = inbox.admission().clone();
+    let mut transports = Transports::bind(&cfg, inbox).await?;
     let mut media = media::MediaPlane::start(&cfg)?;
     // The ng control path anchors on the relay too, with the last slice of the relay ports.
     let slices = count + usize::from(cfg.ng.listen.is_some());
@@ -169,6 +171,7 @@ pub async fn run(cfg: Config, source: ConfigSource) -> anyhow::Result<()> {
             udp: udp.clone(),
             admin: admin_state.clone(),
             resolver: resolver.clone(),
+            admission: admission.clone(),
         }));
         shards.push(shard::Handle { control, gauges });
     }
@@ -252,6 +255,7 @@ pub async fn run(cfg: Config, source: ConfigSource) -> anyhow::Result<()> {
                         }
                     }
                     m.screened(&current, transports.take_screened());
+                    m.admission_rejected(&current, transports.take_admission_rejected());
                     let flows = media.snapshot();
                     for r in &flows {
                         m.media_flows.with_label_values(&[&r.realm, "user"]).set(r.flows_user as i64);
@@ -298,6 +302,7 @@ pub async fn run(cfg: Config, source: ConfigSource) -> anyhow::Result<()> {
                     current = new;
                     if let Some(f) = &filter { f.reload(&current) }
                     transports.screen(|ri| sources.get(ri).cloned().unwrap_or_default());
+                    transports.set_admission_delay(current.sip.admission_delay);
                 }
                 last_reload = Some((result, Instant::now()));
                 notify.send(&format!("READY=1\nSTATUS=ready: {}", current.name));
