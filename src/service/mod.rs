@@ -225,7 +225,7 @@ pub async fn run(cfg: Config, source: ConfigSource) -> anyhow::Result<()> {
                     }
                 }
             }
-            Some(batch) = out_rx.recv() => perform(batch, &shards, &mut transports, &mut media),
+            Some(batch) = out_rx.recv() => perform(batch, &shards, &mut transports, &mut media, filter.as_ref()),
             got = ng::recv(&mut ng) => ng::serve(&mut ng, got, &mut media),
             _ = media_tick.tick() => {
                 let now = Instant::now();
@@ -367,7 +367,7 @@ pub async fn run(cfg: Config, source: ConfigSource) -> anyhow::Result<()> {
         if let Stop::HangingUp { until } = stop {
             // What the shards handed over is performed before the outstanding count is read.
             while let Ok(batch) = out_rx.try_recv() {
-                perform(batch, &shards, &mut transports, &mut media);
+                perform(batch, &shards, &mut transports, &mut media, filter.as_ref());
             }
             let in_flight: usize = shards
                 .iter()
@@ -395,9 +395,15 @@ fn perform(
     shards: &[shard::Handle],
     transports: &mut Transports,
     media: &mut media::MediaPlane,
+    filter: Option<&kernel_filter::KernelFilter>,
 ) {
     for (realm, addr, name) in &batch.expect {
         transports.expect_partner(*realm, *addr, name);
+        // A partner DNS found connects to us from there too: its SYNs must pass the kernel
+        // filter (over UDP/TCP a target must be one of its `sources`, already in the set).
+        if let Some(f) = filter {
+            f.allow(*realm, addr.ip());
+        }
     }
     for cmd in batch.media {
         media.apply(cmd);
