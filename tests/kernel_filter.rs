@@ -276,3 +276,72 @@ fn unknown_sources_are_dropped_in_the_kernel_and_partners_pass() {
         ns.nft_table().is_none()
     });
 }
+
+/// What a partner's route resolves to through DNS joins the realm's allow set: a datagram from
+/// that address to the peer-side SIP port is dropped by the kernel before, and reaches the
+/// listener after, `KernelFilter::allow` (which the service calls for every TLS target a route
+/// lookup gives, in `service::perform`). The filter runs in this test's namespace (its `nft`
+/// children inherit the thread's namespace); the listener is a plain socket on the SIP address.
+#[test]
+fn a_dns_found_partner_address_passes_the_kernel_filter() {
+    if !root_or_skip("a_dns_found_partner_address_passes_the_kernel_filter") {
+        return;
+    }
+    let work = std::env::temp_dir().join(format!("palisade-kfilter-dns-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&work);
+    let path = write_config(&work, "\"127.0.0.21\"");
+    let ns = Ns::new();
+    let found = "127.0.0.77";
+    let (before, after, listed) = ns.within(move || {
+        let cfg = palisade::config::load(&path).expect("config loads");
+        let realm = cfg
+            .realms
+            .iter()
+            .position(|r| r.name == "interconnect")
+            .unwrap();
+        let dropped = prometheus::IntCounterVec::new(
+            prometheus::Opts::new("test_kernel_dropped", "test"),
+            &["realm"],
+        )
+        .unwrap();
+        let filter =
+            palisade::service::kernel_filter::KernelFilter::start(&cfg, dropped).expect("filter");
+        let listener = UdpSocket::bind("127.0.0.20:5060").unwrap();
+        listener
+            .set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+        let from = UdpSocket::bind(format!("{found}:0")).unwrap();
+        let mut buf = [0u8; 64];
+        from.send_to(b"before", "127.0.0.20:5060").unwrap();
+        let before = listener.recv_from(&mut buf).is_ok();
+        filter.allow(realm, found.parse().unwrap());
+        let set = |fam: &str| {
+            let out = Command::new("nft")
+                .args(["list", "set", "inet", TABLE, &format!("r{realm}_{fam}")])
+                .output()
+                .expect("nft");
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        };
+        let end = Instant::now() + Duration::from_secs(10);
+        while !set("v4").contains(found) && Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let listed = set("v4").contains(found);
+        listener
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        from.send_to(b"after", "127.0.0.20:5060").unwrap();
+        let after = listener
+            .recv_from(&mut buf)
+            .map(|(n, _)| buf[..n].to_vec())
+            .ok();
+        filter.stop();
+        (before, after, listed)
+    });
+    assert!(
+        !before,
+        "dropped by the kernel before the address was learned"
+    );
+    assert!(listed, "the address is in the realm's set");
+    assert_eq!(after.as_deref(), Some(&b"after"[..]), "passes once learned");
+}

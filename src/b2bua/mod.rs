@@ -39,6 +39,8 @@ pub use memory::HeldBytes;
 pub mod media;
 mod privacy;
 mod replaces;
+#[doc(hidden)]
+pub mod replay;
 mod responses;
 mod session;
 mod shard;

@@ -1251,6 +1251,7 @@ mod drain;
 mod events;
 mod failover;
 mod fork;
+mod fuzz_regressions;
 mod hiding_gaps;
 mod leak_matrix;
 mod memory;

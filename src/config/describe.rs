@@ -56,6 +56,7 @@ pub(super) fn describe(c: &Config) -> String {
     let _ = writeln!(o, "lookup_timeout_ms = {}", s.lookup_timeout.as_millis());
     let _ = writeln!(o, "overload_backlog = {}", s.overload_backlog);
     let _ = writeln!(o, "overload_delay_ms = {}", s.overload_delay.as_millis());
+    let _ = writeln!(o, "admission_delay_ms = {}", s.admission_delay.as_millis());
     let _ = writeln!(o, "max_message_size = {}", s.max_message_size);
     let _ = writeln!(o, "max_headers = {}", s.max_headers);
     let _ = writeln!(o, "max_forwards = {}", s.max_forwards);

@@ -148,6 +148,11 @@ pub struct SipSettings {
     /// and the engine (the queue delay: load measured, whatever the message mix). Default T1:
     /// a peer waiting longer starts retransmitting, which only adds to the load.
     pub overload_delay: Duration,
+    /// The admission stage ahead of the engines: while a shard's queue delay is over this, the
+    /// UDP readers answer a new out-of-dialog INVITE steering to it with 503 + Retry-After
+    /// themselves, statelessly, and never queue it, so the refusal does not wait behind the
+    /// backlog it is about. Zero turns it off (then only the engine sheds, `overload_delay`).
+    pub admission_delay: Duration,
     pub max_message_size: usize,
     pub max_headers: usize,
     /// Max-Forwards put on requests that arrive without one.
@@ -195,6 +200,7 @@ impl Default for SipSettings {
             lookup_timeout: Duration::from_secs(5),
             overload_backlog: 1024,
             overload_delay: Duration::from_millis(500),
+            admission_delay: Duration::from_millis(20),
             max_message_size: 65_535,
             max_headers: 256,
             max_forwards: 70,

@@ -138,6 +138,7 @@ const SIP_KEYS: &[&str] = &[
     "lookup_timeout_ms",
     "overload_backlog",
     "overload_delay_ms",
+    "admission_delay_ms",
     "max_message_size",
     "max_headers",
     "max_forwards",

@@ -342,6 +342,17 @@ impl Metrics {
         }
     }
 
+    /// New INVITEs the admission stage answered 503 before queueing them (`transport::inbox`),
+    /// counted with the engine's own refusals under the reason `admission`.
+    pub fn admission_rejected(&self, cfg: &crate::config::Config, by_realm: Vec<(usize, u64)>) {
+        for (ri, n) in by_realm {
+            let realm = cfg.realms.get(ri).map_or("?", |r| r.name.as_str());
+            self.rejected
+                .with_label_values(&["admission", realm, ""])
+                .inc_by(n);
+        }
+    }
+
     /// Brings the relayed counters of one realm up to the media plane's running totals.
     pub fn set_relayed(&self, realm: &str, relayed: &super::media::Relayed) {
         use super::media::{KERNEL, USER};

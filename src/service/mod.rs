@@ -126,7 +126,9 @@ pub async fn run(cfg: Config, source: ConfigSource) -> anyhow::Result<()> {
     let (ctl_tx, mut ctl_rx) = mpsc::channel::<Received>(4096);
     let (inputs, input_rx): (Vec<_>, Vec<_>) =
         (0..count).map(|_| mpsc::channel::<Received>(4096)).unzip();
-    let mut transports = Transports::bind(&cfg, Inbox::new(ctl_tx, inputs)).await?;
+    let inbox = Inbox::new(ctl_tx, inputs);
+    let admission = inbox.admission().clone();
+    let mut transports = Transports::bind(&cfg, inbox).await?;
     let mut media = media::MediaPlane::start(&cfg)?;
     // The ng control path anchors on the relay too, with the last slice of the relay ports.
     let slices = count + usize::from(cfg.ng.listen.is_some());
@@ -176,6 +178,7 @@ pub async fn run(cfg: Config, source: ConfigSource) -> anyhow::Result<()> {
             udp: udp.clone(),
             admin: admin_state.clone(),
             resolver: resolver.clone(),
+            admission: admission.clone(),
         }));
         shards.push(shard::Handle { control, gauges });
     }
@@ -233,7 +236,7 @@ pub async fn run(cfg: Config, source: ConfigSource) -> anyhow::Result<()> {
                     }
                 }
             }
-            Some(batch) = out_rx.recv() => perform(batch, &shards, &mut transports, &mut media),
+            Some(batch) = out_rx.recv() => perform(batch, &shards, &mut transports, &mut media, filter.as_ref()),
             got = ng::recv(&mut ng) => ng::serve(&mut ng, got, &mut media),
             _ = media_tick.tick() => {
                 let now = Instant::now();
@@ -263,6 +266,7 @@ pub async fn run(cfg: Config, source: ConfigSource) -> anyhow::Result<()> {
                         }
                     }
                     m.screened(&current, transports.take_screened());
+                    m.admission_rejected(&current, transports.take_admission_rejected());
                     let flows = media.snapshot();
                     for r in &flows {
                         m.media_flows.with_label_values(&[&r.realm, "user"]).set(r.flows_user as i64);
@@ -309,6 +313,7 @@ pub async fn run(cfg: Config, source: ConfigSource) -> anyhow::Result<()> {
                     current = new;
                     if let Some(f) = &filter { f.reload(&current) }
                     transports.screen(|ri| sources.get(ri).cloned().unwrap_or_default());
+                    transports.set_admission_delay(current.sip.admission_delay);
                 }
                 last_reload = Some((result, Instant::now()));
                 notify.send(&format!("READY=1\nSTATUS=ready: {}", current.name));
@@ -377,7 +382,7 @@ pub async fn run(cfg: Config, source: ConfigSource) -> anyhow::Result<()> {
         if let Stop::HangingUp { until } = stop {
             // What the shards handed over is performed before the outstanding count is read.
             while let Ok(batch) = out_rx.try_recv() {
-                perform(batch, &shards, &mut transports, &mut media);
+                perform(batch, &shards, &mut transports, &mut media, filter.as_ref());
             }
             let in_flight: usize = shards
                 .iter()
@@ -405,9 +410,15 @@ fn perform(
     shards: &[shard::Handle],
     transports: &mut Transports,
     media: &mut media::MediaPlane,
+    filter: Option<&kernel_filter::KernelFilter>,
 ) {
     for (realm, addr, name) in &batch.expect {
         transports.expect_partner(*realm, *addr, name);
+        // A partner DNS found connects to us from there too: its SYNs must pass the kernel
+        // filter (over UDP/TCP a target must be one of its `sources`, already in the set).
+        if let Some(f) = filter {
+            f.allow(*realm, addr.ip());
+        }
     }
     for cmd in batch.media {
         media.apply(cmd);

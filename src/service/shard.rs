@@ -101,6 +101,8 @@ pub struct Parts {
     pub udp: Vec<Option<Arc<tokio::net::UdpSocket>>>,
     pub admin: Arc<admin::AdminState>,
     pub resolver: Arc<dns::DnsResolver>,
+    /// Where this shard publishes its queue delay for the transports' admission stage.
+    pub admission: Arc<crate::transport::Admission>,
 }
 
 /// How often a shard refreshes the partner table the coordinator shows in `/status`.
@@ -140,6 +142,10 @@ pub async fn run(mut p: Parts) {
                 };
                 let overloaded = p.input.len() > sip.overload_backlog || waited > sip.overload_delay;
                 p.border.set_overloaded(overloaded);
+                // Zero once nothing waits behind: the readers must not go on refusing calls to
+                // an idle shard on the delay of the last burst.
+                let behind = if p.input.is_empty() { Duration::ZERO } else { waited };
+                p.admission.publish(p.index, behind);
                 if let Received::Message { flow, bytes, peer, .. } = ev {
                     p.border.handle_input(now, Inbound {
                         realm: flow.realm,

@@ -13,6 +13,8 @@ pub struct ParseError {
     pub kind: ParseErrorKind,
     /// The fault in words, used as the reason phrase of the 400.
     pub reason: String,
+    /// A request, or what may have been meant as one (a broken Request-Line included); false
+    /// for a response and for a message without a start line (its first line a header field).
     pub is_request: bool,
     pub headers: Headers,
 }

@@ -366,6 +366,19 @@ fn check_semantics(start: &StartLine, headers: &Headers) -> Result<(), &'static 
     Ok(())
 }
 
+/// Whether the first line is a header field (`token *WSP ":"`), i.e. the start line is missing.
+/// Such a datagram is neither a request nor a response: it is dropped, never answered with a
+/// 400 built from whatever headers it happens to carry (engine fuzz finding 76cdee1d, README).
+fn starts_with_header(data: &[u8]) -> bool {
+    let name = data
+        .iter()
+        .take_while(|&&b| super::message::is_token_char(b))
+        .count();
+    let after = data.get(name..).unwrap_or_default();
+    let wsp = after.iter().take_while(|&&b| is_wsp(b)).count();
+    name > 0 && after.get(wsp) == Some(&b':')
+}
+
 /// Parses one datagram or one framed stream message.
 ///
 /// Over UDP, bytes past Content-Length are discarded (RFC 3261 §18.3); a Content-Length larger
@@ -383,7 +396,8 @@ pub fn parse_message(buf: &[u8], limits: &Limits) -> Result<Message, ParseError>
     let data = buf.get(lead..).unwrap_or_default();
     let is_request = !data
         .get(..4)
-        .is_some_and(|p| p.eq_ignore_ascii_case(b"SIP/"));
+        .is_some_and(|p| p.eq_ignore_ascii_case(b"SIP/"))
+        && !starts_with_header(data);
     let fail_as = |kind: ParseErrorKind, reason: &str, headers: &[Header]| ParseError {
         kind,
         reason: reason.to_string(),

@@ -12,7 +12,7 @@ mod stream;
 mod tls;
 mod udp;
 
-pub use inbox::Inbox;
+pub use inbox::{admission_answer, Admission, Inbox, ADMISSION_RETRY_AFTER_S};
 
 use std::collections::HashMap;
 use std::io;
@@ -154,6 +154,20 @@ impl Transports {
             .collect()
     }
 
+    /// The admission stage's threshold (`[sip] admission_delay_ms`), at bind and on reload.
+    pub fn set_admission_delay(&self, delay: std::time::Duration) {
+        self.events.admission().set_threshold(delay);
+    }
+
+    /// New INVITEs the UDP admission stage refused since the last call, by realm index.
+    pub fn take_admission_rejected(&self) -> Vec<(usize, u64)> {
+        self.screens
+            .iter()
+            .map(|(ri, s)| (*ri, s.take_admission_rejected()))
+            .filter(|(_, n)| *n > 0)
+            .collect()
+    }
+
     /// Binds every listener of the configuration; the events of all of them go to `events`.
     pub async fn bind(cfg: &Config, events: Inbox) -> Result<Transports, BindError> {
         let limits = Limits {
@@ -188,6 +202,7 @@ impl Transports {
             backoff_max: cfg.sip.reconnect_backoff_max,
             fallback: HashMap::new(),
         };
+        t.set_admission_delay(cfg.sip.admission_delay);
         for (ri, realm) in cfg.realms.iter().enumerate() {
             t.local_ip.insert(ri, realm.advertise);
             for l in &realm.listen {

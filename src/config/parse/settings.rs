@@ -52,6 +52,9 @@ pub(super) fn sip_settings(cx: &mut Ctx, root: &Tab) -> SipSettings {
     if let Some(v) = t.int(cx, "overload_delay_ms", 1, MS) {
         s.overload_delay = Duration::from_millis(v.v);
     }
+    if let Some(v) = t.int(cx, "admission_delay_ms", 0, MS) {
+        s.admission_delay = Duration::from_millis(v.v);
+    }
     if let Some(v) = t.int(cx, "max_message_size", 1, N) {
         s.max_message_size = v.v as usize;
     }

@@ -5,11 +5,16 @@
 //! contents on reload, removes the table on stop, and reads the counters on a thread of its
 //! own every second, so the drive loop never waits for `nft`.
 //!
+//! Addresses a partner's route resolves to through DNS join the partner's realm's set as the
+//! lookups give them ([`KernelFilter::allow`]); they stay until the instance stops (kept over a
+//! reload), not only for their TTL.
+//!
 //! The user-space check stays: whatever the kernel lets through is still classified by the
 //! engine, so a filter that could not be installed costs protection, not correctness.
 
 pub mod rules;
 
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -71,13 +76,37 @@ impl KernelFilter {
         })
     }
 
-    /// A reload: the partners' addresses are replaced in one transaction; the counters go on.
+    /// A reload: the partners' addresses are replaced in one transaction (what DNS gave is
+    /// kept); the counters go on.
     pub fn reload(&self, cfg: &Config) {
-        let new = FilterRules::from_config(cfg);
+        let mut new = FilterRules::from_config(cfg);
         let mut rules = self.rules.lock().unwrap_or_else(|p| p.into_inner());
+        new.keep_learned(&rules);
         match nft::script(&new.elements()) {
             Ok(()) => *rules = new,
             Err(e) => tracing::error!("kernel SIP filter not updated: {}", why(e)),
+        }
+    }
+
+    /// A partner's route in realm `realm` resolved to `ip` through DNS: it joins the realm's
+    /// set. New addresses only (a lookup per call would otherwise run `nft` per call), and on a
+    /// thread of its own, so the drive loop never waits for `nft`.
+    pub fn allow(&self, realm: usize, ip: IpAddr) {
+        let script = self
+            .rules
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .learn(realm, ip);
+        if let Some(script) = script {
+            let spawned = std::thread::Builder::new()
+                .name("sip-filter-learn".into())
+                .spawn(move || match nft::script(&script) {
+                    Ok(()) => tracing::info!(%ip, "kernel SIP filter: DNS-found partner address allowed"),
+                    Err(e) => tracing::error!(%ip, "kernel SIP filter: DNS-found address not allowed: {}", why(e)),
+                });
+            if let Err(e) = spawned {
+                tracing::error!(%ip, "kernel SIP filter: DNS-found address not allowed: {e}");
+            }
         }
     }
 

@@ -36,6 +36,9 @@ pub struct RealmFilter {
 pub struct FilterRules {
     pub table: String,
     pub realms: Vec<RealmFilter>,
+    /// Addresses partners' routes resolved to through DNS, by realm index ([`Self::learn`]):
+    /// in the sets too, and carried over a reload ([`Self::keep_learned`]).
+    pub learned: BTreeSet<(usize, IpAddr)>,
 }
 
 impl FilterRules {
@@ -66,6 +69,33 @@ impl FilterRules {
         FilterRules {
             table: table_name(&cfg.name),
             realms,
+            learned: BTreeSet::new(),
+        }
+    }
+
+    /// An address a partner's route in realm `realm` resolved to through DNS: a partner found
+    /// that way connects to us from it too (a TLS partner has no `sources` to list it; the
+    /// certificate decides who it is), so its SYNs must not be dropped. Returns the script
+    /// adding it to the realm's set, `None` when it is there already or the realm has no set.
+    pub fn learn(&mut self, realm: usize, ip: IpAddr) -> Option<String> {
+        let id = format!("r{realm}");
+        let r = self.realms.iter_mut().find(|r| r.id == id)?;
+        self.learned.insert((realm, ip));
+        if !r.allowed.insert(ip) {
+            return None;
+        }
+        let fam = if ip.is_ipv6() { "v6" } else { "v4" };
+        Some(format!(
+            "add element inet {} {id}_{fam} {{ {ip} }}\n",
+            self.table
+        ))
+    }
+
+    /// Carries what DNS gave over to the rules of a reloaded configuration (a lookup answered
+    /// from the cache would not give it again soon).
+    pub fn keep_learned(&mut self, old: &FilterRules) {
+        for &(realm, ip) in &old.learned {
+            let _ = self.learn(realm, ip);
         }
     }
 
@@ -234,5 +264,36 @@ mod tests {
         )
         .unwrap();
         assert_eq!(counters(&v), vec![("r1_dropped".to_string(), 42)]);
+    }
+
+    /// A DNS-found address joins its realm's set once (the script adds one element; the
+    /// second time there is nothing to do), is in the full elements, and survives a reload.
+    #[test]
+    fn dns_found_addresses_join_the_set_and_survive_a_reload() {
+        let cfg = lab();
+        let mut rules = FilterRules::from_config(&cfg);
+        let peer = cfg
+            .realms
+            .iter()
+            .position(|r| r.kind == RealmKind::Peer)
+            .unwrap();
+        let home = cfg
+            .realms
+            .iter()
+            .position(|r| r.kind == RealmKind::Home)
+            .unwrap();
+        let ip: IpAddr = "192.0.2.77".parse().unwrap();
+        let t = rules.table.clone();
+        assert_eq!(
+            rules.learn(peer, ip).as_deref(),
+            Some(format!("add element inet {t} r{peer}_v4 {{ 192.0.2.77 }}\n").as_str())
+        );
+        assert_eq!(rules.learn(peer, ip), None);
+        assert_eq!(rules.learn(home, ip), None, "the home realm has no set");
+        assert!(rules.elements().contains("192.0.2.77"));
+        let mut reloaded = FilterRules::from_config(&cfg);
+        assert!(!reloaded.elements().contains("192.0.2.77"));
+        reloaded.keep_learned(&rules);
+        assert!(reloaded.elements().contains("192.0.2.77"));
     }
 }
