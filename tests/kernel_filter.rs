@@ -29,7 +29,10 @@ struct Ns {
 
 impl Ns {
     fn new() -> Ns {
-        let name = format!("pal-sipf-{}", std::process::id());
+        // The tests of this file run in parallel threads of one process: a name of each's own.
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = format!("pal-sipf-{}-{n}", std::process::id());
         let _ = Command::new("ip").args(["netns", "del", &name]).output();
         run(&["ip", "netns", "add", &name]);
         run(&["ip", "-n", &name, "link", "set", "lo", "up"]);

@@ -383,18 +383,25 @@ fn lab_call_metrics_and_drain() -> R<()> {
         sample(&page, "palisade_sessions_active") == Some(1.0),
         || format!("one call active:\n{page}"),
     )?;
-    // What the engine holds for the call, refreshed every second by the shard.
-    let held = "palisade_engine_held_bytes{shard=\"0\"}";
+    // What the engines hold for the call, refreshed every second by each shard (the call is
+    // on whichever shard its Call-ID steers to).
+    let held = "palisade_engine_held_bytes";
+    let total = |page: &str| -> f64 {
+        page.lines()
+            .filter(|l| l.starts_with("palisade_engine_held_bytes{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
     let end = Instant::now() + WAIT;
     let page = loop {
         let (_, page) = http_get(A_ADMIN, "/metrics")?;
-        if sample(&page, held).is_some_and(|v| v > 0.0) || Instant::now() > end {
+        if total(&page) > 0.0 || Instant::now() > end {
             break page;
         }
         std::thread::sleep(Duration::from_millis(100));
     };
-    ensure(sample(&page, held).is_some_and(|v| v > 0.0), || {
-        format!("{held} missing or 0 with a call up:\n{page}")
+    ensure(total(&page) > 0.0, || {
+        format!("{held} missing or 0 on every shard with a call up:\n{page}")
     })?;
     ensure(
         sample(

@@ -12,6 +12,6 @@ use libfuzzer_sys::fuzz_target;
 use palisade::b2bua::replay;
 
 fuzz_target!(|data: &[u8]| {
-    let v = replay::run(data);
+    let v = replay::run(data, std::time::Instant::now());
     assert!(v.is_empty(), "engine invariant broken: {v:#?}");
 });

@@ -180,9 +180,10 @@ impl Wire {
 
 /// Runs the steps through two fresh lab borders, then a quiet time longer than every timer
 /// (dialog idle 2 h, Timer C, lingering, transactions); returns every invariant broken.
-pub fn run_steps(steps: &[Step]) -> Vec<Violation> {
+/// `start` is the simulated clock's origin (this module reads no clock).
+pub fn run_steps(steps: &[Step], start: Instant) -> Vec<Violation> {
     let mut w = Wire {
-        now: Instant::now(),
+        now: start,
         borders: [
             Border::new(lab("operator-a.toml"), 1),
             Border::new(lab("operator-b.toml"), 2),
@@ -209,7 +210,7 @@ pub fn run_steps(steps: &[Step]) -> Vec<Violation> {
     w.violations
 }
 
-/// [`decode`] then [`run_steps`]: what the fuzz target runs on every input.
-pub fn run(data: &[u8]) -> Vec<Violation> {
-    run_steps(&decode(data))
+/// [`decode`] then [`run_steps`]: what the fuzz target runs on every input, from `start`.
+pub fn run(data: &[u8], start: Instant) -> Vec<Violation> {
+    run_steps(&decode(data), start)
 }

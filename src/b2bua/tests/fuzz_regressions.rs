@@ -3,12 +3,13 @@
 
 use super::{addr, Sim};
 use crate::b2bua::replay::{self, Step};
+use std::time::Instant;
 
 const ENGINE_76CDEE1D: &[u8] = include_bytes!("../../../fuzz/regressions/engine-76cdee1d.bin");
 
 #[test]
 fn engine_76cdee1d_replays_clean() {
-    let v = replay::run(ENGINE_76CDEE1D);
+    let v = replay::run(ENGINE_76CDEE1D, Instant::now());
     assert!(v.is_empty(), "{v:#?}");
 }
 
@@ -66,6 +67,6 @@ fn peer_via_echoed_in_a_400_is_not_a_leak() {
         text.contains("127.0.10.2:5060;branch=z9hG4bKhome"),
         "{text}"
     );
-    let v = replay::run_steps(&[Step::IntoBFromA(bad.as_bytes().to_vec())]);
+    let v = replay::run_steps(&[Step::IntoBFromA(bad.as_bytes().to_vec())], Instant::now());
     assert!(v.is_empty(), "{v:#?}");
 }
