@@ -12,7 +12,6 @@
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -28,13 +27,7 @@ fn addr(s: &str) -> SocketAddr {
     s.parse().expect("bench address")
 }
 
-fn lab(name: &str) -> Arc<config::Config> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("policies/lab")
-        .join(name);
-    // The engine alone, without transports: the interconnect as plain UDP.
-    Arc::new(config::load(&path).expect("lab config loads").plain_udp())
-}
+use palisade::b2bua::replay::lab;
 
 struct Wire {
     /// The shard of both borders this wire drives, and the number of shards.

@@ -20,7 +20,6 @@
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -36,12 +35,9 @@ fn addr(s: &str) -> SocketAddr {
 }
 
 fn lab(name: &str) -> config::Config {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("policies/lab")
-        .join(name);
-    // The engine alone, without transports: the interconnect as plain UDP. No policy limit
-    // stands in the way of the load: the bench measures state, not admission.
-    let mut c = config::load(&path).expect("lab config loads").plain_udp();
+    // The engine alone (`replay::lab`). No policy limit stands in the way of the load: the
+    // bench measures state, not admission.
+    let mut c = (*palisade::b2bua::replay::lab(name)).clone();
     c.sip.max_calls = usize::MAX;
     for p in c.realms.iter_mut().flat_map(|r| r.peers.iter_mut()) {
         (p.max_cps, p.max_rps) = (0, 0);

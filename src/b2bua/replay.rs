@@ -29,7 +29,10 @@ const HOME_SIDE: [&str; 2] = ["127.0.10.2", "127.0.40.2"];
 /// At most this many records of the input are used (keeps one run short).
 const MAX_RECORDS: usize = 32;
 
-fn lab(name: &str) -> Arc<config::Config> {
+/// A lab configuration (`policies/lab/NAME`) for an engine alone, without transports: the
+/// interconnect as plain UDP. The one loader of this harness, the engine's unit tests and the
+/// in-memory benches.
+pub fn lab(name: &str) -> Arc<config::Config> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("policies/lab")
         .join(name);

@@ -15,13 +15,7 @@ use crate::transaction::Flow;
 const CORE_A: &str = "127.0.10.1:5060";
 const CORE_B: &str = "127.0.40.1:5060";
 
-fn lab(name: &str) -> Arc<config::Config> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("policies/lab")
-        .join(name);
-    // The engine alone, without transports: the interconnect as plain UDP.
-    Arc::new(config::load(&path).expect("lab config loads").plain_udp())
-}
+use super::replay::lab;
 
 fn addr(s: &str) -> SocketAddr {
     s.parse().expect("test address")
