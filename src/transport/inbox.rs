@@ -52,6 +52,12 @@ impl Admission {
         self.threshold_us.store(micros(delay), Ordering::Relaxed);
     }
 
+    /// Whether any shard is behind: the per-datagram check, before the Call-ID is looked for.
+    fn any_over(&self) -> bool {
+        let t = self.threshold_us.load(Ordering::Relaxed);
+        t > 0 && self.delay_us.iter().any(|d| d.load(Ordering::Relaxed) > t)
+    }
+
     fn over(&self, shard: usize) -> bool {
         let t = self.threshold_us.load(Ordering::Relaxed);
         t > 0
@@ -133,7 +139,11 @@ impl Inbox {
     /// Whether the shard `bytes` steers to is behind by more than the admission threshold:
     /// the caller then asks [`admission_answer`] (a parse, paid only under overload).
     pub fn behind(&self, bytes: &[u8]) -> bool {
-        !self.shards.is_empty() && self.admission.over(self.shard_of(bytes))
+        // Steering scans for the Call-ID: done here only while some shard is behind (the
+        // route scans it again then), never for every datagram of a border keeping up.
+        !self.shards.is_empty()
+            && self.admission.any_over()
+            && self.admission.over(self.shard_of(bytes))
     }
 
     fn route(&self, ev: &Received) -> &mpsc::Sender<Received> {
