@@ -17,5 +17,6 @@ CONF="${ANCHOR_CONFIG:-benches/anchor.toml}"
 [ -x "$BENCH/run-sip-cps.sh" ] || { echo "no shared bench at $BENCH (set BENCH)"; exit 2; }
 variants=("$@")
 ((${#variants[@]})) || variants=(plain)
-export PROXY_START_HOOK="exec $BIN run --config $CONF"
+# The open-files limit of the systemd unit (LimitNOFILE=1048576): four relay sockets per call.
+export PROXY_START_HOOK="ulimit -n 1048576 2>/dev/null; exec $BIN run --config $CONF"
 exec "$BENCH/run-sip-cps.sh" "${variants[@]}" external

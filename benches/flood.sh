@@ -36,6 +36,9 @@ if [ "${FLOOD_NETNS:-1}" = 1 ] && [ "$(id -u)" = 0 ]; then
     exit $rc
 fi
 ROOT=$PWD
+# As the systemd unit does (LimitNOFILE=1048576): every call holds four relay sockets, and a
+# shell's usual limit would cap the border at a few thousand calls (it then refuses with 503).
+ulimit -n 1048576 2>/dev/null || true
 BENCH="$(cd "${BENCH:-../shared/bench}" && pwd)"
 BIN="${PALISADE_BIN:-target/release/palisade}"
 CONF="${ANCHOR_CONFIG:-benches/anchor.toml}"

@@ -90,6 +90,11 @@ pub(super) fn describe(c: &Config) -> String {
     );
     let _ = writeln!(o, "extensions = {}", list(s.extensions.iter().cloned()));
     let _ = writeln!(o, "kernel_filter = {}", s.kernel_filter);
+    let _ = writeln!(
+        o,
+        "kernel_filter_learned_hold_s = {}",
+        s.kernel_filter_learned_hold.as_secs()
+    );
     let m = &c.media;
     let _ = writeln!(o, "\n[media]");
     let _ = writeln!(o, "kernel = {}", m.kernel);

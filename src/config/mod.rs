@@ -188,6 +188,10 @@ pub struct SipSettings {
     /// to a peer realm's SIP ports from any address that is not one of its partners (UDP, and
     /// TCP SYNs), counting them. Needs CAP_NET_ADMIN and `nft`.
     pub kernel_filter: bool,
+    /// A partner address a DNS lookup gave joins the kernel filter's allow set for the DNS
+    /// TTL of that answer, but at least this long after the last lookup that gave it (a
+    /// partner reconnects from its border's address later than a short TTL would say).
+    pub kernel_filter_learned_hold: Duration,
 }
 
 impl Default for SipSettings {
@@ -216,6 +220,7 @@ impl Default for SipSettings {
             dialog_idle_timeout: Duration::from_secs(7_200),
             extensions: DEFAULT_EXTENSIONS.iter().map(|s| s.to_string()).collect(),
             kernel_filter: false,
+            kernel_filter_learned_hold: Duration::from_secs(300),
         }
     }
 }

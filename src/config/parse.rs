@@ -153,6 +153,7 @@ const SIP_KEYS: &[&str] = &[
     "reconnect_backoff_max_s",
     "dialog_idle_timeout_s",
     "kernel_filter",
+    "kernel_filter_learned_hold_s",
     "extensions",
 ];
 const REALM_KEYS: &[&str] = &[

@@ -218,6 +218,7 @@ impl DnsResolver {
                 "DNS answer from the cache"
             );
             trace.query(name, kind, &Ok(records.clone()), Some(left));
+            trace.lasts(left);
             return Ok(records);
         }
         let result = self.ask(set, name, kind).await;
@@ -241,6 +242,7 @@ impl DnsResolver {
                 if let Ok(mut c) = self.cache.lock() {
                     c.insert(Instant::now(), key, answer, ttl);
                 }
+                trace.lasts(ttl);
                 Ok(records)
             }
             Err(e) => {

@@ -12,6 +12,9 @@ use prometheus::{
 use crate::b2bua::{EndedBy, Event, Origin, RejectReason};
 use crate::sip::Method;
 
+/// The tables of `palisade_engine_entries`, in the order of `Border::held_state`.
+pub const ENGINE_TABLES: [&str; 4] = ["sessions", "dialogs", "pending", "transactions"];
+
 pub struct Metrics {
     registry: Registry,
     requests: IntCounterVec,
@@ -32,6 +35,8 @@ pub struct Metrics {
     pub sessions_active: IntGauge,
     /// `Border::held_bytes` of each engine, by shard index (refreshed every second).
     pub engine_held_bytes: IntGaugeVec,
+    /// `Border::held_state` of each engine: entries by shard and table ([`ENGINE_TABLES`]).
+    pub engine_entries: IntGaugeVec,
     pub draining: IntGauge,
     pub media_flows: IntGaugeVec,
     /// DNS queries (`type`: naptr, srv, a, aaaa; `result`: records, none, error) and cache
@@ -234,6 +239,15 @@ impl Metrics {
         )
         .expect("valid");
         reg(Box::new(engine_held_bytes.clone()));
+        let engine_entries = IntGaugeVec::new(
+            Opts::new(
+                "palisade_engine_entries",
+                "Entries an engine holds, by shard and table: sessions (ended ones linger 64*T1), dialogs (and other indexes), pending lookups, transactions (refreshed every second)",
+            ),
+            &["shard", "table"],
+        )
+        .expect("valid");
+        reg(Box::new(engine_entries.clone()));
         let draining = IntGauge::new(
             "palisade_draining",
             "1 while the border drains before a stop",
@@ -320,6 +334,7 @@ impl Metrics {
             tls_connections,
             sessions_active,
             engine_held_bytes,
+            engine_entries,
             draining,
             media_flows,
             dns_lookups,

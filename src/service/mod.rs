@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::config::{Config, ConfigErrors};
-use crate::routing::{LookupId, LookupRequest, LookupResult};
+use crate::routing::LookupRequest;
 use crate::transport::{Inbox, Received, Transports};
 
 /// How often relay events (a flow latched both ways) and kernel counters reports are collected;
@@ -35,19 +35,56 @@ const MEDIA_POLL: Duration = Duration::from_millis(50);
 const IDLE_CHECK: Duration = Duration::from_secs(1);
 
 /// Every relayed stream holds two sockets per component: lift the soft descriptor limit to the
-/// hard one so a busy border is not capped at the usual 1,024.
-fn raise_fd_limit() {
+/// hard one so a busy border is not capped at the usual 1,024. Returns the limit in force
+/// (`None` if it cannot be read).
+fn raise_fd_limit() -> Option<u64> {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
     };
     // SAFETY: getrlimit/setrlimit only read and write the struct passed by pointer.
     unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
-            lim.rlim_cur = lim.rlim_max;
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
-                tracing::warn!("cannot raise the open-files limit");
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return None;
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: lim.rlim_max,
+                rlim_max: lim.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                return Some(raised.rlim_cur);
             }
+            tracing::warn!("cannot raise the open-files limit");
+        }
+    }
+    Some(lim.rlim_cur)
+}
+
+/// Descriptors one audio call holds: RTP and RTCP sockets on each side of the relay.
+const FDS_PER_CALL: u64 = 4;
+
+/// Caps `[sip] max_calls` to what `fds` open files can carry, so a border at its descriptor
+/// limit refuses new calls with 503 (as at `max_calls`) instead of accepting calls whose relay
+/// ports cannot be opened. Signalling keeps a reserve: its listeners, the TCP/TLS connections
+/// `max_tcp_connections` allows, the admin and ng sockets (at most half of the limit). Returns
+/// the configured value when it was lowered.
+fn cap_calls_to_descriptors(cfg: &mut Config, fds: u64) -> Option<usize> {
+    let reserve = (64 + cfg.sip.max_tcp_connections as u64).min(fds / 2);
+    let fit = usize::try_from((fds - reserve) / FDS_PER_CALL)
+        .unwrap_or(usize::MAX)
+        .max(1);
+    (cfg.sip.max_calls > fit).then(|| std::mem::replace(&mut cfg.sip.max_calls, fit))
+}
+
+/// [`cap_calls_to_descriptors`] with the limit in force, logged when it lowers `max_calls`.
+fn fit_descriptors(cfg: &mut Config, fds: Option<u64>) {
+    if let Some(fds) = fds {
+        if let Some(asked) = cap_calls_to_descriptors(cfg, fds) {
+            tracing::warn!(
+                "[sip] max_calls {asked} lowered to {}: the open-files limit is {fds} and each call holds {FDS_PER_CALL} relay sockets (raise LimitNOFILE)",
+                cfg.sip.max_calls
+            );
         }
     }
 }
@@ -118,8 +155,9 @@ const HANGUP_GRACE: Duration = Duration::from_secs(4);
 /// The calls are carried by [`shard::count`] engines, each in its own task ([`shard::run`]);
 /// this loop coordinates them: it owns the connection table and the media plane, performs what
 /// the shards hand it, and handles signals, reloads, status and the drain.
-pub async fn run(cfg: Config, source: ConfigSource) -> anyhow::Result<()> {
-    raise_fd_limit();
+pub async fn run(mut cfg: Config, source: ConfigSource) -> anyhow::Result<()> {
+    let fds = raise_fd_limit();
+    fit_descriptors(&mut cfg, fds);
     let notify = notify::Notifier::from_env();
     let cfg = Arc::new(cfg);
     let count = shard::count(&cfg);
@@ -197,6 +235,8 @@ pub async fn run(cfg: Config, source: ConfigSource) -> anyhow::Result<()> {
     let mut watchdog = tokio::time::interval(watchdog_every.unwrap_or(Duration::from_secs(3600)));
     watchdog.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_idle_check = Instant::now();
+    // Whether the memory freed since the engines last held anything went back to the OS.
+    let mut given_back = true;
     let mut stop = Stop::Running;
     let sum =
         |f: fn(&shard::Gauges) -> usize| -> usize { shards.iter().map(|s| f(&s.gauges)).sum() };
@@ -205,6 +245,17 @@ pub async fn run(cfg: Config, source: ConfigSource) -> anyhow::Result<()> {
     // One series per shard, looked up once.
     let held_gauges: Vec<_> = (0..shards.len())
         .map(|i| m.engine_held_bytes.with_label_values(&[&i.to_string()]))
+        .collect();
+    let entry_gauges: Vec<Vec<_>> = (0..shards.len())
+        .map(|i| {
+            metrics::ENGINE_TABLES
+                .iter()
+                .map(|t| {
+                    m.engine_entries
+                        .with_label_values(&[i.to_string().as_str(), t])
+                })
+                .collect()
+        })
         .collect();
     loop {
         let mut stop_signal = false;
@@ -373,6 +424,22 @@ pub async fn run(cfg: Config, source: ConfigSource) -> anyhow::Result<()> {
             let held = s.gauges.held_bytes.load(Ordering::Relaxed);
             g.set(i64::try_from(held).unwrap_or(i64::MAX));
         }
+        let mut idle = true;
+        for (s, gs) in shards.iter().zip(&entry_gauges) {
+            for (n, g) in s.gauges.entries.iter().zip(gs) {
+                let n = n.load(Ordering::Relaxed);
+                idle &= n == 0;
+                g.set(i64::try_from(n).unwrap_or(i64::MAX));
+            }
+        }
+        // Once every engine is empty again, what the allocator keeps of a peak goes back to the
+        // OS (once per busy period): resident memory returns to where it started.
+        if !idle {
+            given_back = false;
+        } else if !given_back {
+            given_back = true;
+            process::give_back_memory();
+        }
         m.set_events_lost(
             shards
                 .iter()
@@ -412,12 +479,12 @@ fn perform(
     media: &mut media::MediaPlane,
     filter: Option<&kernel_filter::KernelFilter>,
 ) {
-    for (realm, addr, name) in &batch.expect {
-        transports.expect_partner(*realm, *addr, name);
+    for e in &batch.expect {
+        transports.expect_partner(e.realm, e.addr, &e.partner);
         // A partner DNS found connects to us from there too: its SYNs must pass the kernel
         // filter (over UDP/TCP a target must be one of its `sources`, already in the set).
         if let Some(f) = filter {
-            f.allow(*realm, addr.ip());
+            f.allow(e.realm, e.addr.ip(), e.ttl);
         }
     }
     for cmd in batch.media {
@@ -440,7 +507,7 @@ fn spawn_lookup(
     resolver: &Arc<dns::DnsResolver>,
     cfg: Arc<Config>,
     req: LookupRequest,
-    back: mpsc::UnboundedSender<(LookupId, LookupResult)>,
+    back: mpsc::UnboundedSender<shard::LookupAnswer>,
 ) {
     let resolver = resolver.clone();
     tokio::spawn(async move {
@@ -459,7 +526,7 @@ fn spawn_lookup(
                 tracing::info!(lookup = req.id.0, target = %req.target, status, "route lookup found no route")
             }
         }
-        let _ = back.send((req.id, result));
+        let _ = back.send((req.id, result, trace.ttl));
     });
 }
 
@@ -479,7 +546,10 @@ async fn reload(
     Option<(Arc<Config>, Vec<Vec<std::net::IpAddr>>)>,
 ) {
     let new = match source.load() {
-        Ok(c) => c,
+        Ok(mut c) => {
+            fit_descriptors(&mut c, raise_fd_limit());
+            c
+        }
         Err(errors) => {
             for e in &errors.0 {
                 tracing::error!("reload refused, the running configuration is kept: {e}");
@@ -575,5 +645,26 @@ async fn reload(
             );
             ("needs_restart", None)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The open-files limit bounds the calls: 20,000 descriptors with the default 1,024 TCP
+    /// connections carry 4,722 calls of four relay sockets; a limit that allows the configured
+    /// count leaves it alone; a tiny one still allows a call.
+    #[test]
+    fn max_calls_fits_the_descriptor_limit() {
+        let mut cfg = (*crate::b2bua::replay::lab("operator-a.toml")).clone();
+        cfg.sip.max_calls = 100_000;
+        assert_eq!(cap_calls_to_descriptors(&mut cfg, 20_000), Some(100_000));
+        assert_eq!(cfg.sip.max_calls, (20_000 - 64 - 1_024) / 4);
+        cfg.sip.max_calls = 10_000;
+        assert_eq!(cap_calls_to_descriptors(&mut cfg, 1_048_576), None);
+        assert_eq!(cfg.sip.max_calls, 10_000);
+        assert_eq!(cap_calls_to_descriptors(&mut cfg, 3), Some(10_000));
+        assert_eq!(cfg.sip.max_calls, 1);
     }
 }

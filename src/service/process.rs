@@ -1,6 +1,7 @@
 //! Process metrics under the names every Prometheus client uses (`process_resident_memory_bytes`,
 //! `process_open_fds`, `process_max_fds`, `process_cpu_seconds_total`,
-//! `process_start_time_seconds`), read from /proc/self at each scrape.
+//! `process_start_time_seconds`), read from /proc/self at each scrape; and [`give_back_memory`],
+//! which returns what the allocator keeps of a peak once the engines are idle.
 //!
 //! Why a reader of our own rather than the `prometheus` crate's `process` feature: that feature
 //! brings in `procfs` and its dependencies for five numbers that are three small files away,
@@ -87,6 +88,17 @@ fn max_open_files(s: &str) -> Option<u64> {
             .parse()
             .ok()
     })
+}
+
+/// Returns the free memory the allocator holds to the OS (glibc keeps freed chunks of a peak in
+/// its arenas, one per thread that allocated, and hands back only the top of each heap itself).
+/// Called when the engines have become idle; a no-op on other C libraries.
+pub fn give_back_memory() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only walks the allocator's own free lists; it takes the arena locks.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 #[cfg(test)]

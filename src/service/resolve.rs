@@ -16,6 +16,9 @@ pub struct Trace {
     pub targets: Vec<NextHop>,
     /// Whether to keep lines at all (the service's lookups keep none).
     pub keep: bool,
+    /// The shortest TTL of the answers the lookup used (`None`: it asked nothing, a static
+    /// route): how long what it found holds, e.g. a partner address in the kernel filter.
+    pub ttl: Option<Duration>,
 }
 
 impl Trace {
@@ -30,6 +33,11 @@ impl Trace {
         if self.keep {
             self.lines.push(line.to_string());
         }
+    }
+
+    /// One answer the lookup used was good for `ttl` (for a cached one: what it had left).
+    pub(super) fn lasts(&mut self, ttl: Duration) {
+        self.ttl = Some(self.ttl.map_or(ttl, |t| t.min(ttl)));
     }
 
     pub(super) fn query(

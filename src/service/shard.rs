@@ -57,12 +57,25 @@ pub enum Control {
     HangUpAll(oneshot::Sender<()>),
 }
 
+/// A TLS target a route lookup gave: who must answer there, and for how long DNS vouches for
+/// it (`None`: not from DNS).
+#[derive(Debug, Clone)]
+pub struct Expect {
+    pub realm: usize,
+    pub addr: SocketAddr,
+    pub partner: Arc<str>,
+    pub ttl: Option<Duration>,
+}
+
+/// What a lookup task hands back: the route (or status) and the shortest TTL it relied on.
+pub type LookupAnswer = (LookupId, LookupResult, Option<Duration>);
+
 /// What a shard hands the coordinator, in the order it must be performed.
 #[derive(Debug, Default)]
 pub struct Batch {
     pub shard: usize,
     /// TLS targets a route lookup gave, with the partner their certificate must prove.
-    pub expect: Vec<(usize, SocketAddr, Arc<str>)>,
+    pub expect: Vec<Expect>,
     pub media: Vec<MediaCommand>,
     pub hints: Vec<ConnectionHint>,
     pub transmits: Vec<Transmit>,
@@ -77,6 +90,9 @@ pub struct Gauges {
     /// `Border::held_bytes().total()`, refreshed once a second with the partners: it walks
     /// every session, which is too much to do after each message.
     pub held_bytes: AtomicUsize,
+    /// `Border::held_state`, refreshed with `held_bytes`: entries per table, in the order of
+    /// [`crate::service::metrics::ENGINE_TABLES`].
+    pub entries: [AtomicUsize; 4],
     /// Batches sent to the coordinator and not yet performed.
     pub in_flight: AtomicUsize,
     /// The shard's partners, refreshed once a second.
@@ -118,7 +134,7 @@ pub fn engine(cfg: &Config, index: usize, count: usize, slices: usize) -> Border
 
 /// Drives one engine until the coordinator goes away.
 pub async fn run(mut p: Parts) {
-    let (lookup_tx, mut lookup_rx) = mpsc::unbounded_channel::<(LookupId, LookupResult)>();
+    let (lookup_tx, mut lookup_rx) = mpsc::unbounded_channel::<LookupAnswer>();
     let mut status_tick = tokio::time::interval(STATUS_EVERY);
     status_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -157,7 +173,7 @@ pub async fn run(mut p: Parts) {
                 }
             }
             _ = sleep => p.border.handle_timeout(Instant::now()),
-            Some((id, result)) = lookup_rx.recv() => {
+            Some((id, result, ttl)) = lookup_rx.recv() => {
                 // A TLS target DNS gave must prove the partner the route is for, not merely
                 // any partner of the realm: the transport learns who lives there first.
                 if let Ok(crate::routing::Route::Peer { realm, peer, targets, .. }) = &result {
@@ -165,7 +181,12 @@ pub async fn run(mut p: Parts) {
                     if let Some(name) = cfg.realms.get(*realm).and_then(|r| r.peers.get(*peer)) {
                         let name: Arc<str> = Arc::from(name.name.as_str());
                         for t in targets.iter().filter(|t| t.transport == Transport::Tls) {
-                            expect.push((*realm, t.addr, name.clone()));
+                            expect.push(Expect {
+                                realm: *realm,
+                                addr: t.addr,
+                                partner: name.clone(),
+                                ttl,
+                            });
                         }
                     }
                 }
@@ -199,6 +220,10 @@ pub async fn run(mut p: Parts) {
                     *g = partners;
                 }
                 p.gauges.held_bytes.store(p.border.held_bytes().total(), Ordering::Relaxed);
+                let (sessions, dialogs, pending, transactions) = p.border.held_state();
+                for (g, n) in p.gauges.entries.iter().zip([sessions, dialogs, pending, transactions]) {
+                    g.store(n, Ordering::Relaxed);
+                }
             }
         }
         drain_outputs(&mut p, expect, &lookup_tx);
@@ -208,8 +233,8 @@ pub async fn run(mut p: Parts) {
 /// Takes everything the engine produced after one input, in the engine's drain order.
 fn drain_outputs(
     p: &mut Parts,
-    expect: Vec<(usize, SocketAddr, Arc<str>)>,
-    lookups: &mpsc::UnboundedSender<(LookupId, LookupResult)>,
+    expect: Vec<Expect>,
+    lookups: &mpsc::UnboundedSender<LookupAnswer>,
 ) {
     let mut batch = Batch {
         shard: p.index,

@@ -5,12 +5,13 @@
 //!
 //! It also owns the admission stage in front of the shards' queues ([`Admission`]): each shard
 //! publishes how long its messages waited, and while that is over `[sip] admission_delay_ms`
-//! the UDP readers answer a new out-of-dialog INVITE themselves ([`admission_answer`]) instead
-//! of queueing it behind the backlog that makes the border refuse it.
+//! every reader, UDP datagram or TCP/TLS connection, answers a new out-of-dialog INVITE itself
+//! ([`Inbox::refuse`]) instead of queueing it behind the backlog that makes the border refuse it.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::mpsc::{self, error::SendError, error::TrySendError};
@@ -30,6 +31,10 @@ pub struct Admission {
     delay_us: Box<[AtomicU64]>,
     /// Zero: the stage is off.
     threshold_us: AtomicU64,
+    /// New INVITEs refused here since the last [`Admission::take_rejected`], by realm index.
+    /// A lock, not a counter per realm: it is taken only while refusing, i.e. under overload,
+    /// once per refused call, and the readers do not know how many realms there are.
+    rejected: Mutex<BTreeMap<usize, u64>>,
 }
 
 impl Admission {
@@ -37,7 +42,19 @@ impl Admission {
         Admission {
             delay_us: (0..shards.max(1)).map(|_| AtomicU64::new(0)).collect(),
             threshold_us: AtomicU64::new(0),
+            rejected: Mutex::new(BTreeMap::new()),
         }
+    }
+
+    /// New INVITEs refused since the last call, by realm index (for the metric).
+    pub fn take_rejected(&self) -> Vec<(usize, u64)> {
+        let mut m = self.rejected.lock().unwrap_or_else(|p| p.into_inner());
+        std::mem::take(&mut *m).into_iter().collect()
+    }
+
+    fn count_rejected(&self, realm: usize) {
+        let mut m = self.rejected.lock().unwrap_or_else(|p| p.into_inner());
+        *m.entry(realm).or_insert(0) += 1;
     }
 
     /// Shard `shard`'s queue delay now (the shard calls this for every message it takes).
@@ -137,13 +154,32 @@ impl Inbox {
     }
 
     /// Whether the shard `bytes` steers to is behind by more than the admission threshold:
-    /// the caller then asks [`admission_answer`] (a parse, paid only under overload).
-    pub fn behind(&self, bytes: &[u8]) -> bool {
+    /// only then is [`admission_answer`] asked (a parse, paid only under overload).
+    fn behind(&self, bytes: &[u8]) -> bool {
         // Steering scans for the Call-ID: done here only while some shard is behind (the
         // route scans it again then), never for every datagram of a border keeping up.
         !self.shards.is_empty()
             && self.admission.any_over()
             && self.admission.over(self.shard_of(bytes))
+    }
+
+    /// The admission stage for one message read on `realm` from `remote`: while the shard it
+    /// steers to is behind, a new out-of-dialog INVITE gets its 503 here (counted), and the
+    /// reader sends that instead of queueing the request. A datagram's answer goes to the
+    /// returned address; a stream's goes back over its own connection (RFC 3261 §18.2.2).
+    pub fn refuse(
+        &self,
+        realm: usize,
+        bytes: &[u8],
+        limits: &Limits,
+        remote: SocketAddr,
+    ) -> Option<(Vec<u8>, SocketAddr)> {
+        if !self.behind(bytes) {
+            return None;
+        }
+        let answer = admission_answer(bytes, limits, remote)?;
+        self.admission.count_rejected(realm);
+        Some(answer)
     }
 
     fn route(&self, ev: &Received) -> &mpsc::Sender<Received> {

@@ -159,13 +159,10 @@ impl Transports {
         self.events.admission().set_threshold(delay);
     }
 
-    /// New INVITEs the UDP admission stage refused since the last call, by realm index.
+    /// New INVITEs the admission stage refused since the last call (every transport), by
+    /// realm index.
     pub fn take_admission_rejected(&self) -> Vec<(usize, u64)> {
-        self.screens
-            .iter()
-            .map(|(ri, s)| (*ri, s.take_admission_rejected()))
-            .filter(|(_, n)| *n > 0)
-            .collect()
+        self.events.admission().take_rejected()
     }
 
     /// Binds every listener of the configuration; the events of all of them go to `events`.

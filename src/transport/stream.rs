@@ -1,6 +1,7 @@
 //! One stream connection, TCP or TLS: frames incoming messages by Content-Length, writes queued
 //! outgoing ones, answers CRLF keep-alive pings and, on connections this border opened, sends
-//! them (RFC 5626 §4.4.1). Also the plain TCP acceptor and connector.
+//! them (RFC 5626 §4.4.1), and refuses new calls itself while their shard is behind (the
+//! admission stage, [`Inbox::refuse`]). Also the plain TCP acceptor and connector.
 
 use super::Inbox;
 use std::collections::HashMap;
@@ -281,6 +282,15 @@ pub(super) async fn run<S>(
                             if msg.is_empty() {
                                 continue;
                             }
+                            // Admission: while the shard it steers to is behind, a new call is
+                            // refused here, over this connection, rather than after the queue.
+                            if let Some((resp, _)) = events.refuse(flow.realm, &msg, &cfg.limits, flow.remote) {
+                                if wr.write_all(&resp).await.is_err() || wr.flush().await.is_err() {
+                                    bad = true;
+                                    break;
+                                }
+                                continue;
+                            }
                             let ev = Received::Message { flow, bytes: msg, peer: peer.clone(), at: std::time::Instant::now() };
                             if events.send(ev).await.is_err() {
                                 bad = true;
@@ -313,4 +323,92 @@ pub(super) async fn run<S>(
         cfg.free_partner_slot(flow.realm, p);
     }
     let _ = events.send(Received::Closed { flow }).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> StreamCfg {
+        StreamCfg {
+            limits: Limits::default(),
+            idle: Duration::from_secs(30),
+            keepalive: Duration::ZERO,
+            handshake: Duration::from_secs(5),
+            max_connections: 16,
+            max_per_partner: 4,
+            max_per_source: 4,
+            partial_timeout: Duration::from_secs(5),
+            open: Arc::new(AtomicUsize::new(0)),
+            per_partner: Arc::new(Mutex::new(HashMap::new())),
+            per_source: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    fn request(method: &str, to_tag: &str, seq: u32) -> String {
+        format!(
+            "{method} sip:bob@127.0.0.1 SIP/2.0\r\n\
+             Via: SIP/2.0/TCP 127.0.0.1:5070;branch=z9hG4bKtcpadm{seq}\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:alice@127.0.0.1>;tag=a1\r\n\
+             To: <sip:bob@127.0.0.1>{to_tag}\r\nCall-ID: tcp-admission-{seq}\r\n\
+             CSeq: {seq} {method}\r\nContent-Length: 0\r\n\r\n"
+        )
+    }
+
+    /// Real TCP on loopback, the shard side driven through the `Admission` a shard publishes
+    /// to: while the shard is behind, a new INVITE is answered 503 + Retry-After over the
+    /// connection it came on and never queued (counted under the connection's realm); an
+    /// in-dialog request on the same connection is still queued.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn admission_refuses_a_new_invite_over_its_own_connection() {
+        let wait = Duration::from_secs(2);
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, mut rx) = mpsc::channel(16);
+        let inbox = Inbox::single(tx);
+        let admission = inbox.admission().clone();
+        admission.set_threshold(Duration::from_millis(5));
+        admission.publish(0, Duration::from_millis(50));
+        tokio::spawn(tcp_acceptor(3, listener, inbox, cfg()));
+
+        let mut c = TcpStream::connect(addr).await.unwrap();
+        let up = tokio::time::timeout(wait, rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(matches!(up, Received::Connected { .. }), "{up:?}");
+
+        c.write_all(request("INVITE", "", 1).as_bytes())
+            .await
+            .unwrap();
+        let mut got = Vec::new();
+        let mut chunk = [0u8; 4096];
+        while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = tokio::time::timeout(wait, c.read(&mut chunk))
+                .await
+                .expect("503 over the connection")
+                .unwrap();
+            assert!(n > 0, "connection closed instead of answering");
+            got.extend_from_slice(&chunk[..n]);
+        }
+        let resp = crate::sip::parse_message(&got, &Limits::default()).expect("parses");
+        assert_eq!(resp.status(), Some(503));
+        assert_eq!(resp.headers.get("Retry-After"), Some("2"));
+        assert_eq!(resp.headers.get("Call-ID"), Some("tcp-admission-1"));
+        assert!(resp.headers.get("Via").unwrap().contains("z9hG4bKtcpadm1"));
+        assert_eq!(admission.take_rejected(), vec![(3, 1)]);
+
+        let bye = request("BYE", ";tag=b1", 2);
+        c.write_all(bye.as_bytes()).await.unwrap();
+        let got = tokio::time::timeout(wait, rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        let Received::Message { bytes, flow, .. } = got else {
+            panic!("a message, got {got:?}")
+        };
+        assert_eq!(bytes, bye.as_bytes(), "in-dialog requests still queue");
+        assert_eq!(flow.realm, 3);
+        assert_eq!(admission.take_rejected(), vec![]);
+    }
 }

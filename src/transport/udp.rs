@@ -3,7 +3,7 @@
 //! realm's core nor one of its partners is counted and dropped at the cost of one set lookup,
 //! so a flood from unknown sources neither fills the engine's queue nor, by its depth, makes
 //! the border shed real calls as overloaded. While the shard a datagram steers to is behind,
-//! a new out-of-dialog INVITE is answered 503 here and never queued ([`super::Inbox::behind`]).
+//! a new out-of-dialog INVITE is answered 503 here and never queued ([`super::Inbox::refuse`]).
 
 use std::collections::HashSet;
 use std::io;
@@ -35,8 +35,6 @@ pub(super) fn socket(addr: SocketAddr) -> io::Result<UdpSocket> {
 pub struct Screen {
     allowed: RwLock<HashSet<IpAddr>>,
     dropped: AtomicU64,
-    /// New INVITEs the admission stage answered with 503 itself (never queued).
-    admission_rejected: AtomicU64,
 }
 
 impl Screen {
@@ -44,7 +42,6 @@ impl Screen {
         Screen {
             allowed: RwLock::new(allowed.into_iter().collect()),
             dropped: AtomicU64::new(0),
-            admission_rejected: AtomicU64::new(0),
         }
     }
 
@@ -68,11 +65,6 @@ impl Screen {
     pub fn take_dropped(&self) -> u64 {
         self.dropped.swap(0, Ordering::Relaxed)
     }
-
-    /// New INVITEs refused by the admission stage since the last call.
-    pub fn take_admission_rejected(&self) -> u64 {
-        self.admission_rejected.swap(0, Ordering::Relaxed)
-    }
 }
 
 pub(super) async fn reader(
@@ -91,14 +83,11 @@ pub(super) async fn reader(
                 // Admission: a shard that is behind refuses a new call here, at once, rather
                 // than after the queue it would wait in (the source is screened already, so
                 // strangers get no answer to reflect).
-                if events.behind(&buf[..n]) {
-                    if let Some((resp, to)) = super::admission_answer(&buf[..n], &limits, remote) {
-                        screen.admission_rejected.fetch_add(1, Ordering::Relaxed);
-                        if let Err(e) = sock.try_send_to(&resp, to) {
-                            tracing::debug!(remote = %to, "udp send failed: {e}");
-                        }
-                        continue;
+                if let Some((resp, to)) = events.refuse(realm, &buf[..n], &limits, remote) {
+                    if let Err(e) = sock.try_send_to(&resp, to) {
+                        tracing::debug!(remote = %to, "udp send failed: {e}");
                     }
+                    continue;
                 }
                 let flow = Flow {
                     realm,
@@ -183,6 +172,7 @@ mod tests {
         let (tx, mut rx) = tokio::sync::mpsc::channel(16);
         let inbox = Inbox::single(tx);
         let admission = inbox.admission().clone();
+        let counted = admission.clone();
         admission.set_threshold(std::time::Duration::from_millis(5));
         admission.publish(0, std::time::Duration::from_millis(50));
         let limits = Limits::default();
@@ -202,7 +192,7 @@ mod tests {
         assert_eq!(resp.headers.get("CSeq"), Some("1 INVITE"));
         assert!(resp.headers.get("Via").unwrap().contains("z9hG4bKadm1"));
         assert!(resp.headers.get("To").unwrap().contains(";tag="));
-        assert_eq!(screen.take_admission_rejected(), 1);
+        assert_eq!(counted.take_rejected(), vec![(0, 1)]);
 
         // Everything else still queues, in order, while the shard is behind.
         let queued = [
@@ -226,7 +216,7 @@ mod tests {
             };
             assert_eq!(bytes, m.as_bytes());
         }
-        assert_eq!(screen.take_admission_rejected(), 0);
+        assert_eq!(counted.take_rejected(), vec![]);
 
         // Caught up: a new INVITE is the engine's again.
         admission.publish(0, std::time::Duration::ZERO);

@@ -100,6 +100,9 @@ pub(super) fn sip_settings(cx: &mut Ctx, root: &Tab) -> SipSettings {
     if let Some(v) = t.boolean(cx, "kernel_filter") {
         s.kernel_filter = v;
     }
+    if let Some(v) = t.int(cx, "kernel_filter_learned_hold_s", 1, S) {
+        s.kernel_filter_learned_hold = Duration::from_secs(v.v);
+    }
     s
 }
 

@@ -6,8 +6,10 @@
 //! own every second, so the drive loop never waits for `nft`.
 //!
 //! Addresses a partner's route resolves to through DNS join the partner's realm's set as the
-//! lookups give them ([`KernelFilter::allow`]); they stay until the instance stops (kept over a
-//! reload), not only for their TTL.
+//! lookups give them ([`KernelFilter::allow`]); each stays for its answer's DNS TTL, at least
+//! `[sip] kernel_filter_learned_hold_s` after the last lookup that gave it (kept over a reload),
+//! and the counter thread deletes it once that has passed. Established connections are never
+//! cut by that: the chain only looks at SYNs and datagrams.
 //!
 //! The user-space check stays: whatever the kernel lets through is still classified by the
 //! engine, so a filter that could not be installed costs protection, not correctness.
@@ -18,7 +20,7 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use prometheus::IntCounterVec;
 
@@ -31,6 +33,8 @@ const READ_EVERY: Duration = Duration::from_secs(1);
 
 pub struct KernelFilter {
     rules: Arc<Mutex<FilterRules>>,
+    /// `[sip] kernel_filter_learned_hold_s`, replaced on reload.
+    hold: Mutex<Duration>,
     stop: Arc<AtomicBool>,
     reader: Option<JoinHandle<()>>,
 }
@@ -71,6 +75,7 @@ impl KernelFilter {
         };
         Some(KernelFilter {
             rules,
+            hold: Mutex::new(cfg.sip.kernel_filter_learned_hold),
             stop,
             reader,
         })
@@ -79,6 +84,7 @@ impl KernelFilter {
     /// A reload: the partners' addresses are replaced in one transaction (what DNS gave is
     /// kept); the counters go on.
     pub fn reload(&self, cfg: &Config) {
+        *self.hold.lock().unwrap_or_else(|p| p.into_inner()) = cfg.sip.kernel_filter_learned_hold;
         let mut new = FilterRules::from_config(cfg);
         let mut rules = self.rules.lock().unwrap_or_else(|p| p.into_inner());
         new.keep_learned(&rules);
@@ -88,15 +94,18 @@ impl KernelFilter {
         }
     }
 
-    /// A partner's route in realm `realm` resolved to `ip` through DNS: it joins the realm's
-    /// set. New addresses only (a lookup per call would otherwise run `nft` per call), and on a
-    /// thread of its own, so the drive loop never waits for `nft`.
-    pub fn allow(&self, realm: usize, ip: IpAddr) {
+    /// A partner's route in realm `realm` resolved to `ip` through DNS, valid for `ttl` (`None`:
+    /// not from DNS, kept for good): it joins the realm's set until the TTL or the configured
+    /// hold, whichever is longer, has passed. New addresses only run `nft` (a lookup per call
+    /// would otherwise run it per call), on a thread of its own, so the drive loop never waits.
+    pub fn allow(&self, realm: usize, ip: IpAddr, ttl: Option<Duration>) {
+        let hold = *self.hold.lock().unwrap_or_else(|p| p.into_inner());
+        let until = ttl.map(|t| Instant::now() + t.max(hold));
         let script = self
             .rules
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .learn(realm, ip);
+            .learn(realm, ip, until);
         if let Some(script) = script {
             let spawned = std::thread::Builder::new()
                 .name("sip-filter-learn".into())
@@ -124,8 +133,26 @@ impl KernelFilter {
     }
 }
 
+/// Every second: the drop counters into the metric, and the learned addresses whose time ran
+/// out out of the sets.
 fn read_counters(rules: &Mutex<FilterRules>, stop: &AtomicBool, dropped: &IntCounterVec) {
     while !stop.load(Ordering::Relaxed) {
+        let due = rules
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .expire(Instant::now());
+        if let Some(script) = due {
+            match nft::script(&script) {
+                Ok(()) => tracing::info!(
+                    "kernel SIP filter: DNS-found partner addresses expired: {}",
+                    script.trim()
+                ),
+                Err(e) => tracing::error!(
+                    "kernel SIP filter: expired addresses not removed: {}",
+                    why(e)
+                ),
+            }
+        }
         let table = rules
             .lock()
             .unwrap_or_else(|p| p.into_inner())

@@ -5,9 +5,10 @@
 //! UDP datagrams and TCP SYNs. Established TCP/TLS connections and Palisade's own outgoing
 //! connections (their answers come to an ephemeral port) are never touched.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 use std::net::IpAddr;
+use std::time::Instant;
 
 use crate::config::{Config, Listen, RealmKind, Transport};
 
@@ -29,16 +30,20 @@ pub struct RealmFilter {
     /// identifiers.
     pub id: String,
     pub listen: Vec<Listen>,
+    /// What the set holds: the configured addresses and the learned ones.
     pub allowed: BTreeSet<IpAddr>,
+    /// The addresses the configuration names (never expired).
+    pub configured: BTreeSet<IpAddr>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FilterRules {
     pub table: String,
     pub realms: Vec<RealmFilter>,
-    /// Addresses partners' routes resolved to through DNS, by realm index ([`Self::learn`]):
-    /// in the sets too, and carried over a reload ([`Self::keep_learned`]).
-    pub learned: BTreeSet<(usize, IpAddr)>,
+    /// Addresses partners' routes resolved to through DNS, by realm index ([`Self::learn`]),
+    /// with when they leave the set again (`None`: never): in the sets too, carried over a
+    /// reload ([`Self::keep_learned`]) and removed by [`Self::expire`].
+    pub learned: BTreeMap<(usize, IpAddr), Option<Instant>>,
 }
 
 impl FilterRules {
@@ -62,6 +67,7 @@ impl FilterRules {
                     realm: r.name.clone(),
                     id: format!("r{i}"),
                     listen: r.listen.clone(),
+                    configured: allowed.clone(),
                     allowed,
                 }
             })
@@ -69,33 +75,68 @@ impl FilterRules {
         FilterRules {
             table: table_name(&cfg.name),
             realms,
-            learned: BTreeSet::new(),
+            learned: BTreeMap::new(),
         }
     }
 
     /// An address a partner's route in realm `realm` resolved to through DNS: a partner found
     /// that way connects to us from it too (a TLS partner has no `sources` to list it; the
-    /// certificate decides who it is), so its SYNs must not be dropped. Returns the script
-    /// adding it to the realm's set, `None` when it is there already or the realm has no set.
-    pub fn learn(&mut self, realm: usize, ip: IpAddr) -> Option<String> {
+    /// certificate decides who it is), so its SYNs must not be dropped. It stays until
+    /// `until` (`None`: for good); a later lookup giving it again only moves that later.
+    /// Returns the script adding it to the realm's set, `None` when it is there already or the
+    /// realm has no set.
+    pub fn learn(&mut self, realm: usize, ip: IpAddr, until: Option<Instant>) -> Option<String> {
         let id = format!("r{realm}");
         let r = self.realms.iter_mut().find(|r| r.id == id)?;
-        self.learned.insert((realm, ip));
+        let kept = self.learned.entry((realm, ip)).or_insert(until);
+        *kept = match (*kept, until) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            _ => None,
+        };
         if !r.allowed.insert(ip) {
             return None;
         }
-        let fam = if ip.is_ipv6() { "v6" } else { "v4" };
         Some(format!(
-            "add element inet {} {id}_{fam} {{ {ip} }}\n",
-            self.table
+            "add element inet {} {id}_{} {{ {ip} }}\n",
+            self.table,
+            family(ip)
         ))
     }
 
+    /// Forgets the learned addresses whose time ran out by `now`: the script deleting them
+    /// from their sets (one transaction), `None` when nothing is due. An address the
+    /// configuration also names stays in the set.
+    pub fn expire(&mut self, now: Instant) -> Option<String> {
+        let due: Vec<(usize, IpAddr)> = self
+            .learned
+            .iter()
+            .filter(|(_, until)| until.is_some_and(|t| t <= now))
+            .map(|(k, _)| *k)
+            .collect();
+        let mut script = String::new();
+        for (realm, ip) in due {
+            self.learned.remove(&(realm, ip));
+            let id = format!("r{realm}");
+            let Some(r) = self.realms.iter_mut().find(|r| r.id == id) else {
+                continue;
+            };
+            if !r.configured.contains(&ip) && r.allowed.remove(&ip) {
+                let _ = writeln!(
+                    script,
+                    "delete element inet {} {id}_{} {{ {ip} }}",
+                    self.table,
+                    family(ip)
+                );
+            }
+        }
+        (!script.is_empty()).then_some(script)
+    }
+
     /// Carries what DNS gave over to the rules of a reloaded configuration (a lookup answered
-    /// from the cache would not give it again soon).
+    /// from the cache would not give it again soon), each with the time it had left.
     pub fn keep_learned(&mut self, old: &FilterRules) {
-        for &(realm, ip) in &old.learned {
-            let _ = self.learn(realm, ip);
+        for (&(realm, ip), &until) in &old.learned {
+            let _ = self.learn(realm, ip, until);
         }
     }
 
@@ -158,6 +199,14 @@ impl FilterRules {
             .iter()
             .find(|r| r.id == id)
             .map(|r| r.realm.as_str())
+    }
+}
+
+fn family(ip: IpAddr) -> &'static str {
+    if ip.is_ipv6() {
+        "v6"
+    } else {
+        "v4"
     }
 }
 
@@ -285,15 +334,75 @@ mod tests {
         let ip: IpAddr = "192.0.2.77".parse().unwrap();
         let t = rules.table.clone();
         assert_eq!(
-            rules.learn(peer, ip).as_deref(),
+            rules.learn(peer, ip, None).as_deref(),
             Some(format!("add element inet {t} r{peer}_v4 {{ 192.0.2.77 }}\n").as_str())
         );
-        assert_eq!(rules.learn(peer, ip), None);
-        assert_eq!(rules.learn(home, ip), None, "the home realm has no set");
+        assert_eq!(rules.learn(peer, ip, None), None);
+        assert_eq!(
+            rules.learn(home, ip, None),
+            None,
+            "the home realm has no set"
+        );
         assert!(rules.elements().contains("192.0.2.77"));
         let mut reloaded = FilterRules::from_config(&cfg);
         assert!(!reloaded.elements().contains("192.0.2.77"));
         reloaded.keep_learned(&rules);
         assert!(reloaded.elements().contains("192.0.2.77"));
+    }
+
+    /// A learned address leaves the set when its time runs out, not before; a later lookup
+    /// moves that time on (never back); an address the configuration names is never deleted;
+    /// a reload keeps each learned address's time.
+    #[test]
+    fn learned_addresses_expire_and_configured_ones_stay() {
+        let cfg = lab();
+        let mut rules = FilterRules::from_config(&cfg);
+        let peer = cfg
+            .realms
+            .iter()
+            .position(|r| r.kind == RealmKind::Peer)
+            .unwrap();
+        let t0 = Instant::now();
+        let s = std::time::Duration::from_secs;
+        let (a, b): (IpAddr, IpAddr) =
+            ("192.0.2.1".parse().unwrap(), "2001:db8::2".parse().unwrap());
+        let configured = *rules.realms[0]
+            .configured
+            .iter()
+            .next()
+            .expect("lab partner");
+        assert!(rules.learn(peer, a, Some(t0 + s(10))).is_some());
+        assert!(rules.learn(peer, b, Some(t0 + s(5))).is_some());
+        assert!(
+            rules.learn(peer, configured, Some(t0 + s(1))).is_none(),
+            "in the set already"
+        );
+        assert_eq!(rules.learn(peer, a, Some(t0 + s(2))), None);
+        assert_eq!(
+            rules.learned[&(peer, a)],
+            Some(t0 + s(10)),
+            "never moved back"
+        );
+        assert_eq!(rules.expire(t0), None);
+        // The configured address's learned time runs out without touching the set.
+        let tbl = rules.table.clone();
+        assert_eq!(
+            rules.expire(t0 + s(5)).as_deref(),
+            Some(format!("delete element inet {tbl} r{peer}_v6 {{ 2001:db8::2 }}\n").as_str())
+        );
+        assert!(rules.realms[0].allowed.contains(&configured));
+        assert!(!rules.elements().contains("2001:db8::2"));
+        let mut reloaded = FilterRules::from_config(&cfg);
+        reloaded.keep_learned(&rules);
+        assert_eq!(reloaded.learned[&(peer, a)], Some(t0 + s(10)));
+        assert!(reloaded.learn(peer, a, Some(t0 + s(20))).is_none());
+        assert_eq!(
+            reloaded.expire(t0 + s(10)),
+            None,
+            "moved on by the later lookup"
+        );
+        assert!(reloaded.expire(t0 + s(20)).is_some());
+        assert!(!reloaded.elements().contains("192.0.2.1"));
+        assert!(reloaded.learned.is_empty());
     }
 }
