@@ -148,8 +148,9 @@ pub struct SipSettings {
     /// and the engine (the queue delay: load measured, whatever the message mix). Default T1:
     /// a peer waiting longer starts retransmitting, which only adds to the load.
     pub overload_delay: Duration,
-    /// The admission stage ahead of the engines: while a shard's queue delay is over this, the
-    /// UDP readers answer a new out-of-dialog INVITE steering to it with 503 + Retry-After
+    /// The admission stage ahead of the engines: while a shard's queue delay (or a datagram's
+    /// own wait in the socket buffer) is over this, the readers (UDP, TCP, TLS) answer a new
+    /// out-of-dialog INVITE steering to it with 503 + Retry-After
     /// themselves, statelessly, and never queue it, so the refusal does not wait behind the
     /// backlog it is about. Zero turns it off (then only the engine sheds, `overload_delay`).
     pub admission_delay: Duration,

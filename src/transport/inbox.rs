@@ -4,7 +4,8 @@
 //! handshake) to the service's coordinating loop, which owns the connection table.
 //!
 //! It also owns the admission stage in front of the shards' queues ([`Admission`]): each shard
-//! publishes how long its messages waited, and while that is over `[sip] admission_delay_ms`
+//! publishes how long its messages waited (a datagram's wait counted from the kernel's arrival
+//! stamp, so its time in the socket buffer too), and while that is over `[sip] admission_delay_ms`
 //! every reader, UDP datagram or TCP/TLS connection, answers a new out-of-dialog INVITE itself
 //! ([`Inbox::refuse`]) instead of queueing it behind the backlog that makes the border refuse it.
 
@@ -163,8 +164,9 @@ impl Inbox {
             && self.admission.over(self.shard_of(bytes))
     }
 
-    /// The admission stage for one message read on `realm` from `remote`: while the shard it
-    /// steers to is behind, a new out-of-dialog INVITE gets its 503 here (counted), and the
+    /// The admission stage for one message read on `realm` from `remote` after it `waited` in
+    /// the socket's own buffer: while that wait or the queue delay of the shard it steers to is
+    /// over the threshold, a new out-of-dialog INVITE gets its 503 here (counted), and the
     /// reader sends that instead of queueing the request. A datagram's answer goes to the
     /// returned address; a stream's goes back over its own connection (RFC 3261 §18.2.2).
     pub fn refuse(
@@ -173,8 +175,11 @@ impl Inbox {
         bytes: &[u8],
         limits: &Limits,
         remote: SocketAddr,
+        waited: Duration,
     ) -> Option<(Vec<u8>, SocketAddr)> {
-        if !self.behind(bytes) {
+        let t = self.admission.threshold_us.load(Ordering::Relaxed);
+        let late = t > 0 && micros(waited) > t;
+        if !late && !self.behind(bytes) {
             return None;
         }
         let answer = admission_answer(bytes, limits, remote)?;

@@ -284,7 +284,7 @@ pub(super) async fn run<S>(
                             }
                             // Admission: while the shard it steers to is behind, a new call is
                             // refused here, over this connection, rather than after the queue.
-                            if let Some((resp, _)) = events.refuse(flow.realm, &msg, &cfg.limits, flow.remote) {
+                            if let Some((resp, _)) = events.refuse(flow.realm, &msg, &cfg.limits, flow.remote, Duration::ZERO) {
                                 if wr.write_all(&resp).await.is_err() || wr.flush().await.is_err() {
                                     bad = true;
                                     break;

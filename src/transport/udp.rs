@@ -7,11 +7,14 @@
 
 use std::collections::HashSet;
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6};
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use socket2::{Domain, Protocol, Socket, Type};
+use tokio::io::Interest;
 use tokio::net::UdpSocket;
 
 use super::{Inbox, Received};
@@ -25,6 +28,20 @@ pub(super) fn socket(addr: SocketAddr) -> io::Result<UdpSocket> {
     // silently take over the first one's signalling.
     // Bursts of retransmissions must not be dropped by a small default buffer.
     let _ = sock.set_recv_buffer_size(4 << 20);
+    // The kernel stamps each datagram as it arrives: how long it then waited in this buffer is
+    // part of the queue delay the admission stage judges (a 4 MiB buffer holds seconds of a
+    // flood that the shards' own queues never see).
+    let on: libc::c_int = 1;
+    // SAFETY: a valid socket and option value of the size passed.
+    unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_TIMESTAMPNS,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
     sock.set_nonblocking(true)?;
     sock.bind(&addr.into())?;
     UdpSocket::from_std(sock.into())
@@ -77,13 +94,16 @@ pub(super) async fn reader(
     // One byte more than the cap, so an oversized datagram is seen as such, not truncated.
     let mut buf = vec![0u8; limits.max_message_size.saturating_add(1).max(2048)];
     loop {
-        match sock.recv_from(&mut buf).await {
-            Ok((_, remote)) if !screen.admits(remote.ip()) => {}
-            Ok((n, remote)) => {
+        let got = sock
+            .async_io(Interest::READABLE, || recv_stamped(&sock, &mut buf))
+            .await;
+        match got {
+            Ok((_, remote, _)) if !screen.admits(remote.ip()) => {}
+            Ok((n, remote, waited)) => {
                 // Admission: a shard that is behind refuses a new call here, at once, rather
                 // than after the queue it would wait in (the source is screened already, so
                 // strangers get no answer to reflect).
-                if let Some((resp, to)) = events.refuse(realm, &buf[..n], &limits, remote) {
+                if let Some((resp, to)) = events.refuse(realm, &buf[..n], &limits, remote, waited) {
                     if let Err(e) = sock.try_send_to(&resp, to) {
                         tracing::debug!(remote = %to, "udp send failed: {e}");
                     }
@@ -98,7 +118,10 @@ pub(super) async fn reader(
                     flow,
                     bytes: buf[..n].to_vec(),
                     peer: None,
-                    at: std::time::Instant::now(),
+                    // When it arrived, so the shard's measure includes the socket's wait.
+                    at: Instant::now()
+                        .checked_sub(waited)
+                        .unwrap_or_else(Instant::now),
                 };
                 if events.send(ev).await.is_err() {
                     return;
@@ -109,6 +132,65 @@ pub(super) async fn reader(
                 tracing::debug!("udp receive error: {e}");
             }
         }
+    }
+}
+
+/// One datagram: its length, source and how long it waited in the socket buffer (from the
+/// kernel's `SO_TIMESTAMPNS` stamp; zero when there is none).
+fn recv_stamped(sock: &UdpSocket, buf: &mut [u8]) -> io::Result<(usize, SocketAddr, Duration)> {
+    // SAFETY: zeroed C structs are valid for recvmsg to fill; every pointer in `msg` points at
+    // a live local of the size given; the cmsg walk stays within `control` (CMSG_* macros).
+    unsafe {
+        let mut addr: libc::sockaddr_storage = std::mem::zeroed();
+        let mut iov = libc::iovec {
+            iov_base: buf.as_mut_ptr().cast(),
+            iov_len: buf.len(),
+        };
+        let mut control = [0u64; 8];
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_name = (&mut addr as *mut libc::sockaddr_storage).cast();
+        msg.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = std::mem::size_of_val(&control) as _;
+        let n = libc::recvmsg(sock.as_raw_fd(), &mut msg, 0);
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let remote = match i32::from(addr.ss_family) {
+            libc::AF_INET => {
+                let a = &*(&addr as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>();
+                SocketAddr::new(
+                    IpAddr::V4(Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr))),
+                    u16::from_be(a.sin_port),
+                )
+            }
+            libc::AF_INET6 => {
+                let a = &*(&addr as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>();
+                SocketAddr::V6(SocketAddrV6::new(
+                    Ipv6Addr::from(a.sin6_addr.s6_addr),
+                    u16::from_be(a.sin6_port),
+                    a.sin6_flowinfo,
+                    a.sin6_scope_id,
+                ))
+            }
+            _ => return Err(io::Error::other("datagram from an unknown address family")),
+        };
+        let mut waited = Duration::ZERO;
+        let mut c = libc::CMSG_FIRSTHDR(&msg);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_TIMESTAMPNS {
+                let ts = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<libc::timespec>());
+                let stamped = Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32);
+                let now = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .unwrap_or_default();
+                waited = now.saturating_sub(stamped);
+            }
+            c = libc::CMSG_NXTHDR(&msg, c);
+        }
+        Ok((n as usize, remote, waited))
     }
 }
 
@@ -217,6 +299,28 @@ mod tests {
             assert_eq!(bytes, m.as_bytes());
         }
         assert_eq!(counted.take_rejected(), vec![]);
+
+        // An INVITE that waited in the socket's buffer beyond the threshold is refused too, even
+        // while the shard keeps up: the kernel's arrival stamp says how long it sat there.
+        admission.publish(0, std::time::Duration::ZERO);
+        let late_sock = Arc::new(socket("127.0.0.1:0".parse().unwrap()).unwrap());
+        let late_to = late_sock.local_addr().unwrap();
+        let (ltx, mut lrx) = tokio::sync::mpsc::channel(16);
+        let late_inbox = Inbox::single(ltx);
+        late_inbox
+            .admission()
+            .set_threshold(std::time::Duration::from_millis(5));
+        ua.send_to(request("INVITE", "", 7).as_bytes(), late_to)
+            .unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let late_counted = late_inbox.admission().clone();
+        tokio::spawn(reader(0, late_sock, late_inbox, limits, screen.clone()));
+        let (n, _) = ua.recv_from(&mut buf).expect("503 for the late INVITE");
+        let resp = crate::sip::parse_message(&buf[..n], &limits).expect("parses");
+        assert_eq!(resp.status(), Some(503));
+        assert_eq!(resp.headers.get("Call-ID"), Some("admission-7"));
+        assert_eq!(late_counted.take_rejected(), vec![(0, 1)]);
+        assert!(lrx.try_recv().is_err(), "never queued");
 
         // Caught up: a new INVITE is the engine's again.
         admission.publish(0, std::time::Duration::ZERO);
