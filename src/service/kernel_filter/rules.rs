@@ -268,6 +268,11 @@ mod tests {
         crate::config::load(&dir.join("operator-a.toml")).expect("lab config loads")
     }
 
+    /// The index of the lab's realm of that kind.
+    fn realm_of(cfg: &Config, kind: RealmKind) -> usize {
+        cfg.realms.iter().position(|r| r.kind == kind).unwrap()
+    }
+
     #[test]
     fn peer_realm_listeners_drop_everyone_but_partners() {
         let cfg = lab();
@@ -321,16 +326,8 @@ mod tests {
     fn dns_found_addresses_join_the_set_and_survive_a_reload() {
         let cfg = lab();
         let mut rules = FilterRules::from_config(&cfg);
-        let peer = cfg
-            .realms
-            .iter()
-            .position(|r| r.kind == RealmKind::Peer)
-            .unwrap();
-        let home = cfg
-            .realms
-            .iter()
-            .position(|r| r.kind == RealmKind::Home)
-            .unwrap();
+        let peer = realm_of(&cfg, RealmKind::Peer);
+        let home = realm_of(&cfg, RealmKind::Home);
         let ip: IpAddr = "192.0.2.77".parse().unwrap();
         let t = rules.table.clone();
         assert_eq!(
@@ -357,11 +354,7 @@ mod tests {
     fn learned_addresses_expire_and_configured_ones_stay() {
         let cfg = lab();
         let mut rules = FilterRules::from_config(&cfg);
-        let peer = cfg
-            .realms
-            .iter()
-            .position(|r| r.kind == RealmKind::Peer)
-            .unwrap();
+        let peer = realm_of(&cfg, RealmKind::Peer);
         let t0 = Instant::now();
         let s = std::time::Duration::from_secs;
         let (a, b): (IpAddr, IpAddr) =
